@@ -1,0 +1,69 @@
+/*
+ * crossentropy.c — softmax + cross-entropy loss over the vocabulary on the CPU.
+ *
+ * Shapes (letters defined in ops.h):
+ *   losses: (B,T)   logits, dlogits: (B,T,Vp)   targets: (B,T) in [0,V)
+ * Only the first V of the Vp columns of each row are real; the padding columns are ignored
+ * by the forward and receive a zero gradient.
+ *   loss = logsumexp(logits[0:V]) - logits[target]
+ *   dlogits = (softmax(logits[0:V]) - onehot(target)) * dloss
+ * Gradient convention: the exception to ops.h's rule — crossentropy_backward WRITES dlogits
+ * (=), it does not accumulate. dloss is the gradient of the objective w.r.t. each position's
+ * loss (e.g. 1/(B*T) for a mean), the same for all positions.
+ *
+ * The max-shifted exponentials are summed in double; rows are independent (parallel).
+ * dlogits may alias logits (each element is read before it is written).
+ */
+#include <math.h>
+
+#include "cpu_ops.h"
+
+// ----------------------------------------------------------------------------
+// helpers
+
+static float row_max(const float *x, int V) {
+    float m = -INFINITY;
+    for (int i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+// ----------------------------------------------------------------------------
+// forward
+
+llm_status cpu_crossentropy_forward(float *losses, const float *logits, const int32_t *targets,
+                                    int B, int T, int V, int Vp) {
+    const long long BT = (long long)B * T;
+#pragma omp parallel for
+    for (long long r = 0; r < BT; r++) {
+        const float *x = logits + (size_t)r * Vp;
+        const float m = row_max(x, V);
+        double s = 0.0;
+        for (int i = 0; i < V; i++) s += expf(x[i] - m);
+        losses[r] = (float)(log(s) + (double)m - (double)x[targets[r]]);
+    }
+    return LLM_OK;
+}
+
+// ----------------------------------------------------------------------------
+// backward
+
+llm_status cpu_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
+                                     float dloss, int B, int T, int V, int Vp) {
+    const long long BT = (long long)B * T;
+#pragma omp parallel for
+    for (long long r = 0; r < BT; r++) {
+        const float *x = logits + (size_t)r * Vp;
+        float *dx = dlogits + (size_t)r * Vp;
+        float m = row_max(x, V);
+        double s = 0.0;
+        for (int i = 0; i < V; i++) { // keep the exponentials: they are the unnormalised softmax
+            dx[i] = expf(x[i] - m);
+            s += dx[i];
+        }
+        const float scale = (float)(1.0 / s) * dloss;
+        for (int i = 0; i < V; i++) dx[i] *= scale;
+        dx[targets[r]] -= dloss;
+        for (int i = V; i < Vp; i++) dx[i] = 0.0f;
+    }
+    return LLM_OK;
+}

@@ -1,0 +1,56 @@
+/*
+ * gpt2.h — the model's internal state, shared by gpt2.c (math driver) and checkpoint.c (files).
+ * Not a public header: callers use llmpy.h.
+ */
+#ifndef LLMPY_GPT2_H
+#define LLMPY_GPT2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "llmpy.h"
+#include "ops.h"
+
+// Reference-counted backend memory (activations that Python may still be viewing).
+// Not thread-safe: one model is driven by one thread at a time (the bindings hold the GIL
+// whenever they take or drop a reference).
+struct llm_block {
+    int refs;
+    void *ptr;
+    size_t bytes;
+    const llm_ops *ops;
+};
+
+struct llm_model {
+    llm_config cfg;
+    const llm_ops *ops;
+    char device[16];
+
+    // parameters, gradients and AdamW moments: one contiguous buffer each, 16 tensors in
+    // llm.c order; sizes[i] counts elements (wte with Vp rows).
+    size_t sizes[LLM_NUM_TENSORS];
+    size_t offsets[LLM_NUM_TENSORS];
+    size_t total;     // elements in each of params/grads/m/v
+    float *params;
+    float *grads;
+    float *m, *v;     // allocated on the first step()
+    int64_t t;        // AdamW steps taken
+    int has_grad;     // a backward() ran since the last zero_grad()/creation
+
+    // activations of the last forward, sized for act_BT / act_T (grown on demand)
+    llm_block *act;   // inputs, targets, per-layer activations
+    llm_block *out;   // logits (B,T,Vp) then losses (B,T): what Python views
+    float *scratch;   // backward-only buffers, allocated on first backward
+    size_t scratch_bytes;
+    int B, T;         // shape of the last forward (0 = none yet)
+    int has_targets;  // the last forward had targets
+    float loss;       // mean loss of the last forward with targets
+};
+
+// Allocates the model (parameters zero, grads zero) for a checked configuration.
+llm_status gpt2_alloc(llm_model **out, const llm_config *cfg, const char *device);
+// Tensor i's shape in the model-file layout (wte with Vp rows).
+int gpt2_tensor_shape(const llm_config *cfg, int i, int64_t shape[3]);
+extern const char *const gpt2_tensor_names[LLM_NUM_TENSORS];
+
+#endif // LLMPY_GPT2_H

@@ -1,0 +1,134 @@
+/*
+ * llmpy.h — the public C API of the llmpy GPT-2 engine.
+ *
+ * Everything a caller (the Python bindings, the train_gpt2 binary, the C tests) needs:
+ * an opaque model, its configuration, status codes and the last error message.
+ *
+ * Rules of the API
+ *  - No function exits or aborts on bad input: it returns an llm_status != LLM_OK and
+ *    llm_last_error() returns a human-readable message (thread-local).
+ *  - Sizes are int64_t/size_t; token ids are int32_t.
+ *  - The model owns its buffers. Pointers returned by llm_model_tensor() stay valid for the
+ *    model's lifetime. Activation views (llm_model_logits/losses) hold a reference on the
+ *    activation block, released with llm_block_release(), so they survive re-allocation.
+ */
+#ifndef LLMPY_H
+#define LLMPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ----------------------------------------------------------------------------
+// status codes and errors
+
+typedef enum llm_status {
+    LLM_OK = 0,
+    LLM_EINVAL = 1,       // bad argument (shape, range, value)
+    LLM_EIO = 2,          // file could not be opened, read or written
+    LLM_EFORMAT = 3,      // file exists but has the wrong magic/version/size
+    LLM_ENOMEM = 4,       // allocation failed
+    LLM_ESTATE = 5,       // call out of order (backward before forward, step before backward)
+    LLM_EUNSUPPORTED = 6, // feature/backend not built or not supported
+    LLM_EBACKEND = 7,     // backend failure (CUDA, MPI, ...)
+} llm_status;
+
+// Message describing the most recent failure on this thread ("" if none).
+const char *llm_last_error(void);
+// Short name of a status code ("LLM_EINVAL", ...).
+const char *llm_status_name(llm_status s);
+
+// ----------------------------------------------------------------------------
+// configuration
+
+typedef struct llm_config {
+    int n_layer;           // L
+    int n_head;            // NH
+    int n_embd;            // C, divisible by n_head
+    int vocab_size;        // V
+    int block_size;        // maxT
+    int padded_vocab_size; // Vp >= V; 0 on input means "round V up to a multiple of 128"
+} llm_config;
+
+// Validates cfg and fills padded_vocab_size when 0.
+llm_status llm_config_check(llm_config *cfg);
+
+// ----------------------------------------------------------------------------
+// the model
+
+typedef struct llm_model llm_model;
+
+// device: "cpu" (other backends report LLM_EUNSUPPORTED until built).
+// GPT-2 init: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2*L), biases 0, LN weights 1.
+llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, uint64_t seed);
+// Reads an llm.c model file (version 3 = fp32, 5 = bf16).
+llm_status llm_model_load(llm_model **out, const char *path, const char *device);
+// Writes an llm.c fp32 model file (version 3) atomically (temp file + rename).
+llm_status llm_model_save(const llm_model *m, const char *path);
+void llm_model_free(llm_model *m);
+
+llm_config llm_model_config(const llm_model *m);
+// Number of real parameters (wte counted with V rows, not Vp): what PyTorch reports.
+int64_t llm_model_num_parameters(const llm_model *m);
+const char *llm_model_device(const llm_model *m);
+
+// Forward pass on idx (B,T). With targets (B,T) computes per-position losses and *loss (mean);
+// targets may be NULL (inference), then *loss is left untouched and backward() is refused.
+llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets, int B, int T, float *loss);
+// Sets every parameter gradient to zero.
+llm_status llm_zero_grad(llm_model *m);
+// Backward of (loss_scale * mean loss) of the last forward; parameter gradients accumulate (+=).
+llm_status llm_backward(llm_model *m, float loss_scale);
+// One AdamW step (t increments). grad_clip <= 0 disables clipping. *norm receives the global
+// gradient norm before clipping. Weight decay applies to 2-D tensors only.
+llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps, float weight_decay,
+                    float grad_clip, float *norm);
+// Number of AdamW steps taken so far.
+int64_t llm_model_steps(const llm_model *m);
+
+// ----------------------------------------------------------------------------
+// tensors: the 16 GPT-2 parameter tensors in llm.c order
+
+#define LLM_NUM_TENSORS 16
+
+typedef struct llm_tensor {
+    const char *name;   // "wte", "wpe", "ln1w", ...
+    float *data;        // parameter values (host memory on the CPU backend)
+    float *grad;        // its gradient
+    int ndim;           // 1..3
+    int64_t shape[3];   // visible shape (wte: (V, C) — the padding rows are hidden)
+    int64_t row_stride; // elements between rows of the first dim (for wte: C, rows are contiguous)
+} llm_tensor;
+
+llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *out);
+// Name of tensor i ("wte", ...), NULL when out of range.
+const char *llm_tensor_name(int i);
+
+// Reference-counted block behind activation views.
+typedef struct llm_block llm_block;
+void llm_block_release(llm_block *b);
+
+// Logits of the last forward: data points at (B,T,Vp) floats; callers show the first V of each row.
+// On success *block holds a reference the caller must release.
+llm_status llm_model_logits(llm_model *m, float **data, int *B, int *T, int *V, int *Vp, llm_block **block);
+// Per-position losses (B,T) of the last forward with targets.
+llm_status llm_model_losses(llm_model *m, float **data, int *B, int *T, llm_block **block);
+
+// ----------------------------------------------------------------------------
+// runtime
+
+void llm_set_num_threads(int n);
+int llm_get_num_threads(void);
+// Static build description: compiler, OpenMP, backends.
+const char *llm_build_compiler(void);
+int llm_build_has_openmp(void);
+int llm_build_has_cuda(void);
+int llm_build_has_mpi(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif // LLMPY_H

@@ -1,0 +1,48 @@
+"""llmpy: GPT-2 training with a C/CUDA core and a thin Python package.
+
+>>> import numpy as np, llmpy
+>>> m = llmpy.GPT2(llmpy.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=16))
+>>> x = np.zeros((1, 8), dtype=np.int32)
+>>> round(m.forward(x, x), 1)  # about ln(64) at initialisation
+4.2
+
+Importing has no side effects: no threads are started and nothing is read or downloaded.
+"""
+
+from __future__ import annotations
+
+from . import _C
+from .model import GPT2, GPT2Config
+
+__version__: str = _C.build_info()["version"]
+
+#: File-format constants (magic numbers, versions), read from csrc/formats.h via the C module.
+formats: dict = dict(_C.formats)
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of OpenMP threads the CPU backend uses (default: all available cores)."""
+    if int(n) < 1:
+        raise ValueError(f"number of threads must be >= 1, got {n}")
+    _C.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """Number of OpenMP threads the CPU backend will use."""
+    return _C.get_num_threads()
+
+
+def build_info() -> dict:
+    """What this build of llmpy contains.
+
+    >>> info = llmpy.build_info()
+    >>> sorted(info)
+    ['backends', 'compiler', 'cuda', 'mpi', 'num_threads', 'openmp', 'version']
+    """
+    info = dict(_C.build_info())
+    info["num_threads"] = _C.get_num_threads()
+    info["backends"] = ["cpu"] + [name for name in ("cuda", "mpi") if info[name]]
+    return info
+
+
+__all__ = ["GPT2", "GPT2Config", "build_info", "formats", "get_num_threads", "set_num_threads"]

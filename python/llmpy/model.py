@@ -1,0 +1,165 @@
+"""The GPT-2 model: a Python handle on the C engine (csrc/gpt2.c).
+
+Python checks what numpy can check cheaply (array rank, dtype, contiguity) and turns friendly
+inputs into what the C API takes; the C core checks everything again (token ranges, sizes) and
+does all the math. Errors come back as ValueError (bad input, bad file contents, calls out of
+order), OSError (files), MemoryError or NotImplementedError (backend not built).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from os import PathLike
+from typing import Optional, Union
+
+import numpy as np
+
+from . import _C
+
+TENSOR_NAMES: tuple = tuple(_C.TENSOR_NAMES)
+
+
+@dataclass(frozen=True)
+class GPT2Config:
+    """Shape of a GPT-2 model. Defaults are GPT-2 small (124M).
+
+    The vocabulary is padded internally to a multiple of 128 (50257 -> 50304); the padding rows
+    are never visible through the Python API.
+    """
+
+    n_layer: int = 12
+    n_head: int = 12
+    n_embd: int = 768
+    vocab_size: int = 50257
+    block_size: int = 1024
+
+
+def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
+    """Validates a (B, T) integer array and returns it as C-contiguous int32 (no copy if it is)."""
+    a = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (B, T) array of token ids, got shape {a.shape}")
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise ValueError(f"{name} must hold integer token ids, got dtype {a.dtype}")
+    if a.size == 0:
+        raise ValueError(f"{name} is an empty batch (shape {a.shape})")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+    if a.dtype != np.int32:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi >= vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{name} holds token id {bad}, outside [0, {vocab_size})")
+        a = a.astype(np.int32)
+    return a
+
+
+class GPT2:
+    """GPT-2 with its parameters, gradients, activations and AdamW state held by the C engine.
+
+    >>> cfg = GPT2Config(n_layer=2, n_head=3, n_embd=48, vocab_size=101, block_size=32)
+    >>> m = GPT2(cfg, device="cpu", seed=0)
+    >>> x = np.random.default_rng(0).integers(0, 101, size=(3, 17))
+    >>> loss = m.forward(x[:, :-1].copy(), x[:, 1:].copy())
+    >>> m.zero_grad(); m.backward(); norm = m.step(lr=1e-3, weight_decay=0.1, grad_clip=1.0)
+
+    Views: on the CPU, ``parameters()``, ``gradients()``, ``logits()`` and ``losses()`` return
+    numpy arrays that share memory with the engine (no copies). Parameter and gradient views are
+    valid as long as the model (they keep it alive); writing into ``parameters()`` changes the
+    model. ``logits()``/``losses()`` show the last forward's results and are overwritten by the
+    next ``forward()`` with the same or a smaller batch; after a larger batch they keep showing
+    the old (still valid, no longer updated) memory. Copy them to keep values across forwards.
+    """
+
+    def __init__(self, config: GPT2Config, device: str = "cpu", seed: int = 0, *, _handle=None):
+        if _handle is None:
+            if not isinstance(config, GPT2Config):
+                raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
+            if seed < 0:
+                raise ValueError(f"seed must be >= 0, got {seed}")
+            _handle = _C.Model.create(**asdict(config), device=device, seed=int(seed))
+        self._m = _handle
+        c = _handle.config
+        self.config = GPT2Config(c["n_layer"], c["n_head"], c["n_embd"], c["vocab_size"], c["block_size"])
+
+    # -- files -----------------------------------------------------------------
+
+    @classmethod
+    def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu") -> "GPT2":
+        """Loads an llm.c model file (version 3 = fp32 or 5 = bf16)."""
+        return cls(None, _handle=_C.Model.load(str(path), device))
+
+    def save(self, path: Union[str, PathLike]) -> None:
+        """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename)."""
+        self._m.save(str(path))
+
+    # -- training --------------------------------------------------------------
+
+    def forward(self, idx, targets=None) -> Optional[float]:
+        """Runs the model on idx (B, T); returns the mean cross-entropy loss when targets are given."""
+        V = self.config.vocab_size
+        idx = _tokens(idx, "idx", V)
+        if targets is not None:
+            targets = _tokens(targets, "targets", V)
+            if targets.shape != idx.shape:
+                raise ValueError(f"targets shape {targets.shape} must equal idx shape {idx.shape}")
+        return self._m.forward(idx, targets)
+
+    __call__ = forward
+
+    def logits(self) -> np.ndarray:
+        """float32 (B, T, vocab_size) logits of the last forward (a view, see the class docstring)."""
+        return self._m.logits()
+
+    def losses(self) -> np.ndarray:
+        """float32 (B, T) per-position losses of the last forward with targets (a view)."""
+        return self._m.losses()
+
+    def zero_grad(self) -> None:
+        """Sets all gradients to zero. Gradients otherwise accumulate across backward() calls."""
+        self._m.zero_grad()
+
+    def backward(self, loss_scale: float = 1.0) -> None:
+        """Adds the gradient of ``loss_scale * loss`` (of the last forward) to the gradients."""
+        self._m.backward(float(loss_scale))
+
+    def step(self, lr: float, beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
+             weight_decay: float = 0.0, grad_clip: Optional[float] = None) -> float:
+        """One AdamW step (PyTorch semantics); weight decay on 2-D tensors only.
+
+        Gradients are first clipped to a global norm of ``grad_clip`` when it is given.
+        Returns the global gradient norm before clipping.
+        """
+        clip = 0.0 if grad_clip is None else float(grad_clip)
+        if grad_clip is not None and clip <= 0.0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
+        return self._m.step(float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), clip)
+
+    # -- tensors ---------------------------------------------------------------
+
+    def parameters(self) -> dict:
+        """name -> float32 view of each of the 16 tensors (llm.c names and shapes)."""
+        return {name: self._m.tensor(i) for i, name in enumerate(TENSOR_NAMES)}
+
+    def gradients(self) -> dict:
+        """name -> float32 view of each gradient, same names and shapes as parameters()."""
+        return {name: self._m.grad(i) for i, name in enumerate(TENSOR_NAMES)}
+
+    @property
+    def num_parameters(self) -> int:
+        """Number of parameters (vocabulary padding excluded), as PyTorch counts them."""
+        return self._m.num_parameters
+
+    @property
+    def device(self) -> str:
+        return self._m.device
+
+    @property
+    def steps(self) -> int:
+        """AdamW steps taken so far."""
+        return self._m.steps
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"GPT2(n_layer={c.n_layer}, n_head={c.n_head}, n_embd={c.n_embd}, vocab_size={c.vocab_size}, "
+                f"block_size={c.block_size}, params={self.num_parameters:,}, device='{self.device}')")

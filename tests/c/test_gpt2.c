@@ -1,0 +1,282 @@
+/*
+ * test_gpt2.c — checks the llmpy C core against the PyTorch oracle (dev/train_gpt2.py).
+ *
+ * The oracle writes a model file and a debug-state file (inputs, targets, logits, loss and
+ * the gradients of all 16 parameter tensors for one forward/backward). This program loads the
+ * same model through the public C API, runs forward and backward on the same batch and
+ * compares every quantity:
+ *   logits     max |diff| <= 1e-4 (first V columns of each Vp-wide row)
+ *   loss       |diff| / |ref| <= 1e-5
+ *   gradients  ||g - g_ref|| / ||g_ref|| <= 1e-4 per tensor (sums in double)
+ * It prints one line per check and exits non-zero on any failure or API error.
+ *
+ * Run (from the repository root, after building the CMake target test_gpt2):
+ *   python dev/train_gpt2.py --n-layer 2 --n-head 3 --n-embd 48 --vocab-size 101 \
+ *       --block-size 32 --batch 3 --seq 17 --seed 0 --model-out /tmp/m.bin --state-out /tmp/s.bin
+ *   ./build/test_gpt2 /tmp/m.bin /tmp/s.bin
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "formats.h"
+#include "llmpy.h"
+
+#define LOGITS_ATOL 1e-4
+#define LOSS_RTOL 1e-5
+#define GRAD_RTOL 1e-4
+
+// ----------------------------------------------------------------------------
+// the debug state written by the oracle
+
+typedef struct state {
+    int B, T;
+    int32_t *x;      // (B,T)
+    int32_t *y;      // (B,T)
+    float *logits;   // (B,T,V)
+    float loss;      // mean cross-entropy
+    float *grads;    // all 16 gradients in model-file layout (wte: (Vp,C))
+    size_t n_grads;  // number of floats in grads
+} state;
+
+static void state_free(state *s) {
+    free(s->x);
+    free(s->y);
+    free(s->logits);
+    free(s->grads);
+    memset(s, 0, sizeof(*s));
+}
+
+static int read_exact(FILE *f, void *dst, size_t size, size_t count, const char *path,
+                      const char *what) {
+    if (fread(dst, size, count, f) != count) {
+        fprintf(stderr, "%s: truncated while reading %s\n", path, what);
+        return 0;
+    }
+    return 1;
+}
+
+// Number of floats of all 16 gradients in model-file layout (wte with Vp rows).
+static int grads_numel(llm_model *m, const llm_config *cfg, size_t *out) {
+    size_t total = 0;
+    for (int i = 0; i < LLM_NUM_TENSORS; i++) {
+        llm_tensor t;
+        if (llm_model_tensor(m, i, &t) != LLM_OK) {
+            fprintf(stderr, "llm_model_tensor(%d): %s\n", i, llm_last_error());
+            return 0;
+        }
+        size_t n = i == 0 ? (size_t)cfg->padded_vocab_size : (size_t)t.shape[0]; // wte: Vp rows
+        for (int d = 1; d < t.ndim; d++) n *= (size_t)t.shape[d];
+        total += n;
+    }
+    *out = total;
+    return 1;
+}
+
+// Reads and validates the state file; returns 1 on success.
+static int state_read(state *s, const char *path, llm_model *m, const llm_config *cfg) {
+    memset(s, 0, sizeof(*s));
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        perror(path);
+        return 0;
+    }
+    int ok = 0;
+    int32_t header[LLM_HEADER_INTS];
+    if (!read_exact(f, header, sizeof(int32_t), LLM_HEADER_INTS, path, "the header")) goto done;
+    if (header[0] != LLM_STATE_MAGIC) {
+        fprintf(stderr, "%s: bad magic %d (expected %d); not a debug-state file\n", path, header[0],
+                LLM_STATE_MAGIC);
+        goto done;
+    }
+    if (header[1] != LLM_STATE_VERSION) {
+        fprintf(stderr, "%s: state version %d, expected %d; regenerate it with dev/train_gpt2.py\n",
+                path, header[1], LLM_STATE_VERSION);
+        goto done;
+    }
+    s->B = header[2];
+    s->T = header[3];
+    if (s->B <= 0 || s->T <= 0 || s->T > cfg->block_size) {
+        fprintf(stderr, "%s: bad B=%d, T=%d (block_size %d)\n", path, s->B, s->T, cfg->block_size);
+        goto done;
+    }
+    size_t BT = (size_t)s->B * (size_t)s->T;
+    size_t n_logits = BT * (size_t)cfg->vocab_size;
+    if (!grads_numel(m, cfg, &s->n_grads)) goto done;
+
+    // the file must be exactly header + payload: catches a state written for another model
+    size_t expected = sizeof(int32_t) * LLM_HEADER_INTS +
+                      sizeof(int32_t) * 2 * BT + sizeof(float) * (n_logits + 1 + s->n_grads);
+    if (fseek(f, 0, SEEK_END) != 0) {
+        perror(path);
+        goto done;
+    }
+    long size = ftell(f);
+    if (size < 0 || (size_t)size != expected) {
+        fprintf(stderr, "%s: size %ld bytes, expected %zu for B=%d T=%d and this model\n", path,
+                size, expected, s->B, s->T);
+        goto done;
+    }
+    if (fseek(f, (long)(sizeof(int32_t) * LLM_HEADER_INTS), SEEK_SET) != 0) {
+        perror(path);
+        goto done;
+    }
+
+    s->x = malloc(BT * sizeof(int32_t));
+    s->y = malloc(BT * sizeof(int32_t));
+    s->logits = malloc(n_logits * sizeof(float));
+    s->grads = malloc(s->n_grads * sizeof(float));
+    if (!s->x || !s->y || !s->logits || !s->grads) {
+        fprintf(stderr, "out of memory reading %s\n", path);
+        goto done;
+    }
+    if (!read_exact(f, s->x, sizeof(int32_t), BT, path, "inputs")) goto done;
+    if (!read_exact(f, s->y, sizeof(int32_t), BT, path, "targets")) goto done;
+    if (!read_exact(f, s->logits, sizeof(float), n_logits, path, "logits")) goto done;
+    if (!read_exact(f, &s->loss, sizeof(float), 1, path, "loss")) goto done;
+    if (!read_exact(f, s->grads, sizeof(float), s->n_grads, path, "gradients")) goto done;
+    ok = 1;
+done:
+    fclose(f);
+    if (!ok) state_free(s);
+    return ok;
+}
+
+// ----------------------------------------------------------------------------
+// checks
+
+static int report(const char *name, double max_abs, double rel, int pass) {
+    printf("%-10s max|diff| %.3e  rel %.3e  %s\n", name, max_abs, rel, pass ? "OK" : "FAIL");
+    return pass;
+}
+
+static int check_logits(llm_model *m, const state *s, const llm_config *cfg) {
+    float *data = NULL;
+    int B = 0, T = 0, V = 0, Vp = 0;
+    llm_block *block = NULL;
+    if (llm_model_logits(m, &data, &B, &T, &V, &Vp, &block) != LLM_OK) {
+        fprintf(stderr, "llm_model_logits: %s\n", llm_last_error());
+        return 0;
+    }
+    int pass = 1;
+    if (B != s->B || T != s->T || V != cfg->vocab_size || Vp < V) {
+        fprintf(stderr, "logits have shape (%d,%d,%d) padded %d, expected (%d,%d,%d)\n", B, T, V,
+                Vp, s->B, s->T, cfg->vocab_size);
+        pass = 0;
+    } else {
+        double max_abs = 0.0, diff2 = 0.0, ref2 = 0.0;
+        for (size_t bt = 0; bt < (size_t)B * (size_t)T; bt++) {
+            const float *row = data + bt * (size_t)Vp;
+            const float *ref = s->logits + bt * (size_t)V;
+            for (int v = 0; v < V; v++) {
+                double d = (double)row[v] - (double)ref[v];
+                if (!(fabs(d) <= max_abs)) max_abs = isnan(d) ? INFINITY : fabs(d);
+                diff2 += d * d;
+                ref2 += (double)ref[v] * ref[v];
+            }
+        }
+        double rel = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+        pass = report("logits", max_abs, rel, max_abs <= LOGITS_ATOL);
+    }
+    llm_block_release(block);
+    return pass;
+}
+
+static int check_loss(float loss, const state *s) {
+    double d = fabs((double)loss - (double)s->loss);
+    double rel = s->loss != 0.0f ? d / fabs((double)s->loss) : d;
+    printf("loss       llmpy %.6f  oracle %.6f\n", loss, s->loss);
+    return report("loss", d, rel, rel <= LOSS_RTOL);
+}
+
+// Compares every parameter gradient with the oracle's (wte: the first V of its Vp rows).
+static int check_grads(llm_model *m, const state *s, const llm_config *cfg) {
+    int all = 1;
+    const float *ref = s->grads;
+    for (int i = 0; i < LLM_NUM_TENSORS; i++) {
+        llm_tensor t;
+        if (llm_model_tensor(m, i, &t) != LLM_OK) {
+            fprintf(stderr, "llm_model_tensor(%d): %s\n", i, llm_last_error());
+            return 0;
+        }
+        size_t rows = (size_t)t.shape[0], inner = 1;
+        for (int d = 1; d < t.ndim; d++) inner *= (size_t)t.shape[d];
+        size_t stride = t.row_stride > 0 ? (size_t)t.row_stride : inner;
+        size_t ref_rows = i == 0 ? (size_t)cfg->padded_vocab_size : rows;
+        double max_abs = 0.0, diff2 = 0.0, ref2 = 0.0;
+        for (size_t r = 0; r < rows; r++) {
+            const float *g = t.grad + r * stride;
+            const float *gr = ref + r * inner;
+            for (size_t j = 0; j < inner; j++) {
+                double d = (double)g[j] - (double)gr[j];
+                if (!(fabs(d) <= max_abs)) max_abs = isnan(d) ? INFINITY : fabs(d);
+                diff2 += d * d;
+                ref2 += (double)gr[j] * gr[j];
+            }
+        }
+        ref += ref_rows * inner;
+        double rel = ref2 > 0 ? sqrt(diff2 / ref2) : sqrt(diff2);
+        char label[32];
+        snprintf(label, sizeof(label), "d%s", t.name ? t.name : "?");
+        all &= report(label, max_abs, rel, rel <= GRAD_RTOL);
+    }
+    if ((size_t)(ref - s->grads) != s->n_grads) {
+        fprintf(stderr, "internal: walked %zu gradient floats of %zu\n", (size_t)(ref - s->grads),
+                s->n_grads);
+        return 0;
+    }
+    return all;
+}
+
+// ----------------------------------------------------------------------------
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s MODEL.bin STATE.bin\n"
+                        "  files from: python dev/train_gpt2.py ... --model-out MODEL.bin "
+                        "--state-out STATE.bin\n",
+                argv[0]);
+        return 2;
+    }
+    llm_model *m = NULL;
+    if (llm_model_load(&m, argv[1], "cpu") != LLM_OK) {
+        fprintf(stderr, "llm_model_load(%s): %s\n", argv[1], llm_last_error());
+        return 1;
+    }
+    llm_config cfg = llm_model_config(m);
+    printf("model: L=%d NH=%d C=%d V=%d Vp=%d maxT=%d, %lld parameters\n", cfg.n_layer, cfg.n_head,
+           cfg.n_embd, cfg.vocab_size, cfg.padded_vocab_size, cfg.block_size,
+           (long long)llm_model_num_parameters(m));
+
+    state s;
+    if (!state_read(&s, argv[2], m, &cfg)) {
+        llm_model_free(m);
+        return 1;
+    }
+    printf("state: B=%d T=%d\n", s.B, s.T);
+
+    int ok = 1;
+    float loss = NAN;
+    if (llm_forward(m, s.x, s.y, s.B, s.T, &loss) != LLM_OK) {
+        fprintf(stderr, "llm_forward: %s\n", llm_last_error());
+        ok = 0;
+        goto out;
+    }
+    ok &= check_logits(m, &s, &cfg);
+    ok &= check_loss(loss, &s);
+
+    if (llm_zero_grad(m) != LLM_OK || llm_backward(m, 1.0f) != LLM_OK) {
+        fprintf(stderr, "llm_zero_grad/llm_backward: %s\n", llm_last_error());
+        ok = 0;
+        goto out;
+    }
+    ok &= check_grads(m, &s, &cfg);
+
+out:
+    printf("%s\n", ok ? "ALL OK" : "FAILED");
+    state_free(&s);
+    llm_model_free(m);
+    return ok ? 0 : 1;
+}
