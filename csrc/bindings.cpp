@@ -21,7 +21,9 @@ extern "C" {
 
 namespace py = pybind11;
 
-void llmpy_register_ops(py::module_ &m); // bindings_ops.cpp
+void llmpy_register_ops(py::module_ &m);       // bindings_ops.cpp
+void llmpy_register_data(py::module_ &m);      // bindings_data.cpp
+void llmpy_register_tokenizer(py::module_ &m); // bindings_tokenizer.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -219,4 +221,8 @@ PYBIND11_MODULE(_C, mod) {
 
     py::module_ ops = mod.def_submodule("ops", "single ops of the CPU backend, for tests and development");
     llmpy_register_ops(ops);
+    py::module_ data = mod.def_submodule("data", "token shards and the C data loader");
+    llmpy_register_data(data);
+    py::module_ tok = mod.def_submodule("tokenizer", "BPE training hot loop and token decoding");
+    llmpy_register_tokenizer(tok);
 }

@@ -1,0 +1,4 @@
+/*
+ * dataloader.c — csrc/dataloader.c (token shards for the binary).
+ */
+#include "common.h"
