@@ -332,7 +332,7 @@ def load_params_llmc(model: GPT, params: dict[str, np.ndarray]) -> None:
         raise KeyError(f"load_params_llmc: missing tensors {missing}")
     for name, ps in _llmc_parameters(model).items():
         a = np.asarray(params[name])
-        if name == "wte" and a.ndim == 2 and a.shape[0] >= cfg.vocab_size:
+        if name == "wte" and a.ndim == 2 and a.shape[0] == cfg.padded_vocab_size:
             a = a[: cfg.vocab_size]
         if tuple(a.shape) != shapes[name]:
             raise ValueError(f"load_params_llmc: {name} has shape {a.shape}, expected {shapes[name]}")
