@@ -8,82 +8,99 @@
  *   att[b,h,t,t2] = softmax over t2 <= t of (q_t . k_t2) / sqrt(hs);  out_t = sum_t2 att * v_t2
  * Gradient convention (ops.h): dqkv += (activation gradient, accumulated).
  *
- * The backward uses the stored probabilities; with p = att row t and g = dout_t:
- *   dp[t2] = g . v_t2,   ds[t2] = p[t2] * (dp[t2] - sum_j p[j] dp[j])   (softmax backward)
- *   dv_t2 += p[t2] g,    dq_t += scale * sum_t2 ds[t2] k_t2,   dk_t2 += scale * ds[t2] q_t
- * dk and dv of one position receive contributions from every later query, so the backward is
- * parallel over (b, h) pairs, which own disjoint channels of dqkv; each thread needs one
- * T-length row of scratch for ds. Softmax sums are accumulated in double.
+ * Both passes work on blocks of QB queries of one (b, h) and express the products as small
+ * matrix products on strided views of qkv, run by matmul.c's blocked GEMM (cpu_gemm_serial):
+ * a block of queries t0..t0+QB only sees keys 0..t0+QB, so the causal structure costs nothing
+ * beyond the diagonal block. Per block, with P the probabilities and dO the output gradient:
+ *   forward   S = Q K^T,   P = softmax(S * scale) (masked),   O = P V
+ *   backward  dP = dO V^T, dS = P * (dP - rowsum(P * dP)) * scale   (softmax backward)
+ *             dQ += dS K,  dK += dS^T Q,  dV += P^T dO
+ * The forward is parallel over (b, h, query block). In the backward, dK and dV of a key
+ * receive contributions from every later query block, so it is parallel over (b, h) pairs,
+ * which own disjoint channels of dqkv. Each thread allocates its GEMM scratch and a QB x T
+ * block of score gradients (LLM_ENOMEM if that fails). Row sums are accumulated in double.
  */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../common.h"
 #include "cpu_ops.h"
 
+#define QB 64 // queries per block
+
 // ----------------------------------------------------------------------------
 // helpers
 
-// Dot product with eight independent partial sums, which the compiler vectorises (a single
-// running sum cannot be reordered without -ffast-math).
-static float dot(const float *a, const float *b, int n) {
-    float part[8] = {0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int l = 0; l < 8; l++) part[l] += a[i + l] * b[i + l];
-    float s = 0.0f;
-    for (; i < n; i++) s += a[i] * b[i];
-    return s + ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+// 64-byte aligned scratch of at least n floats (NULL when out of memory).
+static float *alloc_floats(size_t n) {
+    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+    return aligned_alloc(64, bytes);
 }
 
-// y += alpha * x
-static void axpy(float *restrict y, float alpha, const float *restrict x, int n) {
-    for (int i = 0; i < n; i++) y[i] += alpha * x[i];
+// sum of a[i] * b[i] in double, in 8 independent lanes so the loop vectorises
+static double dot_f64(const float *a, const float *b, size_t n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) lane[l] += (double)a[i + l] * b[i + l];
+    double s = 0.0;
+    for (; i < n; i++) s += (double)a[i] * b[i];
+    return s + ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+// Scaled, causally masked softmax of one row of scores in place: row[0..t] becomes the
+// probabilities, row[t+1..T) zero.
+static void softmax_row(float *row, size_t t, size_t T, float scale) {
+    const size_t n = t + 1;
+    for (size_t i = 0; i < n; i++) row[i] *= scale;
+    const float m = cpu_max(row, n);
+    for (size_t i = 0; i < n; i++) row[i] = cpu_expf(row[i] - m);
+    const float inv = (float)(1.0 / cpu_sum(row, n));
+    for (size_t i = 0; i < n; i++) row[i] *= inv;
+    memset(row + n, 0, (T - n) * sizeof(float));
 }
 
 // ----------------------------------------------------------------------------
 // forward
 
 llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
-    const int hs = C / NH;
-    const size_t C3 = 3 * (size_t)C;
+    const size_t hs = (size_t)(C / NH), C3 = 3 * (size_t)C, Tz = (size_t)T;
     const float scale = 1.0f / sqrtf((float)hs);
-    const long long rows = (long long)B * NH * T;
+    const size_t blocks = (Tz + QB - 1) / QB;
+    const long long units = (long long)B * NH * (long long)blocks;
+    int failed = 0;
 
-#pragma omp parallel for schedule(dynamic, 8)
-    for (long long row = 0; row < rows; row++) {
-        // row = (b * NH + h) * T + t
-        const size_t t = (size_t)(row % T);
-        const size_t h = (size_t)((row / T) % NH);
-        const size_t b = (size_t)(row / ((long long)T * NH));
-        const float *base = qkv + b * T * C3;
-        const float *q = base + t * C3 + h * hs;
-        float *p = att + (size_t)row * T;
-
-        // scores and their maximum
-        float maxv = -INFINITY;
-        for (size_t t2 = 0; t2 <= t; t2++) {
-            const float *k = base + t2 * C3 + C + h * hs;
-            float s = dot(q, k, hs) * scale;
-            p[t2] = s;
-            if (s > maxv) maxv = s;
+#pragma omp parallel
+    {
+        float *scratch = alloc_floats(cpu_gemm_scratch_floats());
+        if (!scratch) {
+#pragma omp atomic write
+            failed = 1;
         }
-        // normalised probabilities; zeros above the diagonal
-        double sum = 0.0;
-        for (size_t t2 = 0; t2 <= t; t2++) {
-            float e = expf(p[t2] - maxv);
-            p[t2] = e;
-            sum += e;
-        }
-        const float inv = (float)(1.0 / sum);
-        for (size_t t2 = 0; t2 <= t; t2++) p[t2] *= inv;
-        for (size_t t2 = t + 1; t2 < (size_t)T; t2++) p[t2] = 0.0f;
+#pragma omp for schedule(dynamic, 1)
+        for (long long u = 0; u < units; u++) {
+            if (!scratch) continue;
+            // u = (b * NH + h) * blocks + i; the late (long) query blocks are handed out first
+            const size_t bh = (size_t)u / blocks, blk = blocks - 1 - (size_t)u % blocks;
+            const size_t b = bh / (size_t)NH, h = bh % (size_t)NH;
+            const size_t t0 = blk * QB, qb = Tz - t0 < QB ? Tz - t0 : QB, nk = t0 + qb;
+            const float *q = qkv + b * Tz * C3 + h * hs, *k = q + C, *v = q + 2 * (size_t)C;
+            float *p = att + (bh * Tz + t0) * Tz; // rows t0 .. t0+qb of this head
+            float *o = out + (b * Tz + t0) * (size_t)C + h * hs;
 
-        // weighted sum of values
-        float *o = out + (b * T + t) * C + h * hs;
-        for (int i = 0; i < hs; i++) o[i] = 0.0f;
-        for (size_t t2 = 0; t2 <= t; t2++) axpy(o, p[t2], base + t2 * C3 + 2 * (size_t)C + h * hs, hs);
+            // S = Q_blk K^T over keys 0..nk, then the masked softmax of each row
+            for (size_t r = 0; r < qb; r++) memset(p + r * Tz, 0, nk * sizeof(float));
+            cpu_gemm_serial(p, Tz, (cpu_view){q + t0 * C3, C3, 1}, (cpu_view){k, 1, C3}, qb, nk, hs, scratch);
+            for (size_t r = 0; r < qb; r++) softmax_row(p + r * Tz, t0 + r, Tz, scale);
+
+            // O_blk = P V
+            for (size_t r = 0; r < qb; r++) memset(o + r * (size_t)C, 0, hs * sizeof(float));
+            cpu_gemm_serial(o, (size_t)C, (cpu_view){p, Tz, 1}, (cpu_view){v, C3, 1}, qb, hs, nk, scratch);
+        }
+        free(scratch);
     }
+    if (failed) return llm_fail(LLM_ENOMEM, "attention_forward: out of memory for scratch");
     return LLM_OK;
 }
 
@@ -92,51 +109,52 @@ llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B
 
 llm_status cpu_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                                   int B, int T, int C, int NH) {
-    const int hs = C / NH;
-    const size_t C3 = 3 * (size_t)C;
+    const size_t hs = (size_t)(C / NH), C3 = 3 * (size_t)C, Tz = (size_t)T;
     const float scale = 1.0f / sqrtf((float)hs);
     const long long pairs = (long long)B * NH;
     int failed = 0;
 
 #pragma omp parallel
     {
-        float *ds = malloc((size_t)T * sizeof(float)); // one row of score gradients
-        if (!ds) {
+        float *scratch = alloc_floats(cpu_gemm_scratch_floats());
+        float *ds = alloc_floats((size_t)QB * Tz); // score gradients of one query block
+        if (!scratch || !ds) {
 #pragma omp atomic write
             failed = 1;
         }
 #pragma omp for schedule(dynamic, 1)
         for (long long bh = 0; bh < pairs; bh++) {
-            if (!ds) continue;
-            const size_t b = (size_t)(bh / NH), h = (size_t)(bh % NH);
-            const float *base = qkv + b * T * C3;
-            float *dbase = dqkv + b * T * C3;
-            for (size_t t = 0; t < (size_t)T; t++) {
-                const float *p = att + ((size_t)bh * T + t) * T;
-                const float *g = dout + (b * T + t) * C + h * hs;
-                const float *q = base + t * C3 + h * hs;
-                float *dq = dbase + t * C3 + h * hs;
+            if (!scratch || !ds) continue;
+            const size_t b = (size_t)bh / (size_t)NH, h = (size_t)bh % (size_t)NH;
+            const float *q = qkv + b * Tz * C3 + h * hs, *k = q + C, *v = q + 2 * (size_t)C;
+            float *dq = dqkv + b * Tz * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * (size_t)C;
 
-                // dp = g . v, and the softmax backward's row term sum_j p[j] dp[j]
-                double pdp = 0.0;
-                for (size_t t2 = 0; t2 <= t; t2++) {
-                    const float *v = base + t2 * C3 + 2 * (size_t)C + h * hs;
-                    float dp = dot(g, v, hs);
-                    ds[t2] = dp;
-                    pdp += (double)p[t2] * dp;
-                    axpy(dbase + t2 * C3 + 2 * (size_t)C + h * hs, p[t2], g, hs); // dv
+            for (size_t t0 = 0; t0 < Tz; t0 += QB) {
+                const size_t qb = Tz - t0 < QB ? Tz - t0 : QB, nk = t0 + qb;
+                const float *p = att + ((size_t)bh * Tz + t0) * Tz;
+                const float *g = dout + (b * Tz + t0) * (size_t)C + h * hs; // dO rows of the block
+
+                // dP = dO_blk V^T
+                for (size_t r = 0; r < qb; r++) memset(ds + r * Tz, 0, nk * sizeof(float));
+                cpu_gemm_serial(ds, Tz, (cpu_view){g, (size_t)C, 1}, (cpu_view){v, 1, C3}, qb, nk, hs, scratch);
+
+                // dS = P * (dP - rowsum(P * dP)) * scale; P is 0 above the diagonal, so is dS
+                for (size_t r = 0; r < qb; r++) {
+                    const float *pr = p + r * Tz;
+                    float *dr = ds + r * Tz;
+                    const float row_term = (float)dot_f64(pr, dr, t0 + r + 1);
+                    for (size_t i = 0; i < nk; i++) dr[i] = pr[i] * (dr[i] - row_term) * scale;
                 }
-                const float row_term = (float)pdp;
-                for (size_t t2 = 0; t2 <= t; t2++) {
-                    float d = p[t2] * (ds[t2] - row_term) * scale;
-                    const float *k = base + t2 * C3 + C + h * hs;
-                    axpy(dq, d, k, hs);                                 // dq
-                    axpy(dbase + t2 * C3 + C + h * hs, d, q, hs);       // dk
-                }
+
+                // dQ_blk += dS K,  dK += dS^T Q_blk,  dV += P^T dO_blk
+                cpu_gemm_serial(dq + t0 * C3, C3, (cpu_view){ds, Tz, 1}, (cpu_view){k, C3, 1}, qb, hs, nk, scratch);
+                cpu_gemm_serial(dk, C3, (cpu_view){ds, 1, Tz}, (cpu_view){q + t0 * C3, C3, 1}, nk, hs, qb, scratch);
+                cpu_gemm_serial(dv, C3, (cpu_view){p, 1, Tz}, (cpu_view){g, (size_t)C, 1}, nk, hs, qb, scratch);
             }
         }
+        free(scratch);
         free(ds);
     }
-    if (failed) return llm_fail(LLM_ENOMEM, "attention_backward: out of memory for a %d-float row", T);
+    if (failed) return llm_fail(LLM_ENOMEM, "attention_backward: out of memory for scratch");
     return LLM_OK;
 }

@@ -1,15 +1,22 @@
 /*
  * cpu_ops.h — the CPU backend's ops, one source file each (csrc/cpu/<op>.c).
  *
- * Every function has exactly the signature of the matching llm_ops member in csrc/ops.h,
- * where the shapes and the gradient convention are documented; ops_cpu.c collects them
- * into the table llm_cpu_ops. Pointers are host memory. Shape letters: see ops.h.
+ * Every cpu_<op> function has exactly the signature of the matching llm_ops member in
+ * csrc/ops.h, where the shapes and the gradient convention are documented; ops_cpu.c collects
+ * them into the table llm_cpu_ops. Pointers are host memory. Shape letters: see ops.h.
+ *
+ * Below the ops, two internal helpers shared between op files: the blocked GEMM of matmul.c
+ * (attention.c is built on it) and small inline math routines written so that the compiler
+ * vectorises the loops that call them (libm's expf is a scalar call; an fp32 reduction in a
+ * single running sum cannot be vectorised without -ffast-math).
  */
 #ifndef LLMPY_CPU_OPS_H
 #define LLMPY_CPU_OPS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../llmpy.h"
 
@@ -69,6 +76,91 @@ llm_status cpu_adamw_update(float *params, const float *grads, float *m, float *
 
 // --- ops_cpu.c ------------------------------------------------------------------
 llm_status cpu_norm_squared(double *out, const float *x, size_t N);
+
+// --- internal: blocked GEMM (matmul.c) -----------------------------------------
+
+// A strided read-only matrix view: element (i, j) is p[i * rs + j * cs]. A transpose is a view
+// with the strides swapped.
+typedef struct cpu_view {
+    const float *p;
+    size_t rs, cs;
+} cpu_view;
+
+// Floats of scratch cpu_gemm_serial needs (allocate 64-byte aligned, one per thread).
+size_t cpu_gemm_scratch_floats(void);
+// c (M,N) with row stride ldc += a (M,K) @ b (K,N), on the calling thread only.
+void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K,
+                     float *scratch);
+
+// --- internal: vectorisable math ------------------------------------------------
+
+// exp(x) in fp32, within 2 ulp of the exact value (libm's expf: 1 ulp); 0 below -87.3, inf
+// above 88.3 (where 2^n would overflow the exponent field), NaN stays NaN. Cody-Waite range
+// reduction x = n ln2 + r, |r| <= ln2/2, then Cephes' degree-7 polynomial for e^r, and 2^n
+// assembled in the exponent bits. Branch-free, so loops calling it vectorise.
+static inline float cpu_expf(float x) {
+    const float lo = -87.33654f, hi = 88.37626f;
+    const float magic = 12582912.0f; // 1.5 * 2^23: adding it rounds to an integer in the low bits
+    float xc = x < lo ? lo : (x > hi ? hi : x);
+    float t = xc * 1.44269504088896341f + magic; // n + magic, n = round(x / ln2)
+    float n = t - magic;
+    float r = xc - n * 0.693359375f; // ln2 in two parts, the first exact in few bits
+    r = r - n * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    uint32_t tbits, mbits;
+    memcpy(&tbits, &t, sizeof tbits);
+    memcpy(&mbits, &magic, sizeof mbits);
+    uint32_t sbits = (tbits - mbits + 127u) << 23; // exponent field of 2^n
+    float scale;
+    memcpy(&scale, &sbits, sizeof scale);
+    float y = p * scale;
+    y = x > hi ? (float)INFINITY : y;
+    y = x < lo ? 0.0f : y;
+    return y;
+}
+
+// Maximum of x[0:n] (n >= 1), in 16 independent lanes so the loop vectorises.
+static inline float cpu_max(const float *x, size_t n) {
+    float lane[16];
+    size_t i = 0;
+    for (int l = 0; l < 16; l++) lane[l] = x[0];
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) lane[l] = x[i + l] > lane[l] ? x[i + l] : lane[l];
+    float m = x[0];
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int l = 0; l < 16; l++) m = lane[l] > m ? lane[l] : m;
+    return m;
+}
+
+// Sum of x[0:n] in double, in 8 independent lanes so the loop vectorises.
+static inline double cpu_sum(const float *x, size_t n) {
+    double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) lane[l] += x[i + l];
+    double s = 0.0;
+    for (; i < n; i++) s += x[i];
+    return s + ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
+// Sum over i of exp(x[i] - shift) in double, exponentials computed a chunk at a time.
+static inline double cpu_sum_exp(const float *x, size_t n, float shift) {
+    enum { CHUNK = 256 };
+    float e[CHUNK];
+    double s = 0.0;
+    for (size_t i0 = 0; i0 < n; i0 += CHUNK) {
+        size_t c = n - i0 < CHUNK ? n - i0 : CHUNK;
+        for (size_t i = 0; i < c; i++) e[i] = cpu_expf(x[i0 + i] - shift);
+        s += cpu_sum(e, c);
+    }
+    return s;
+}
 
 #ifdef __cplusplus
 }

@@ -11,21 +11,13 @@
  * (=), it does not accumulate. dloss is the gradient of the objective w.r.t. each position's
  * loss (e.g. 1/(B*T) for a mean), the same for all positions.
  *
- * The max-shifted exponentials are summed in double; rows are independent (parallel).
+ * The max-shifted exponentials (cpu_expf, vectorised) are summed in double; rows are
+ * independent (parallel).
  * dlogits may alias logits (each element is read before it is written).
  */
 #include <math.h>
 
 #include "cpu_ops.h"
-
-// ----------------------------------------------------------------------------
-// helpers
-
-static float row_max(const float *x, int V) {
-    float m = -INFINITY;
-    for (int i = 0; i < V; i++) m = x[i] > m ? x[i] : m;
-    return m;
-}
 
 // ----------------------------------------------------------------------------
 // forward
@@ -36,9 +28,8 @@ llm_status cpu_crossentropy_forward(float *losses, const float *logits, const in
 #pragma omp parallel for
     for (long long r = 0; r < BT; r++) {
         const float *x = logits + (size_t)r * Vp;
-        const float m = row_max(x, V);
-        double s = 0.0;
-        for (int i = 0; i < V; i++) s += expf(x[i] - m);
+        const float m = cpu_max(x, (size_t)V);
+        const double s = cpu_sum_exp(x, (size_t)V, m);
         losses[r] = (float)(log(s) + (double)m - (double)x[targets[r]]);
     }
     return LLM_OK;
@@ -54,13 +45,9 @@ llm_status cpu_crossentropy_backward(float *dlogits, const float *logits, const 
     for (long long r = 0; r < BT; r++) {
         const float *x = logits + (size_t)r * Vp;
         float *dx = dlogits + (size_t)r * Vp;
-        float m = row_max(x, V);
-        double s = 0.0;
-        for (int i = 0; i < V; i++) { // keep the exponentials: they are the unnormalised softmax
-            dx[i] = expf(x[i] - m);
-            s += dx[i];
-        }
-        const float scale = (float)(1.0 / s) * dloss;
+        const float m = cpu_max(x, (size_t)V);
+        for (int i = 0; i < V; i++) dx[i] = cpu_expf(x[i] - m); // unnormalised softmax
+        const float scale = (float)(1.0 / cpu_sum(dx, (size_t)V)) * dloss;
         for (int i = 0; i < V; i++) dx[i] *= scale;
         dx[targets[r]] -= dloss;
         for (int i = V; i < Vp; i++) dx[i] = 0.0f;

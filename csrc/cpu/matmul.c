@@ -17,7 +17,9 @@
  * padded at the edges) so that the micro-kernel reads both contiguously. The micro-kernel
  * keeps an MR x NR tile of c in registers; its inner loop over NR contiguous columns is
  * plain C that the compiler turns into vector FMAs (-O3 -march=native).
- * Reductions are fp32 (as in every BLAS); dbias sums in double.
+ * Reductions are fp32 (as in every BLAS); dbias sums in double. Each element of c is reduced
+ * by one thread in a fixed order, so results do not depend on the number of threads.
+ * cpu_gemm_serial() exposes the single-threaded driver to attention.c (see cpu_ops.h).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -42,17 +44,11 @@
 #define MADD(a, b, c) ((a) * (b) + (c))
 #endif
 
-// A strided read-only matrix view: element (i, j) is p[i * rs + j * cs].
-typedef struct {
-    const float *p;
-    size_t rs, cs;
-} view;
-
 // ----------------------------------------------------------------------------
 // packing
 
 // dst[(panel * kc + k) * MR + r] = a(i0 + panel * MR + r, k0 + k); rows past m are zero.
-static void pack_a(float *restrict dst, view a, size_t i0, size_t mc, size_t k0, size_t kc) {
+static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t k0, size_t kc) {
     for (size_t p = 0; p < mc; p += MR) {
         size_t rows = mc - p < MR ? mc - p : MR;
         float *d = dst + p * kc;
@@ -73,7 +69,7 @@ static void pack_a(float *restrict dst, view a, size_t i0, size_t mc, size_t k0,
 }
 
 // dst[(panel * kc + k) * NR + j] = b(k0 + k, j0 + panel * NR + j); columns past n are zero.
-static void pack_b(float *restrict dst, view b, size_t k0, size_t kc, size_t j0, size_t nc) {
+static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t j0, size_t nc) {
     for (size_t q = 0; q < nc; q += NR) {
         size_t cols = nc - q < NR ? nc - q : NR;
         float *d = dst + q * kc;
@@ -124,51 +120,63 @@ static void micro_kernel(size_t kc, const float *restrict a, const float *restri
 }
 
 // ----------------------------------------------------------------------------
-// gemm_acc: c (M,N) with row stride ldc += a (M,K) @ b (K,N)
+// tiles and the two drivers
 
-static llm_status gemm_acc(float *c, size_t ldc, view a, view b, size_t M, size_t N, size_t K) {
+#define SCRATCH_FLOATS ((size_t)MC * KC + (size_t)KC * NC) // packed a slice + packed b slice
+_Static_assert(SCRATCH_FLOATS * sizeof(float) % 64 == 0, "aligned_alloc needs a multiple of the alignment");
+
+// c[i0:i0+mc, j0:j0+nc] += a[i0:i0+mc, :] @ b[:, j0:j0+nc], one KC slice of the reduction at a time.
+static void gemm_tile(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, size_t mc, size_t j0, size_t nc,
+                      size_t K, float *scratch) {
+    float *pa = scratch, *pb = scratch + (size_t)MC * KC;
+    for (size_t k0 = 0; k0 < K; k0 += KC) {
+        size_t kc = K - k0 < KC ? K - k0 : KC;
+        pack_a(pa, a, i0, mc, k0, kc);
+        pack_b(pb, b, k0, kc, j0, nc);
+        for (size_t q = 0; q < nc; q += NR) {
+            size_t nr = nc - q < NR ? nc - q : NR;
+            for (size_t p = 0; p < mc; p += MR) {
+                size_t mr = mc - p < MR ? mc - p : MR;
+                micro_kernel(kc, pa + p * kc, pb + q * kc, c + (i0 + p) * ldc + j0 + q, ldc, mr, nr);
+            }
+        }
+    }
+}
+
+size_t cpu_gemm_scratch_floats(void) { return SCRATCH_FLOATS; }
+
+void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, float *scratch) {
+    for (size_t j0 = 0; j0 < N; j0 += NC)
+        for (size_t i0 = 0; i0 < M; i0 += MC)
+            gemm_tile(c, ldc, a, b, i0, M - i0 < MC ? M - i0 : MC, j0, N - j0 < NC ? N - j0 : NC, K, scratch);
+}
+
+// Parallel version: the MC x NC tiles of c are shared out among threads, each with its own scratch.
+static llm_status gemm_acc(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K) {
     if (M == 0 || N == 0 || K == 0) return LLM_OK;
     const size_t tiles_m = (M + MC - 1) / MC;
-    const size_t tiles_n = (N + NC - 1) / NC;
-    const long long tiles = (long long)(tiles_m * tiles_n);
-    // per-thread scratch: one packed slice of a (MC x KC) and of b (KC x NC)
-    const size_t scratch_bytes = (size_t)(MC * KC + KC * NC) * sizeof(float);
+    const long long tiles = (long long)(tiles_m * ((N + NC - 1) / NC));
     int failed = 0;
 
 #pragma omp parallel
     {
-        float *pa = aligned_alloc(64, scratch_bytes);
-        if (!pa) {
+        float *scratch = aligned_alloc(64, SCRATCH_FLOATS * sizeof(float));
+        if (!scratch) {
 #pragma omp atomic write
             failed = 1;
         }
-        float *pb = pa ? pa + MC * KC : NULL;
-
 #pragma omp for schedule(dynamic, 1)
         for (long long tile = 0; tile < tiles; tile++) {
-            if (!pa) continue;
+            if (!scratch) continue;
             // consecutive tiles share the same b columns (n-major order), so b stays cached
             size_t i0 = ((size_t)tile % tiles_m) * MC;
             size_t j0 = ((size_t)tile / tiles_m) * NC;
-            size_t mc = M - i0 < MC ? M - i0 : MC;
-            size_t nc = N - j0 < NC ? N - j0 : NC;
-            for (size_t k0 = 0; k0 < K; k0 += KC) {
-                size_t kc = K - k0 < KC ? K - k0 : KC;
-                pack_a(pa, a, i0, mc, k0, kc);
-                pack_b(pb, b, k0, kc, j0, nc);
-                for (size_t q = 0; q < nc; q += NR) {
-                    size_t nr = nc - q < NR ? nc - q : NR;
-                    for (size_t p = 0; p < mc; p += MR) {
-                        size_t mr = mc - p < MR ? mc - p : MR;
-                        micro_kernel(kc, pa + p * kc, pb + q * kc, c + (i0 + p) * ldc + j0 + q, ldc,
-                                     mr, nr);
-                    }
-                }
-            }
+            gemm_tile(c, ldc, a, b, i0, M - i0 < MC ? M - i0 : MC, j0, N - j0 < NC ? N - j0 : NC, K, scratch);
         }
-        free(pa);
+        free(scratch);
     }
-    if (failed) return llm_fail(LLM_ENOMEM, "matmul: out of memory for %zu bytes of scratch", scratch_bytes);
+    if (failed)
+        return llm_fail(LLM_ENOMEM, "matmul: out of memory for %zu bytes of scratch", SCRATCH_FLOATS * sizeof(float));
     return LLM_OK;
 }
 
@@ -185,8 +193,8 @@ llm_status cpu_matmul_forward(float *out, const float *inp, const float *weight,
         if (bias) memcpy(o, bias, (size_t)OC * sizeof(float));
         else memset(o, 0, (size_t)OC * sizeof(float));
     }
-    view a = {inp, (size_t)C, 1};    // (BT, C)
-    view b = {weight, 1, (size_t)C}; // weight^T: (C, OC)
+    cpu_view a = {inp, (size_t)C, 1};    // (BT, C)
+    cpu_view b = {weight, 1, (size_t)C}; // weight^T: (C, OC)
     return gemm_acc(out, (size_t)OC, a, b, BT, (size_t)OC, (size_t)C);
 }
 
@@ -214,13 +222,13 @@ llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const 
                                const float *inp, const float *weight, int B, int T, int C, int OC) {
     const size_t BT = (size_t)B * (size_t)T;
     if (dinp) {
-        view a = {dout, (size_t)OC, 1};  // (BT, OC)
-        view b = {weight, (size_t)C, 1}; // (OC, C)
+        cpu_view a = {dout, (size_t)OC, 1};  // (BT, OC)
+        cpu_view b = {weight, (size_t)C, 1}; // (OC, C)
         LLM_TRY(gemm_acc(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC));
     }
     {
-        view a = {dout, 1, (size_t)OC}; // dout^T: (OC, BT)
-        view b = {inp, (size_t)C, 1};   // (BT, C)
+        cpu_view a = {dout, 1, (size_t)OC}; // dout^T: (OC, BT)
+        cpu_view b = {inp, (size_t)C, 1};   // (BT, C)
         LLM_TRY(gemm_acc(dweight, (size_t)C, a, b, (size_t)OC, (size_t)C, BT));
     }
     if (dbias) bias_backward(dbias, dout, BT, (size_t)OC);
