@@ -131,6 +131,22 @@ PYBIND11_MODULE(_C, mod) {
         .def("save",
              [](Model &m, const std::string &path) { check(nogil([&] { return llm_model_save(m.m, path.c_str()); })); })
         .def(
+            "save_state",
+            [](Model &m, const std::string &path, const std::string &json) {
+                check(nogil([&] { return llm_model_save_state(m.m, path.c_str(), json.c_str()); }));
+            },
+            py::arg("path"), py::arg("json") = "")
+        .def(
+            "load_state",
+            [](Model &m, const std::string &path) {
+                char *json = nullptr;
+                check(nogil([&] { return llm_model_load_state(m.m, path.c_str(), &json); }));
+                std::string text(json ? json : "");
+                llm_free(json);
+                return text;
+            },
+            py::arg("path"))
+        .def(
             "forward",
             [](Model &m, py::array idx, py::object targets) -> py::object {
                 check_tokens(idx, "idx");
@@ -216,6 +232,8 @@ PYBIND11_MODULE(_C, mod) {
     formats["TOKENIZER_MAGIC"] = LLM_TOKENIZER_MAGIC;
     formats["TOKENIZER_VERSION"] = LLM_TOKENIZER_VERSION;
     formats["HELLASWAG_MAGIC"] = LLM_HELLASWAG_MAGIC;
+    formats["TRAIN_STATE_MAGIC"] = LLM_TRAIN_STATE_MAGIC;
+    formats["TRAIN_STATE_VERSION"] = LLM_TRAIN_STATE_VERSION;
     formats["VOCAB_PAD"] = LLM_VOCAB_PAD;
     mod.attr("formats") = formats;
 

@@ -1,6 +1,7 @@
 /*
- * checkpoint.c — llm.c-compatible model files (formats.h): read fp32 (v3) and bf16 (v5),
- * write fp32 (v3). Writes are atomic: a temp file beside the target, then rename().
+ * checkpoint.c — files of the model (formats.h): llm.c-compatible model files (read fp32 v3 and
+ * bf16 v5, write fp32 v3) and our training-state files (AdamW moments + the loop's JSON).
+ * Writes are atomic: a temp file beside the target, then rename().
  * Every failure returns a status with a message naming the file and what was wrong.
  */
 #include <errno.h>
@@ -25,6 +26,37 @@ static llm_status read_exact(FILE *f, void *buf, size_t bytes, const char *path)
     if (fread(buf, 1, bytes, f) != bytes)
         return llm_fail(LLM_EFORMAT, "%s: file is truncated (unexpected end of file)", path);
     return LLM_OK;
+}
+
+// Reads n floats from f into backend memory dst through a host staging buffer.
+static llm_status read_floats(FILE *f, const llm_ops *ops, float *dst, size_t n, const char *path) {
+    float *stage = malloc(STAGE_FLOATS * sizeof(float));
+    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory reading %s", path);
+    llm_status s = LLM_OK;
+    for (size_t done = 0; s == LLM_OK && done < n;) {
+        size_t k = n - done < STAGE_FLOATS ? n - done : STAGE_FLOATS;
+        s = read_exact(f, stage, k * sizeof(float), path);
+        if (s == LLM_OK) s = ops->to_device(dst + done, stage, k * sizeof(float));
+        done += k;
+    }
+    free(stage);
+    return s;
+}
+
+// Writes n floats of backend memory src to f through a host staging buffer.
+static llm_status write_floats(FILE *f, const llm_ops *ops, const float *src, size_t n, const char *path) {
+    float *stage = malloc(STAGE_FLOATS * sizeof(float));
+    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory writing %s", path);
+    llm_status s = LLM_OK;
+    for (size_t done = 0; s == LLM_OK && done < n;) {
+        size_t k = n - done < STAGE_FLOATS ? n - done : STAGE_FLOATS;
+        s = ops->to_host(stage, src + done, k * sizeof(float));
+        if (s == LLM_OK && fwrite(stage, sizeof(float), k, f) != k)
+            s = llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
+        done += k;
+    }
+    free(stage);
+    return s;
 }
 
 static float bf16_to_float(uint16_t h) {
@@ -70,22 +102,23 @@ static llm_status load_from(FILE *f, const char *path, const char *device, llm_m
                         cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.padded_vocab_size, cfg.block_size,
                         version, expect, file_bytes);
     }
-    float *stage = malloc(STAGE_FLOATS * sizeof(float));
-    uint16_t *raw = elem == 2 ? malloc(STAGE_FLOATS * sizeof(uint16_t)) : NULL;
-    llm_status s = (!stage || (elem == 2 && !raw)) ? llm_fail(LLM_ENOMEM, "out of memory loading %s", path) : LLM_OK;
-    for (size_t done = 0; s == LLM_OK && done < m->total;) {
-        size_t n = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
-        if (elem == 4) {
-            s = read_exact(f, stage, n * 4, path);
-        } else {
+    llm_status s = LLM_OK;
+    if (elem == 4) {
+        s = read_floats(f, m->ops, m->params, m->total, path);
+    } else { // bf16: widen on the host, chunk by chunk
+        float *stage = malloc(STAGE_FLOATS * sizeof(float));
+        uint16_t *raw = malloc(STAGE_FLOATS * sizeof(uint16_t));
+        if (!stage || !raw) s = llm_fail(LLM_ENOMEM, "out of memory loading %s", path);
+        for (size_t done = 0; s == LLM_OK && done < m->total;) {
+            size_t n = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
             s = read_exact(f, raw, n * 2, path);
             for (size_t i = 0; s == LLM_OK && i < n; i++) stage[i] = bf16_to_float(raw[i]);
+            if (s == LLM_OK) s = m->ops->to_device(m->params + done, stage, n * sizeof(float));
+            done += n;
         }
-        if (s == LLM_OK) s = m->ops->to_device(m->params + done, stage, n * sizeof(float));
-        done += n;
+        free(stage);
+        free(raw);
     }
-    free(stage);
-    free(raw);
     if (s != LLM_OK) { llm_model_free(m); return s; }
     *out = m;
     return LLM_OK;
@@ -104,34 +137,20 @@ llm_status llm_model_load(llm_model **out, const char *path, const char *device)
 // ----------------------------------------------------------------------------
 // writing
 
-static llm_status write_to(FILE *f, const llm_model *m, const char *path) {
-    int32_t header[LLM_HEADER_INTS] = {0};
-    header[0] = LLM_MODEL_MAGIC;
-    header[1] = LLM_MODEL_VERSION_FP32;
-    header[2] = m->cfg.block_size;
-    header[3] = m->cfg.vocab_size;
-    header[4] = m->cfg.n_layer;
-    header[5] = m->cfg.n_head;
-    header[6] = m->cfg.n_embd;
-    header[7] = m->cfg.padded_vocab_size;
-    if (fwrite(header, sizeof header, 1, f) != 1)
-        return llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
-    float *stage = malloc(STAGE_FLOATS * sizeof(float));
-    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory saving %s", path);
-    llm_status s = LLM_OK;
-    for (size_t done = 0; s == LLM_OK && done < m->total;) {
-        size_t n = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
-        s = m->ops->to_host(stage, m->params + done, n * sizeof(float));
-        if (s == LLM_OK && fwrite(stage, sizeof(float), n, f) != n)
-            s = llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
-        done += n;
-    }
-    free(stage);
-    return s;
+static void put_i64(int32_t *h, int i, int64_t v) {
+    h[i] = (int32_t)(uint32_t)((uint64_t)v & 0xffffffffu);
+    h[i + 1] = (int32_t)(uint32_t)((uint64_t)v >> 32);
 }
 
-llm_status llm_model_save(const llm_model *m, const char *path) {
-    if (!m || !path) return llm_fail(LLM_EINVAL, "model or path is NULL");
+static int64_t get_i64(const int32_t *h, int i) {
+    return (int64_t)((uint64_t)(uint32_t)h[i] | ((uint64_t)(uint32_t)h[i + 1] << 32));
+}
+
+typedef llm_status (*writer_fn)(FILE *f, const void *ctx, const char *path);
+
+// Runs write(f) on a temp file beside path, then renames it over path; removes it on failure.
+static llm_status write_atomically(const char *path, writer_fn write, const void *ctx) {
+    if (!path) return llm_fail(LLM_EINVAL, "path is NULL");
     size_t len = strlen(path);
     char *tmp = malloc(len + 32);
     if (!tmp) return llm_fail(LLM_ENOMEM, "out of memory");
@@ -146,7 +165,7 @@ llm_status llm_model_save(const llm_model *m, const char *path) {
         free(tmp);
         return s;
     }
-    llm_status s = write_to(f, m, path);
+    llm_status s = write(f, ctx, path);
     if (fclose(f) != 0 && s == LLM_OK) s = llm_fail(LLM_EIO, "%s: close failed: %s", tmp, strerror(errno));
     if (s == LLM_OK && rename(tmp, path) != 0)
         s = llm_fail(LLM_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
@@ -154,3 +173,147 @@ llm_status llm_model_save(const llm_model *m, const char *path) {
     free(tmp);
     return s;
 }
+
+static void config_to_header(const llm_config *c, int32_t *h) {
+    h[0] = c->n_layer; h[1] = c->n_head; h[2] = c->n_embd;
+    h[3] = c->vocab_size; h[4] = c->block_size; h[5] = c->padded_vocab_size;
+}
+
+static llm_status write_model(FILE *f, const void *ctx, const char *path) {
+    const llm_model *m = ctx;
+    int32_t header[LLM_HEADER_INTS] = {0};
+    header[0] = LLM_MODEL_MAGIC;
+    header[1] = LLM_MODEL_VERSION_FP32;
+    header[2] = m->cfg.block_size;
+    header[3] = m->cfg.vocab_size;
+    header[4] = m->cfg.n_layer;
+    header[5] = m->cfg.n_head;
+    header[6] = m->cfg.n_embd;
+    header[7] = m->cfg.padded_vocab_size;
+    if (fwrite(header, sizeof header, 1, f) != 1)
+        return llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
+    return write_floats(f, m->ops, m->params, m->total, path);
+}
+
+llm_status llm_model_save(const llm_model *m, const char *path) {
+    if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
+    return write_atomically(path, write_model, m);
+}
+
+// ----------------------------------------------------------------------------
+// training state
+
+typedef struct state_ctx {
+    const llm_model *m;
+    const char *json;
+} state_ctx;
+
+static llm_status write_state(FILE *f, const void *ctx, const char *path) {
+    const state_ctx *c = ctx;
+    const llm_model *m = c->m;
+    size_t json_len = c->json ? strlen(c->json) : 0;
+    int has_moments = m->m != NULL;
+    int32_t header[LLM_HEADER_INTS] = {0};
+    header[0] = LLM_TRAIN_STATE_MAGIC;
+    header[1] = LLM_TRAIN_STATE_VERSION;
+    put_i64(header, 2, m->t);
+    put_i64(header, 4, (int64_t)m->total);
+    header[6] = has_moments;
+    put_i64(header, 7, (int64_t)json_len);
+    config_to_header(&m->cfg, header + 9);
+    if (fwrite(header, sizeof header, 1, f) != 1)
+        return llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
+    if (has_moments) {
+        LLM_TRY(write_floats(f, m->ops, m->m, m->total, path));
+        LLM_TRY(write_floats(f, m->ops, m->v, m->total, path));
+    }
+    if (json_len && fwrite(c->json, 1, json_len, f) != json_len)
+        return llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
+    return LLM_OK;
+}
+
+llm_status llm_model_save_state(const llm_model *m, const char *path, const char *json) {
+    if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
+    state_ctx c = {m, json};
+    return write_atomically(path, write_state, &c);
+}
+
+static llm_status load_state_from(FILE *f, llm_model *m, const char *path, char **json) {
+    int32_t header[LLM_HEADER_INTS];
+    if (fseek(f, 0, SEEK_END) != 0) return llm_fail(LLM_EIO, "%s: cannot seek: %s", path, strerror(errno));
+    long long file_bytes = ftell(f);
+    rewind(f);
+    if (file_bytes < (long long)sizeof header)
+        return llm_fail(LLM_EFORMAT, "%s: file is truncated: %lld bytes, smaller than the %zu-byte header", path,
+                        file_bytes, sizeof header);
+    LLM_TRY(read_exact(f, header, sizeof header, path));
+    if (header[0] != LLM_TRAIN_STATE_MAGIC)
+        return llm_fail(LLM_EFORMAT, "%s: not an llmpy training-state file (magic %d, expected %d)", path, header[0],
+                        LLM_TRAIN_STATE_MAGIC);
+    if (header[1] != LLM_TRAIN_STATE_VERSION)
+        return llm_fail(LLM_EFORMAT, "%s: unsupported training-state version %d (supported: %d)", path, header[1],
+                        LLM_TRAIN_STATE_VERSION);
+    int32_t want[6];
+    config_to_header(&m->cfg, want);
+    if (memcmp(want, header + 9, sizeof want) != 0 || get_i64(header, 4) != (int64_t)m->total)
+        return llm_fail(LLM_EINVAL,
+                        "%s: training state is for another model (L=%d NH=%d C=%d V=%d maxT=%d Vp=%d; "
+                        "this model: L=%d NH=%d C=%d V=%d maxT=%d Vp=%d)",
+                        path, header[9], header[10], header[11], header[12], header[13], header[14], want[0], want[1],
+                        want[2], want[3], want[4], want[5]);
+    int64_t t = get_i64(header, 2), json_len = get_i64(header, 7);
+    int has_moments = header[6];
+    if (t < 0 || json_len < 0 || (has_moments != 0 && has_moments != 1) || (has_moments == 0 && t != 0))
+        return llm_fail(LLM_EFORMAT, "%s: corrupt header (step %lld, moments flag %d, JSON length %lld)", path,
+                        (long long)t, has_moments, (long long)json_len);
+    long long expect = (long long)sizeof header + (has_moments ? 8LL * (long long)m->total : 0) + json_len;
+    if (file_bytes != expect)
+        return llm_fail(LLM_EFORMAT, "%s: %s: header implies %lld bytes, file has %lld", path,
+                        file_bytes < expect ? "file is truncated" : "header does not match the file size", expect,
+                        file_bytes);
+    char *text = NULL;
+    if (json) {
+        text = malloc((size_t)json_len + 1);
+        if (!text) return llm_fail(LLM_ENOMEM, "out of memory reading %s", path);
+    }
+    // read everything before touching the model, so a failure leaves it unchanged
+    const llm_ops *ops = m->ops;
+    float *mm = NULL, *vv = NULL;
+    llm_status s = LLM_OK;
+    if (has_moments) {
+        s = ops->alloc((void **)&mm, m->total * sizeof(float));
+        if (s == LLM_OK) s = ops->alloc((void **)&vv, m->total * sizeof(float));
+        if (s == LLM_OK) s = read_floats(f, ops, mm, m->total, path);
+        if (s == LLM_OK) s = read_floats(f, ops, vv, m->total, path);
+    }
+    if (s == LLM_OK && json) {
+        if (fseek(f, (long)(expect - json_len), SEEK_SET) != 0) s = llm_fail(LLM_EIO, "%s: cannot seek", path);
+        if (s == LLM_OK) s = read_exact(f, text, (size_t)json_len, path);
+        if (s == LLM_OK) text[json_len] = '\0';
+    }
+    if (s != LLM_OK) {
+        ops->free(mm);
+        ops->free(vv);
+        free(text);
+        return s;
+    }
+    ops->free(m->m);
+    ops->free(m->v);
+    m->m = mm;
+    m->v = vv;
+    m->t = t;
+    if (json) *json = text;
+    return LLM_OK;
+}
+
+llm_status llm_model_load_state(llm_model *m, const char *path, char **json) {
+    if (!m || !path) return llm_fail(LLM_EINVAL, "model or path is NULL");
+    if (json) *json = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return llm_fail(LLM_EIO, "cannot open training-state file %s: %s", path, strerror(errno));
+    llm_status s = load_state_from(f, m, path, json);
+    fclose(f);
+    return s;
+}
+
+void llm_free(void *p) { free(p); }

@@ -38,6 +38,17 @@
 // HellaSwag eval file for the binary (as llm.c writes it).
 #define LLM_HELLASWAG_MAGIC 20240522
 
+// ----------------------------------------------------------------------------
+// Training state (ours): what a model file lacks for an exact resume.
+// header[0] magic, [1] version, [2..3] AdamW step t (int64, low word first),
+// [4..5] elements per moment buffer (int64; the model's parameter count with Vp rows),
+// [6] 1 if the AdamW moments follow (0 before the first step), [7..8] JSON length in bytes (int64),
+// [9] n_layer, [10] n_head, [11] n_embd, [12] vocab_size, [13] block_size, [14] padded_vocab_size.
+// Payload: m then v (fp32, model-file tensor order) when [6] is 1; then the JSON text (UTF-8),
+// which holds the training loop's state (schedule, RNG states, data position, config, command line).
+#define LLM_TRAIN_STATE_MAGIC 20241125
+#define LLM_TRAIN_STATE_VERSION 1
+
 // Vocabulary padding multiple (50257 -> 50304).
 #define LLM_VOCAB_PAD 128
 

@@ -69,6 +69,13 @@ llm_status llm_model_load(llm_model **out, const char *path, const char *device)
 // Writes an llm.c fp32 model file (version 3) atomically (temp file + rename).
 llm_status llm_model_save(const llm_model *m, const char *path);
 void llm_model_free(llm_model *m);
+// Training state (formats.h): AdamW moments and step, plus a caller's JSON text (may be NULL),
+// written atomically. The model file is separate (llm_model_save).
+llm_status llm_model_save_state(const llm_model *m, const char *path, const char *json);
+// Restores the AdamW moments and step into m (whose configuration must match the file's).
+// *json receives a NUL-terminated copy of the JSON text (free with llm_free), or NULL if json is NULL.
+llm_status llm_model_load_state(llm_model *m, const char *path, char **json);
+void llm_free(void *p);
 
 llm_config llm_model_config(const llm_model *m);
 // Number of real parameters (wte counted with V rows, not Vp): what PyTorch reports.

@@ -123,3 +123,79 @@ def test_save_into_missing_directory(saved, tmp_path):
     m, _ = saved
     with pytest.raises(OSError, match="cannot write"):
         m.save(tmp_path / "no" / "such" / "dir" / "m.bin")
+
+
+# ---------------------------------------------------------------------------
+# training state: AdamW moments + step + the loop's JSON
+
+
+def train(m, steps, seed=0):
+    rng = np.random.default_rng(seed)
+    losses = []
+    for _ in range(steps):
+        x = rng.integers(0, 101, size=(2, 9)).astype(np.int32)
+        losses.append(m.forward(x[:, :-1].copy(), x[:, 1:].copy()))
+        m.zero_grad()
+        m.backward()
+        m.step(1e-3, weight_decay=0.1, grad_clip=1.0)
+    return losses
+
+
+def test_resume_from_state_is_bit_exact(tmp_path):
+    straight = llmpy.GPT2(CFG, seed=2)
+    losses = train(straight, 3, seed=0) + train(straight, 3, seed=1)
+
+    first = llmpy.GPT2(CFG, seed=2)
+    head = train(first, 3, seed=0)
+    first.save(tmp_path / "m.bin")
+    first.save_state(tmp_path / "m.state", {"step": 3, "note": "ünïcode"})
+    resumed = llmpy.GPT2.from_checkpoint(tmp_path / "m.bin")
+    assert resumed.load_state(tmp_path / "m.state") == {"step": 3, "note": "ünïcode"}
+    assert resumed.steps == 3
+    tail = train(resumed, 3, seed=1)
+    assert head + tail == losses
+    for name, p in straight.parameters().items():
+        np.testing.assert_array_equal(resumed.parameters()[name], p, err_msg=name)
+
+
+def test_state_before_any_step_round_trips(tmp_path):
+    m = llmpy.GPT2(CFG, seed=0)
+    m.save_state(tmp_path / "s")
+    assert m.load_state(tmp_path / "s") == {} and m.steps == 0
+
+
+@pytest.fixture
+def state_file(tmp_path):
+    m = llmpy.GPT2(CFG, seed=0)
+    train(m, 1)
+    m.save_state(tmp_path / "s.state", {"k": 1})
+    return m, tmp_path / "s.state"
+
+
+@pytest.mark.parametrize(
+    "mutate,match",
+    [
+        (lambda b: b[:500], "truncated"),
+        (lambda b: b[:-3], "truncated"),
+        (lambda b: b + b"x", "header does not match the file size"),
+        (lambda b: b"\0" * 4 + b[4:], "not an llmpy training-state file"),
+        (lambda b: b[:4] + np.int32(9).tobytes() + b[8:], "unsupported training-state version 9"),
+    ],
+)
+def test_bad_state_files(state_file, tmp_path, mutate, match):
+    m, path = state_file
+    bad = tmp_path / "bad.state"
+    bad.write_bytes(mutate(path.read_bytes()))
+    before = m.steps
+    with pytest.raises(ValueError, match=match):
+        m.load_state(bad)
+    assert m.steps == before  # a rejected file changes nothing
+
+
+def test_state_of_another_model_is_rejected(state_file):
+    _, path = state_file
+    other = llmpy.GPT2(llmpy.GPT2Config(n_layer=1, n_head=3, n_embd=48, vocab_size=101, block_size=32))
+    with pytest.raises(ValueError, match="another model"):
+        other.load_state(path)
+    with pytest.raises(OSError, match="cannot open training-state file"):
+        other.load_state(path.with_name("missing"))

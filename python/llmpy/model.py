@@ -8,6 +8,7 @@ order), OSError (files), MemoryError or NotImplementedError (backend not built).
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from os import PathLike
 from typing import Optional, Union
@@ -92,6 +93,23 @@ class GPT2:
     def save(self, path: Union[str, PathLike]) -> None:
         """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename)."""
         self._m.save(str(path))
+
+    def save_state(self, path: Union[str, PathLike], extra: Optional[dict] = None) -> None:
+        """Writes the AdamW state (moments, step) and ``extra`` (JSON-serialisable) atomically.
+
+        Together with ``save()`` this is everything an exact resume needs; the training loop puts
+        its schedule position, RNG states and data position in ``extra``.
+        """
+        text = json.dumps(extra if extra is not None else {}, sort_keys=True)
+        self._m.save_state(str(path), text)
+
+    def load_state(self, path: Union[str, PathLike]) -> dict:
+        """Restores the AdamW state written by ``save_state()`` and returns its ``extra`` dict."""
+        text = self._m.load_state(str(path))
+        try:
+            return json.loads(text) if text else {}
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}: training state holds invalid JSON ({e})") from None
 
     # -- training --------------------------------------------------------------
 
