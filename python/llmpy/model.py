@@ -47,10 +47,10 @@ def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
     if not a.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
     if a.dtype != np.int32:
-        lo, hi = int(a.min()), int(a.max())
-        if lo < 0 or hi >= vocab_size:
-            bad = lo if lo < 0 else hi
-            raise ValueError(f"{name} holds token id {bad}, outside [0, {vocab_size})")
+        bad = np.flatnonzero((a < 0) | (a >= vocab_size))
+        if bad.size:  # same message as the C core gives for int32 input
+            i = int(bad[0])
+            raise ValueError(f"{name}[{i}] = {int(a.reshape(-1)[i])} is out of range [0, {vocab_size})")
         a = a.astype(np.int32)
     return a
 
@@ -152,6 +152,36 @@ class GPT2:
         if grad_clip is not None and clip <= 0.0:
             raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
         return self._m.step(float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), clip)
+
+    def generate(self, prompt, max_new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,
+                 num_samples: int = 1, seed: Optional[int] = None,
+                 rng: Optional[np.random.Generator] = None) -> np.ndarray:
+        """Continues ``prompt`` (a sequence of token ids) and returns (num_samples, len(prompt) + new) ids.
+
+        Draws from ``rng`` (or a generator seeded with ``seed``), never from any global RNG, so the
+        same seed gives the same samples. The context is cropped to the last ``block_size`` tokens.
+        Note that it overwrites the logits of the last forward.
+
+        >>> m.generate([50256], max_new_tokens=5, top_k=1).shape
+        (1, 6)
+        """
+        from .sample import sample_next
+
+        if rng is None:
+            rng = np.random.default_rng(seed)
+        seq = np.asarray(prompt, dtype=np.int64).reshape(1, -1)
+        if seq.size == 0:
+            raise ValueError("prompt must hold at least one token")
+        if max_new_tokens < 0 or num_samples < 1:
+            raise ValueError(f"need max_new_tokens >= 0 and num_samples >= 1, got {max_new_tokens}, {num_samples}")
+        seq = np.repeat(seq, num_samples, axis=0)
+        block = self.config.block_size
+        for _ in range(max_new_tokens):
+            ctx = np.ascontiguousarray(seq[:, -block:], dtype=np.int32)
+            self.forward(ctx)
+            nxt = sample_next(self.logits()[:, -1, :], rng, top_k=top_k, temperature=temperature)
+            seq = np.concatenate([seq, nxt[:, None].astype(np.int64)], axis=1)
+        return seq
 
     # -- tensors ---------------------------------------------------------------
 
