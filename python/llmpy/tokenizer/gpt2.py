@@ -16,22 +16,29 @@ class TokenizerUnavailable(RuntimeError):
     """The GPT-2 encoding files are neither cached nor downloadable."""
 
 
+def get_tiktoken_encoding(name: str):
+    """``tiktoken.get_encoding(name)`` with actionable errors when tiktoken or its files are missing."""
+    try:
+        import tiktoken
+    except ImportError as e:
+        raise ImportError(
+            "the GPT-2/GPT-4 tokenizers need tiktoken: pip install tiktoken (or llmpy[gpt2])"
+        ) from e
+    try:
+        return tiktoken.get_encoding(name)
+    except Exception as e:  # tiktoken raises requests/urllib/OS errors when offline
+        cache = os.environ.get("TIKTOKEN_CACHE_DIR", "(TIKTOKEN_CACHE_DIR not set)")
+        raise TokenizerUnavailable(
+            f"cannot load the {name!r} encoding: its files are not in the tiktoken cache and could not be "
+            f"downloaded ({type(e).__name__}: {e}). Copy a tiktoken cache holding {name!r} to a directory "
+            f"and set TIKTOKEN_CACHE_DIR to it (currently: {cache})."
+        ) from e
+
+
 def gpt2():
     """The GPT-2 encoding (``tiktoken.get_encoding("gpt2")``): encode, decode, eot_token, n_vocab.
 
     Raises an actionable error when tiktoken is missing or the encoding files are not cached
     and cannot be downloaded (set ``TIKTOKEN_CACHE_DIR`` to a directory holding them).
     """
-    try:
-        import tiktoken
-    except ImportError as e:
-        raise ImportError("the GPT-2 tokenizer needs tiktoken: pip install tiktoken (or llmpy[gpt2])") from e
-    try:
-        return tiktoken.get_encoding("gpt2")
-    except Exception as e:  # tiktoken raises requests/urllib/OS errors when offline
-        cache = os.environ.get("TIKTOKEN_CACHE_DIR", "(TIKTOKEN_CACHE_DIR not set)")
-        raise TokenizerUnavailable(
-            "cannot load the GPT-2 encoding: its files are not in the tiktoken cache and could not be "
-            f"downloaded ({type(e).__name__}: {e}). Copy a tiktoken cache holding 'gpt2' to a directory "
-            f"and set TIKTOKEN_CACHE_DIR to it (currently: {cache})."
-        ) from e
+    return get_tiktoken_encoding("gpt2")
