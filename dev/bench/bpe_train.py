@@ -37,11 +37,6 @@ import platform
 import statistics
 import sys
 
-# This folder is not a package: keep it off sys.path so that a benchmark file named like a
-# standard module (tokenize.py) cannot shadow it.
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
-    del sys.path[0]
-
 import time
 from collections import Counter
 from pathlib import Path
