@@ -18,25 +18,16 @@
 #include <tuple>
 #include <vector>
 
+#include "bindings.h"
+
 extern "C" {
 #include "dataloader.h"
-#include "llmpy.h"
 }
 
 namespace py = pybind11;
 
 namespace {
 
-void check(llm_status s) {
-    if (s == LLM_OK) return;
-    std::string msg = llm_last_error();
-    switch (s) {
-    case LLM_EIO: PyErr_SetString(PyExc_OSError, msg.c_str()); break;
-    case LLM_ENOMEM: PyErr_SetString(PyExc_MemoryError, msg.c_str()); break;
-    default: PyErr_SetString(PyExc_ValueError, msg.c_str()); break;
-    }
-    throw py::error_already_set();
-}
 
 struct Loader {
     llm_dataloader *dl = nullptr;
@@ -68,7 +59,7 @@ void llmpy_register_data(py::module_ &m) {
                  }
                  if (s != LLM_OK) {
                      delete l;
-                     check(s);
+                     llmpy_check(s);
                  }
                  return l;
              }),
@@ -84,12 +75,12 @@ void llmpy_register_data(py::module_ &m) {
                     py::gil_scoped_release release;
                     s = llm_dataloader_next(l.dl, xp, yp);
                 }
-                check(s);
+                llmpy_check(s);
                 return py::make_tuple(x, y);
             },
             "the next (x, y): int32 arrays of shape (B, T)")
         .def(
-            "reset", [](Loader &l, int64_t epoch) { check(llm_dataloader_reset(l.dl, epoch)); }, py::arg("epoch") = 0)
+            "reset", [](Loader &l, int64_t epoch) { llmpy_check(llm_dataloader_reset(l.dl, epoch)); }, py::arg("epoch") = 0)
         .def_property(
             "position",
             [](Loader &l) {
@@ -98,7 +89,7 @@ void llmpy_register_data(py::module_ &m) {
             },
             [](Loader &l, const Position &p) {
                 llm_data_position q{std::get<0>(p), std::get<1>(p), std::get<2>(p)};
-                check(llm_dataloader_seek(l.dl, q));
+                llmpy_check(llm_dataloader_seek(l.dl, q));
             },
             "(epoch, shard, batch) of the next batch; assigning seeks there")
         .def_property_readonly("batches_per_epoch", [](Loader &l) { return llm_dataloader_batches_per_epoch(l.dl); })
@@ -112,7 +103,7 @@ void llmpy_register_data(py::module_ &m) {
         "read_header",
         [](const std::string &path) {
             int64_t n = 0;
-            check(llm_shard_read_header(path.c_str(), &n));
+            llmpy_check(llm_shard_read_header(path.c_str(), &n));
             return n;
         },
         py::arg("path"), "validates a token shard's header against its size; returns its token count");
@@ -128,7 +119,7 @@ void llmpy_register_data(py::module_ &m) {
                 py::gil_scoped_release release;
                 s = llm_data_permutation(p, n, seed);
             }
-            check(s);
+            llmpy_check(s);
             return out;
         },
         py::arg("n"), py::arg("seed"));

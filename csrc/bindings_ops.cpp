@@ -7,7 +7,7 @@
  * the element count their shape letters imply; otherwise ValueError is raised before any C
  * code runs, so a bad call can never read or write out of bounds. Token ids and targets are
  * range-checked for the same reason. The GIL is released around each op; a failing status
- * becomes RuntimeError carrying llm_last_error(). No math lives here.
+ * becomes a Python exception (bindings.h). No math lives here.
  *
  * Example (Python):
  *   out = np.empty((B, T, OC), np.float32)
@@ -21,8 +21,9 @@
 #include <stdexcept>
 #include <string>
 
+#include "bindings.h"
+
 extern "C" {
-#include "llmpy.h"
 #include "ops.h"
 }
 
@@ -113,16 +114,8 @@ int64_t table_rows(const char *op, const char *name, const py::array &a, int64_t
     return static_cast<int64_t>(a.size()) / C;
 }
 
-// Runs an op without the GIL; a failing status becomes RuntimeError (the message is thread-local
-// and read back on the same thread).
-template <typename F> void run(F &&f) {
-    llm_status s;
-    {
-        py::gil_scoped_release release;
-        s = f();
-    }
-    if (s != LLM_OK) throw std::runtime_error(std::string(llm_status_name(s)) + ": " + llm_last_error());
-}
+// Runs an op without the GIL; a failing status becomes the exception bindings.h maps it to.
+template <typename F> void run(F &&f) { llmpy_check(llmpy_nogil(f)); }
 
 // ----------------------------------------------------------------------------
 // encoder
@@ -296,6 +289,21 @@ void crossentropy_backward(py::array dlogits, py::array logits, py::array target
     run([&] { return backend.crossentropy_backward(dx, x, y, dloss, B, T, V, Vp); });
 }
 
+void crossentropy_backward_cols(py::array dlogits, py::array logits, py::array losses, py::array targets, float dloss,
+                                int B, int T, int V, int Vp, int v0, int n) {
+    const char *op = "crossentropy_backward_cols";
+    check_vocab(op, B, T, V, Vp);
+    positive(op, {{"n", n}});
+    if (v0 < 0 || (int64_t)v0 + n > Vp)
+        throw py::value_error(std::string(op) + ": columns [v0, v0 + n) = [" + std::to_string(v0) + ", " +
+                              std::to_string((int64_t)v0 + n) + ") are not within [0, Vp = " + std::to_string(Vp) + ")");
+    float *dx = out_f32(op, "dlogits", dlogits, count(op, {B, T, n}));
+    const float *x = in_f32(op, "logits", logits, count(op, {B, T, Vp}));
+    const float *l = in_f32(op, "losses", losses, count(op, {B, T}));
+    const int32_t *y = in_ids(op, "targets", targets, count(op, {B, T}), V);
+    run([&] { return backend.crossentropy_backward_cols(dx, x, l, y, dloss, B, T, V, Vp, v0, n); });
+}
+
 // ----------------------------------------------------------------------------
 // optimizer and reductions
 
@@ -358,6 +366,11 @@ void llmpy_register_ops(py::module_ &m) {
     m.def("crossentropy_backward", &crossentropy_backward, py::arg("dlogits"), py::arg("logits"), py::arg("targets"),
           py::arg("dloss"), py::arg("B"), py::arg("T"), py::arg("V"), py::arg("Vp"),
           "dlogits (B,T,Vp) = (softmax - onehot) * dloss, written; padding columns 0");
+    m.def("crossentropy_backward_cols", &crossentropy_backward_cols, py::arg("dlogits"), py::arg("logits"),
+          py::arg("losses"), py::arg("targets"), py::arg("dloss"), py::arg("B"), py::arg("T"), py::arg("V"),
+          py::arg("Vp"), py::arg("v0"), py::arg("n"),
+          "dlogits (B,T,n) = columns v0..v0+n of crossentropy_backward's result, written; the softmax is "
+          "rebuilt from the forward's losses (B,T)");
     m.def("adamw_update", &adamw_update, py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"), py::arg("N"),
           py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
           py::arg("grad_scale"), py::arg("t"), "one torch.optim.AdamW step on grads * grad_scale; t >= 1");

@@ -22,8 +22,9 @@
 #include <string_view>
 #include <vector>
 
+#include "bindings.h"
+
 extern "C" {
-#include "llmpy.h"
 #include "tokenizer.h"
 }
 
@@ -31,23 +32,7 @@ namespace py = pybind11;
 
 namespace {
 
-void check(llm_status s) {
-    if (s == LLM_OK) return;
-    std::string msg = llm_last_error();
-    switch (s) {
-    case LLM_EIO: PyErr_SetString(PyExc_OSError, msg.c_str()); break;
-    case LLM_ENOMEM: PyErr_SetString(PyExc_MemoryError, msg.c_str()); break;
-    case LLM_EUNSUPPORTED: PyErr_SetString(PyExc_NotImplementedError, msg.c_str()); break;
-    case LLM_EBACKEND: PyErr_SetString(PyExc_RuntimeError, msg.c_str()); break;
-    default: PyErr_SetString(PyExc_ValueError, msg.c_str()); break;
-    }
-    throw py::error_already_set();
-}
 
-template <typename F> llm_status nogil(F &&f) {
-    py::gil_scoped_release release;
-    return f();
-}
 
 // ----------------------------------------------------------------------------
 // training
@@ -68,7 +53,7 @@ py::array_t<int64_t> train(py::bytes data, py::array_t<uint64_t, py::array::c_st
     const int64_t *c = counts.data();
     llm_bpe_merge *merges = nullptr;
     size_t m = 0;
-    check(nogil([&] { return llm_bpe_train(p, offs.data(), c, n, (size_t)vocab_size, &merges, &m); }));
+    llmpy_check(llmpy_nogil([&] { return llm_bpe_train(p, offs.data(), c, n, (size_t)vocab_size, &merges, &m); }));
     py::array_t<int64_t> out({static_cast<py::ssize_t>(m), static_cast<py::ssize_t>(4)});
     auto o = out.mutable_unchecked<2>();
     for (size_t i = 0; i < m; i++) {
@@ -100,7 +85,7 @@ struct Vocab {
             ptrs[i] = reinterpret_cast<const uint8_t *>(store[i].data());
             lens[i] = store[i].size();
         }
-        check(llm_bpe_vocab_create(&v, ptrs.data(), lens.data(), store.size()));
+        llmpy_check(llm_bpe_vocab_create(&v, ptrs.data(), lens.data(), store.size()));
     }
     Vocab(const Vocab &) = delete;
     Vocab &operator=(const Vocab &) = delete;
@@ -127,7 +112,7 @@ struct Vocab {
         std::vector<int32_t> ids(data.size());
         size_t n = 0;
         const uint8_t *p = reinterpret_cast<const uint8_t *>(data.data());
-        check(nogil([&] { return llm_bpe_encode(v, p, offsets.data(), pieces.size(), ids.data(), &n); }));
+        llmpy_check(llmpy_nogil([&] { return llm_bpe_encode(v, p, offsets.data(), pieces.size(), ids.data(), &n); }));
         py::array_t<int32_t> out(static_cast<py::ssize_t>(n));
         std::copy(ids.begin(), ids.begin() + static_cast<std::ptrdiff_t>(n), out.mutable_data());
         return out;
@@ -136,7 +121,7 @@ struct Vocab {
     py::array_t<int32_t> recover_merges() const {
         size_t n = llm_bpe_vocab_num_ids(v);
         std::vector<int32_t> left(n), right(n);
-        check(nogil([&] { return llm_bpe_recover_merges(v, left.data(), right.data()); }));
+        llmpy_check(llmpy_nogil([&] { return llm_bpe_recover_merges(v, left.data(), right.data()); }));
         py::array_t<int32_t> out({static_cast<py::ssize_t>(n), static_cast<py::ssize_t>(2)});
         auto o = out.mutable_unchecked<2>();
         for (size_t i = 0; i < n; i++) {
@@ -153,7 +138,7 @@ struct Vocab {
 struct TokenizerFile {
     llm_tokenizer *t = nullptr;
     explicit TokenizerFile(const std::string &path) {
-        check(nogil([&] { return llm_tokenizer_load(&t, path.c_str()); }));
+        llmpy_check(llmpy_nogil([&] { return llm_tokenizer_load(&t, path.c_str()); }));
     }
     TokenizerFile(const TokenizerFile &) = delete;
     TokenizerFile &operator=(const TokenizerFile &) = delete;
@@ -163,7 +148,7 @@ struct TokenizerFile {
         if (id < INT32_MIN || id > INT32_MAX) id = -1; // reported as out of range
         const char *b = nullptr;
         size_t len = 0;
-        check(llm_tokenizer_decode(t, static_cast<int32_t>(id), &b, &len));
+        llmpy_check(llm_tokenizer_decode(t, static_cast<int32_t>(id), &b, &len));
         out.append(b, len);
     }
 };

@@ -59,6 +59,18 @@ static llm_status write_floats(FILE *f, const llm_ops *ops, const float *src, si
     return s;
 }
 
+// Reads the 256-int header; *file_bytes receives the file's size (every format checks it).
+static llm_status read_header(FILE *f, const char *path, int32_t header[LLM_HEADER_INTS], long long *file_bytes) {
+    const size_t header_bytes = LLM_HEADER_INTS * sizeof(int32_t);
+    if (fseek(f, 0, SEEK_END) != 0) return llm_fail(LLM_EIO, "%s: cannot seek: %s", path, strerror(errno));
+    *file_bytes = ftell(f);
+    rewind(f);
+    if (*file_bytes < (long long)header_bytes)
+        return llm_fail(LLM_EFORMAT, "%s: file is truncated: %lld bytes, smaller than the %zu-byte header", path,
+                        *file_bytes, header_bytes);
+    return read_exact(f, header, header_bytes, path);
+}
+
 static float bf16_to_float(uint16_t h) {
     uint32_t bits = (uint32_t)h << 16;
     float x;
@@ -68,13 +80,8 @@ static float bf16_to_float(uint16_t h) {
 
 static llm_status load_from(FILE *f, const char *path, const char *device, llm_model **out) {
     int32_t header[LLM_HEADER_INTS];
-    if (fseek(f, 0, SEEK_END) != 0) return llm_fail(LLM_EIO, "%s: cannot seek: %s", path, strerror(errno));
-    long long file_bytes = ftell(f);
-    rewind(f);
-    if (file_bytes < (long long)sizeof header)
-        return llm_fail(LLM_EFORMAT, "%s: file is truncated: %lld bytes, smaller than the %zu-byte header", path,
-                        file_bytes, sizeof header);
-    LLM_TRY(read_exact(f, header, sizeof header, path));
+    long long file_bytes;
+    LLM_TRY(read_header(f, path, header, &file_bytes));
     if (header[0] != LLM_MODEL_MAGIC)
         return llm_fail(LLM_EFORMAT, "%s: not an llm.c model file (magic %d, expected %d)", path, header[0],
                         LLM_MODEL_MAGIC);
@@ -240,13 +247,8 @@ llm_status llm_model_save_state(const llm_model *m, const char *path, const char
 
 static llm_status load_state_from(FILE *f, llm_model *m, const char *path, char **json) {
     int32_t header[LLM_HEADER_INTS];
-    if (fseek(f, 0, SEEK_END) != 0) return llm_fail(LLM_EIO, "%s: cannot seek: %s", path, strerror(errno));
-    long long file_bytes = ftell(f);
-    rewind(f);
-    if (file_bytes < (long long)sizeof header)
-        return llm_fail(LLM_EFORMAT, "%s: file is truncated: %lld bytes, smaller than the %zu-byte header", path,
-                        file_bytes, sizeof header);
-    LLM_TRY(read_exact(f, header, sizeof header, path));
+    long long file_bytes;
+    LLM_TRY(read_header(f, path, header, &file_bytes));
     if (header[0] != LLM_TRAIN_STATE_MAGIC)
         return llm_fail(LLM_EFORMAT, "%s: not an llmpy training-state file (magic %d, expected %d)", path, header[0],
                         LLM_TRAIN_STATE_MAGIC);
