@@ -5,8 +5,7 @@
  * released around every long call. No model logic lives here: validation that needs numpy
  * (dtypes, friendly conversions) is in python/llmpy/model.py, everything else in C.
  *
- * Status -> exception: EINVAL/EFORMAT/ESTATE -> ValueError, EIO -> OSError,
- * ENOMEM -> MemoryError, EUNSUPPORTED -> NotImplementedError, EBACKEND -> RuntimeError.
+ * Status -> exception mapping: bindings.h.
  */
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -14,9 +13,10 @@
 
 #include <string>
 
+#include "bindings.h"
+
 extern "C" {
 #include "formats.h"
-#include "llmpy.h"
 }
 
 namespace py = pybind11;
@@ -28,28 +28,6 @@ void llmpy_register_tokenizer(py::module_ &m); // bindings_tokenizer.cpp
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
 #endif
-
-// ----------------------------------------------------------------------------
-// errors
-
-static void check(llm_status s) {
-    if (s == LLM_OK) return;
-    std::string msg = llm_last_error();
-    switch (s) {
-    case LLM_EIO: PyErr_SetString(PyExc_OSError, msg.c_str()); break;
-    case LLM_ENOMEM: PyErr_SetString(PyExc_MemoryError, msg.c_str()); break;
-    case LLM_EUNSUPPORTED: PyErr_SetString(PyExc_NotImplementedError, msg.c_str()); break;
-    case LLM_EBACKEND: PyErr_SetString(PyExc_RuntimeError, msg.c_str()); break;
-    default: PyErr_SetString(PyExc_ValueError, msg.c_str()); break;
-    }
-    throw py::error_already_set();
-}
-
-// Runs a C call without the GIL (the message is thread-local, read on the same thread).
-template <typename F> static llm_status nogil(F &&f) {
-    py::gil_scoped_release release;
-    return f();
-}
 
 // ----------------------------------------------------------------------------
 // the model handle
@@ -95,7 +73,7 @@ static py::array block_view(float *data, llm_block *block, std::vector<py::ssize
 static py::array tensor_view(py::object self, int i, bool want_grad) {
     Model &m = self.cast<Model &>();
     llm_tensor t;
-    check(llm_model_tensor(m.m, i, &t));
+    llmpy_check(llm_model_tensor(m.m, i, &t));
     std::vector<py::ssize_t> shape(t.shape, t.shape + t.ndim), strides(t.ndim);
     py::ssize_t s = sizeof(float);
     for (int d = t.ndim - 1; d >= 0; d--) { strides[d] = s; s *= t.shape[d]; }
@@ -115,7 +93,7 @@ PYBIND11_MODULE(_C, mod) {
                const std::string &device, uint64_t seed) {
                 llm_config c{n_layer, n_head, n_embd, vocab_size, block_size, padded_vocab_size};
                 llm_model *p = nullptr;
-                check(nogil([&] { return llm_model_create(&p, &c, device.c_str(), seed); }));
+                llmpy_check(llmpy_nogil([&] { return llm_model_create(&p, &c, device.c_str(), seed); }));
                 return new Model(p);
             },
             py::arg("n_layer"), py::arg("n_head"), py::arg("n_embd"), py::arg("vocab_size"), py::arg("block_size"),
@@ -124,23 +102,23 @@ PYBIND11_MODULE(_C, mod) {
             "load",
             [](const std::string &path, const std::string &device) {
                 llm_model *p = nullptr;
-                check(nogil([&] { return llm_model_load(&p, path.c_str(), device.c_str()); }));
+                llmpy_check(llmpy_nogil([&] { return llm_model_load(&p, path.c_str(), device.c_str()); }));
                 return new Model(p);
             },
             py::arg("path"), py::arg("device") = "cpu")
         .def("save",
-             [](Model &m, const std::string &path) { check(nogil([&] { return llm_model_save(m.m, path.c_str()); })); })
+             [](Model &m, const std::string &path) { llmpy_check(llmpy_nogil([&] { return llm_model_save(m.m, path.c_str()); })); })
         .def(
             "save_state",
             [](Model &m, const std::string &path, const std::string &json) {
-                check(nogil([&] { return llm_model_save_state(m.m, path.c_str(), json.c_str()); }));
+                llmpy_check(llmpy_nogil([&] { return llm_model_save_state(m.m, path.c_str(), json.c_str()); }));
             },
             py::arg("path"), py::arg("json") = "")
         .def(
             "load_state",
             [](Model &m, const std::string &path) {
                 char *json = nullptr;
-                check(nogil([&] { return llm_model_load_state(m.m, path.c_str(), &json); }));
+                llmpy_check(llmpy_nogil([&] { return llm_model_load_state(m.m, path.c_str(), &json); }));
                 std::string text(json ? json : "");
                 llm_free(json);
                 return text;
@@ -162,20 +140,20 @@ PYBIND11_MODULE(_C, mod) {
                 int B = (int)idx.shape(0), T = (int)idx.shape(1);
                 const int32_t *ip = static_cast<const int32_t *>(idx.data());
                 float loss = 0.0f;
-                check(nogil([&] { return llm_forward(m.m, ip, tp, B, T, &loss); }));
+                llmpy_check(llmpy_nogil([&] { return llm_forward(m.m, ip, tp, B, T, &loss); }));
                 if (!tp) return py::none();
                 return py::float_(loss);
             },
             py::arg("idx"), py::arg("targets") = py::none())
-        .def("zero_grad", [](Model &m) { check(nogil([&] { return llm_zero_grad(m.m); })); })
+        .def("zero_grad", [](Model &m) { llmpy_check(llmpy_nogil([&] { return llm_zero_grad(m.m); })); })
         .def(
-            "backward", [](Model &m, float s) { check(nogil([&] { return llm_backward(m.m, s); })); },
+            "backward", [](Model &m, float s) { llmpy_check(llmpy_nogil([&] { return llm_backward(m.m, s); })); },
             py::arg("loss_scale") = 1.0f)
         .def(
             "step",
             [](Model &m, float lr, float b1, float b2, float eps, float wd, float clip) {
                 float norm = 0.0f;
-                check(nogil([&] { return llm_step(m.m, lr, b1, b2, eps, wd, clip, &norm); }));
+                llmpy_check(llmpy_nogil([&] { return llm_step(m.m, lr, b1, b2, eps, wd, clip, &norm); }));
                 return norm;
             },
             py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
@@ -187,7 +165,7 @@ PYBIND11_MODULE(_C, mod) {
                  float *p;
                  int B, T, V, Vp;
                  llm_block *b;
-                 check(llm_model_logits(m.m, &p, &B, &T, &V, &Vp, &b));
+                 llmpy_check(llm_model_logits(m.m, &p, &B, &T, &V, &Vp, &b));
                  py::ssize_t f = sizeof(float);
                  return block_view(p, b, {B, T, V}, {(py::ssize_t)T * Vp * f, (py::ssize_t)Vp * f, f});
              })
@@ -196,7 +174,7 @@ PYBIND11_MODULE(_C, mod) {
                  float *p;
                  int B, T;
                  llm_block *b;
-                 check(llm_model_losses(m.m, &p, &B, &T, &b));
+                 llmpy_check(llm_model_losses(m.m, &p, &B, &T, &b));
                  py::ssize_t f = sizeof(float);
                  return block_view(p, b, {B, T}, {(py::ssize_t)T * f, f});
              })
@@ -218,8 +196,13 @@ PYBIND11_MODULE(_C, mod) {
         d["openmp"] = (bool)llm_build_has_openmp();
         d["cuda"] = (bool)llm_build_has_cuda();
         d["mpi"] = (bool)llm_build_has_mpi();
+        d["cpu_isa"] = llm_cpu_isa();
+        d["cpu_isas"] = std::string(llm_cpu_isa_list());
         return d;
     });
+    mod.def(
+        "set_cpu_isa", [](const std::string &name) { llmpy_check(llm_set_cpu_isa(name.c_str())); }, py::arg("name"),
+        "Selects the CPU kernels' instruction-set variant ('auto' = the best this CPU supports).");
     py::dict formats;
     formats["HEADER_INTS"] = LLM_HEADER_INTS;
     formats["MODEL_MAGIC"] = LLM_MODEL_MAGIC;

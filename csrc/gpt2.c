@@ -35,6 +35,9 @@ const char *const gpt2_tensor_names[LLM_NUM_TENSORS] = {
 // Tensors that get weight decay (the 2-D matrices: embeddings and matmul weights).
 static int is_matrix(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
 
+// Floats of dlogits the backward holds at once (llm_backward: the lm_head runs by vocabulary slices).
+#define LM_HEAD_SLICE_FLOATS ((size_t)1 << 20)
+
 // Limits that keep every size product far from overflow.
 #define MAX_LAYERS 4096
 #define MAX_EMBD (1 << 16)
@@ -390,14 +393,15 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
     m->T = T;
     if (targets) {
         LLM_TRY(ops->crossentropy_forward(losses, logits, a.targets, B, T, V, Vp));
-        // mean on the host in double: BT floats, negligible next to the forward
-        float *host = malloc(BT * sizeof(float));
-        if (!host) return llm_fail(LLM_ENOMEM, "out of memory reading losses");
-        llm_status s = ops->to_host(host, losses, BT * sizeof(float));
+        // mean on the host in double: BT floats, negligible next to the forward (copied a
+        // bounded chunk at a time, so the step allocates nothing)
+        float host[1024];
         double sum = 0.0;
-        for (size_t i = 0; i < BT; i++) sum += host[i];
-        free(host);
-        LLM_TRY(s);
+        for (size_t i0 = 0; i0 < BT; i0 += 1024) {
+            size_t n = BT - i0 < 1024 ? BT - i0 : 1024;
+            LLM_TRY(ops->to_host(host, losses + i0, n * sizeof(float)));
+            for (size_t i = 0; i < n; i++) sum += host[i];
+        }
         m->loss = (float)(sum / (double)BT);
         m->has_targets = 1;
         if (loss) *loss = m->loss;
@@ -426,8 +430,12 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     const int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
     const size_t BT = (size_t)B * T, BTC = BT * C;
 
-    // scratch: dlogits (BT,Vp), dres/dln/datty (BT,C) each, dqkv (BT,3C), dfch/dfch_gelu (BT,4C) each
-    size_t need = (BT * Vp + BTC * (3 + 3 + 8)) * sizeof(float);
+    // The lm_head and cross-entropy backward run a slice of vc vocabulary columns at a time, so
+    // dlogits exist for one slice only (about LM_HEAD_SLICE_FLOATS floats), never as (BT,Vp).
+    size_t vc = LM_HEAD_SLICE_FLOATS / BT / 128 * 128;
+    vc = vc < 128 ? 128 : (vc > (size_t)V ? (size_t)V : vc);
+    // scratch: dlogits slice (BT,vc), dres/dln/datty (BT,C) each, dqkv (BT,3C), dfch/dfch_gelu (BT,4C) each
+    size_t need = (BT * vc + BTC * (3 + 3 + 8)) * sizeof(float);
     if (m->scratch_bytes < need) {
         ops->free(m->scratch);
         m->scratch = NULL;
@@ -435,16 +443,22 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
         LLM_TRY(ops->alloc((void **)&m->scratch, need));
         m->scratch_bytes = need;
     }
-    float *dlogits = m->scratch, *dres = dlogits + BT * Vp, *dln = dres + BTC, *datty = dln + BTC;
+    float *dlogits = m->scratch, *dres = dlogits + BT * vc, *dln = dres + BTC, *datty = dln + BTC;
     float *dqkv = datty + BTC, *dfch = dqkv + 3 * BTC, *dfch_gelu = dfch + 4 * BTC;
     acts a;
     acts_layout(&a, m->act->ptr, cfg, B, T);
-    const float *logits = (const float *)m->out->ptr;
+    const float *logits = (const float *)m->out->ptr, *losses = logits + BT * Vp;
 
-    // the objective is loss_scale * mean over positions
-    LLM_TRY(ops->crossentropy_backward(dlogits, logits, a.targets, loss_scale / (float)BT, B, T, V, Vp));
+    // the objective is loss_scale * mean over positions; the padding columns (>= V) have zero
+    // gradient and are skipped
     LLM_TRY(ops->zero(dln, BTC * sizeof(float)));
-    LLM_TRY(ops->matmul_backward(dln, grad(m, 0), NULL, dlogits, a.lnf, param(m, 0), B, T, C, Vp));
+    for (size_t v0 = 0; v0 < (size_t)V; v0 += vc) {
+        const int n = (int)((size_t)V - v0 < vc ? (size_t)V - v0 : vc);
+        LLM_TRY(ops->crossentropy_backward_cols(dlogits, logits, losses, a.targets, loss_scale / (float)BT, B, T, V,
+                                                Vp, (int)v0, n));
+        LLM_TRY(ops->matmul_backward(dln, grad(m, 0) + v0 * C, NULL, dlogits, a.lnf, param(m, 0) + v0 * C, B, T, C,
+                                     n));
+    }
     LLM_TRY(ops->zero(dres, BTC * sizeof(float)));
     const float *last = a.res3 + (size_t)(L - 1) * BTC;
     LLM_TRY(ops->layernorm_backward(dres, grad(m, 14), grad(m, 15), dln, last, param(m, 14), a.lnf_mean, a.lnf_rstd, B, T, C));

@@ -9,7 +9,7 @@
  * Gradient convention (every op):
  *   - parameter gradients accumulate:          dweight += ..., dbias += ...
  *   - activation gradients accumulate as well: dinp += ...   (the model zeroes them first)
- *   - exception: crossentropy_backward WRITES dlogits (=), padding columns set to 0.
+ *   - exception: crossentropy_backward(_cols) WRITES dlogits (=), padding columns set to 0.
  * Every op returns LLM_OK or an error status (the CPU ops cannot fail once gpt2.c has
  * validated sizes; the table is status-returning for backends that can, e.g. CUDA).
  */
@@ -86,6 +86,14 @@ typedef struct llm_ops {
     // dloss is the gradient of the objective w.r.t. each position's loss (same for all positions).
     llm_status (*crossentropy_backward)(float *dlogits, const float *logits, const int32_t *targets,
                                         float dloss, int B, int T, int V, int Vp);
+    // The same gradient for the vocabulary columns v0 .. v0+n only, so that the model can run the
+    // lm_head backward a slice of the vocabulary at a time instead of storing (B,T,Vp) dlogits.
+    // dlogits: (B,T,n) written (row stride n), zero on columns >= V; logits: (B,T,Vp);
+    // losses: (B,T) as crossentropy_forward wrote them (the softmax is rebuilt from them:
+    // logsumexp = loss + logit[target]); targets: (B,T); 0 <= v0, v0 + n <= Vp.
+    llm_status (*crossentropy_backward_cols)(float *dlogits, const float *logits, const float *losses,
+                                             const int32_t *targets, float dloss, int B, int T, int V,
+                                             int Vp, int v0, int n);
 
     // --- AdamW (PyTorch semantics, decoupled weight decay, bias correction) -----
     // params/grads/m/v: (N); grads are multiplied by grad_scale first; t >= 1 is the step number.

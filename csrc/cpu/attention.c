@@ -17,8 +17,9 @@
  *             dQ += dS K,  dK += dS^T Q,  dV += P^T dO
  * The forward is parallel over (b, h, query block). In the backward, dK and dV of a key
  * receive contributions from every later query block, so it is parallel over (b, h) pairs,
- * which own disjoint channels of dqkv. Each thread allocates its GEMM scratch and a QB x T
- * block of score gradients (LLM_ENOMEM if that fails). Row sums are accumulated in double.
+ * which own disjoint channels of dqkv. Each thread uses its GEMM scratch and a QB x T block of
+ * score gradients from cpu_scratch (LLM_ENOMEM if they cannot be allocated the first time).
+ * Row sums are accumulated in double.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -31,12 +32,6 @@
 
 // ----------------------------------------------------------------------------
 // helpers
-
-// 64-byte aligned scratch of at least n floats (NULL when out of memory).
-static float *alloc_floats(size_t n) {
-    size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
-    return aligned_alloc(64, bytes);
-}
 
 // sum of a[i] * b[i] in double, in 8 independent lanes so the loop vectorises
 static double dot_f64(const float *a, const float *b, size_t n) {
@@ -73,7 +68,7 @@ llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B
 
 #pragma omp parallel
     {
-        float *scratch = alloc_floats(cpu_gemm_scratch_floats());
+        float *scratch = cpu_scratch(0, cpu_gemm_scratch_floats());
         if (!scratch) {
 #pragma omp atomic write
             failed = 1;
@@ -98,7 +93,6 @@ llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B
             for (size_t r = 0; r < qb; r++) memset(o + r * (size_t)C, 0, hs * sizeof(float));
             cpu_gemm_serial(o, (size_t)C, (cpu_view){p, Tz, 1}, (cpu_view){v, C3, 1}, qb, hs, nk, scratch);
         }
-        free(scratch);
     }
     if (failed) return llm_fail(LLM_ENOMEM, "attention_forward: out of memory for scratch");
     return LLM_OK;
@@ -116,8 +110,8 @@ llm_status cpu_attention_backward(float *dqkv, const float *dout, const float *q
 
 #pragma omp parallel
     {
-        float *scratch = alloc_floats(cpu_gemm_scratch_floats());
-        float *ds = alloc_floats((size_t)QB * Tz); // score gradients of one query block
+        float *scratch = cpu_scratch(0, cpu_gemm_scratch_floats());
+        float *ds = cpu_scratch(1, (size_t)QB * Tz); // score gradients of one query block
         if (!scratch || !ds) {
 #pragma omp atomic write
             failed = 1;
@@ -152,8 +146,6 @@ llm_status cpu_attention_backward(float *dqkv, const float *dout, const float *q
                 cpu_gemm_serial(dv, C3, (cpu_view){p, 1, Tz}, (cpu_view){g, (size_t)C, 1}, nk, hs, qb, scratch);
             }
         }
-        free(scratch);
-        free(ds);
     }
     if (failed) return llm_fail(LLM_ENOMEM, "attention_backward: out of memory for scratch");
     return LLM_OK;

@@ -2,13 +2,25 @@
  * cpu_ops.h — the CPU backend's ops, one source file each (csrc/cpu/<op>.c).
  *
  * Every cpu_<op> function has exactly the signature of the matching llm_ops member in
- * csrc/ops.h, where the shapes and the gradient convention are documented; ops_cpu.c collects
- * them into the table llm_cpu_ops. Pointers are host memory. Shape letters: see ops.h.
+ * csrc/ops.h, where the shapes and the gradient convention are documented; ops_cpu_isa.c
+ * collects them into a table. Pointers are host memory. Shape letters: see ops.h.
  *
- * Below the ops, two internal helpers shared between op files: the blocked GEMM of matmul.c
- * (attention.c is built on it) and small inline math routines written so that the compiler
- * vectorises the loops that call them (libm's expf is a scalar call; an fp32 reduction in a
- * single running sum cannot be vectorised without -ffast-math).
+ * Instruction-set variants. The op files (and ops_cpu_isa.c) are compiled once per ISA that
+ * the build targets — on x86-64 `avx512` (x86-64-v4 flags), `avx2` (x86-64-v3) and `generic`
+ * (the baseline), elsewhere `generic` only, or a single `native` variant with
+ * LLMPY_NATIVE=ON — with LLMPY_CPU_ISA set to the variant's name. The block of #defines below
+ * then gives every public name of the op files that variant's suffix (cpu_matmul_forward ->
+ * cpu_matmul_forward_avx512), so the variants link side by side in one library. ops_cpu.c is
+ * compiled once: it owns memory and per-thread scratch, picks a variant at run time from the
+ * CPU's features (or LLMPY_CPU_ISA in the environment) and exposes the table llm_cpu_ops,
+ * whose ops forward to the chosen variant. Code that depends on the vector width (the GEMM's
+ * register tile) reads the compiler's predefined macros (__AVX512F__, __AVX2__, ...).
+ *
+ * Below the ops, internal helpers shared between op files: the blocked GEMM of matmul.c
+ * (attention.c is built on it), per-thread scratch (ops_cpu.c), and small inline math
+ * routines written so that the compiler vectorises the loops that call them (libm's expf is
+ * a scalar call; an fp32 reduction in a single running sum cannot be vectorised without
+ * -ffast-math).
  */
 #ifndef LLMPY_CPU_OPS_H
 #define LLMPY_CPU_OPS_H
@@ -19,17 +31,51 @@
 #include <string.h>
 
 #include "../llmpy.h"
+#include "../ops.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-// --- memory (ops_cpu.c) ---------------------------------------------------------
+// --- per-ISA names ----------------------------------------------------------------
+#ifdef LLMPY_CPU_ISA
+#define CPU_ISA_CAT_(name, isa) name##_##isa
+#define CPU_ISA_CAT(name, isa) CPU_ISA_CAT_(name, isa)
+#define CPU_ISA_NAME(name) CPU_ISA_CAT(name, LLMPY_CPU_ISA)
+#define cpu_encoder_forward CPU_ISA_NAME(cpu_encoder_forward)
+#define cpu_encoder_backward CPU_ISA_NAME(cpu_encoder_backward)
+#define cpu_layernorm_forward CPU_ISA_NAME(cpu_layernorm_forward)
+#define cpu_layernorm_backward CPU_ISA_NAME(cpu_layernorm_backward)
+#define cpu_matmul_forward CPU_ISA_NAME(cpu_matmul_forward)
+#define cpu_matmul_backward CPU_ISA_NAME(cpu_matmul_backward)
+#define cpu_attention_forward CPU_ISA_NAME(cpu_attention_forward)
+#define cpu_attention_backward CPU_ISA_NAME(cpu_attention_backward)
+#define cpu_gelu_forward CPU_ISA_NAME(cpu_gelu_forward)
+#define cpu_gelu_backward CPU_ISA_NAME(cpu_gelu_backward)
+#define cpu_residual_forward CPU_ISA_NAME(cpu_residual_forward)
+#define cpu_residual_backward CPU_ISA_NAME(cpu_residual_backward)
+#define cpu_crossentropy_forward CPU_ISA_NAME(cpu_crossentropy_forward)
+#define cpu_crossentropy_backward CPU_ISA_NAME(cpu_crossentropy_backward)
+#define cpu_crossentropy_backward_cols CPU_ISA_NAME(cpu_crossentropy_backward_cols)
+#define cpu_adamw_update CPU_ISA_NAME(cpu_adamw_update)
+#define cpu_norm_squared CPU_ISA_NAME(cpu_norm_squared)
+#define cpu_gemm_scratch_floats CPU_ISA_NAME(cpu_gemm_scratch_floats)
+#define cpu_gemm_serial CPU_ISA_NAME(cpu_gemm_serial)
+#define cpu_isa_ops CPU_ISA_NAME(cpu_isa_ops)
+#endif
+
+// --- memory and per-thread scratch (ops_cpu.c, compiled once) ----------------------- ---------------------------------------------------------
 llm_status cpu_alloc(void **out, size_t bytes);
 void cpu_free(void *p);
 llm_status cpu_zero(void *p, size_t bytes);
 llm_status cpu_to_device(void *dst, const void *src_host, size_t bytes);
 llm_status cpu_to_host(void *dst_host, const void *src, size_t bytes);
+// The calling thread's scratch buffer number `slot` (0 <= slot < CPU_SCRATCH_SLOTS): at least
+// `floats` floats, 64-byte aligned, contents undefined; NULL when out of memory. Buffers only
+// grow and live until the thread exits, so ops allocate nothing once the sizes of the first
+// training step have been seen. Slot 0 is the GEMM's packing buffer (matmul.c).
+#define CPU_SCRATCH_SLOTS 4
+float *cpu_scratch(int slot, size_t floats);
 
 // --- encoder.c ------------------------------------------------------------------
 llm_status cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
@@ -68,14 +114,19 @@ llm_status cpu_crossentropy_forward(float *losses, const float *logits, const in
                                     int B, int T, int V, int Vp);
 llm_status cpu_crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets,
                                      float dloss, int B, int T, int V, int Vp);
+llm_status cpu_crossentropy_backward_cols(float *dlogits, const float *logits, const float *losses,
+                                          const int32_t *targets, float dloss, int B, int T, int V, int Vp,
+                                          int v0, int n);
 
 // --- adamw.c --------------------------------------------------------------------
 llm_status cpu_adamw_update(float *params, const float *grads, float *m, float *v, size_t N,
                             float lr, float beta1, float beta2, float eps, float weight_decay,
                             float grad_scale, int64_t t);
 
-// --- ops_cpu.c ------------------------------------------------------------------
+// --- ops_cpu_isa.c --------------------------------------------------------------
 llm_status cpu_norm_squared(double *out, const float *x, size_t N);
+// This variant's ops (the memory members are NULL: ops_cpu.c owns memory).
+extern const llm_ops cpu_isa_ops;
 
 // --- internal: blocked GEMM (matmul.c) -----------------------------------------
 
@@ -93,6 +144,13 @@ void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, siz
                      float *scratch);
 
 // --- internal: vectorisable math ------------------------------------------------
+
+// Hint that *p will be read soon (a no-op where the compiler has no prefetch builtin).
+#if defined(__GNUC__) || defined(__clang__)
+#define CPU_PREFETCH(p) __builtin_prefetch((p), 0, 3)
+#else
+#define CPU_PREFETCH(p) ((void)(p))
+#endif
 
 // exp(x) in fp32, within 2 ulp of the exact value (libm's expf: 1 ulp); 0 below -87.3, inf
 // above 88.3 (where 2^n would overflow the exponent field), NaN stays NaN. Cody-Waite range

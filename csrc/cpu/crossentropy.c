@@ -14,6 +14,11 @@
  * The max-shifted exponentials (cpu_expf, vectorised) are summed in double; rows are
  * independent (parallel).
  * dlogits may alias logits (each element is read before it is written).
+ *
+ * crossentropy_backward_cols computes the same gradient for a slice of columns v0 .. v0+n
+ * into a (B,T,n) buffer, in one pass over that slice: the row's log-sum-exp is rebuilt from
+ * the forward's loss (lse = loss + logit[target]), so no max or sum is recomputed. The model
+ * uses it to run the lm_head backward a vocabulary slice at a time (gpt2.c).
  */
 #include <math.h>
 
@@ -51,6 +56,33 @@ llm_status cpu_crossentropy_backward(float *dlogits, const float *logits, const 
         for (int i = 0; i < V; i++) dx[i] *= scale;
         dx[targets[r]] -= dloss;
         for (int i = V; i < Vp; i++) dx[i] = 0.0f;
+    }
+    return LLM_OK;
+}
+
+llm_status cpu_crossentropy_backward_cols(float *dlogits, const float *logits, const float *losses,
+                                          const int32_t *targets, float dloss, int B, int T, int V, int Vp,
+                                          int v0, int n) {
+    const long long BT = (long long)B * T;
+    const int real = V - v0 < n ? (V - v0 > 0 ? V - v0 : 0) : n; // columns below V
+    (void)Vp;
+#pragma omp parallel for if (BT * (long long)n > 32768)
+    for (long long r = 0; r < BT; r++) {
+        const float *xr = logits + (size_t)r * Vp;
+        const float *x = xr + v0;
+        float *dx = dlogits + (size_t)r * n;
+        // the slice of a row is short (a few KiB) and rows lie far apart, too little for the
+        // hardware prefetcher: fetch the next row's slice and target logit while this one runs
+        if (r + 1 < BT) {
+            const float *next = x + Vp;
+            for (int i = 0; i < real; i += 16) CPU_PREFETCH(next + i);
+            CPU_PREFETCH(xr + Vp + targets[r + 1]);
+        }
+        const float lse = (float)((double)losses[r] + (double)xr[targets[r]]);
+        for (int i = 0; i < real; i++) dx[i] = cpu_expf(x[i] - lse) * dloss;
+        for (int i = real; i < n; i++) dx[i] = 0.0f;
+        const int t = targets[r] - v0;
+        if (t >= 0 && t < real) dx[t] -= dloss;
     }
     return LLM_OK;
 }

@@ -6,24 +6,50 @@
  * Gradient convention (ops.h): dweight += and dbias += (parameters), dinp += (activation);
  * dinp and dbias may be NULL in the backward, then they are skipped.
  *
- * All three products reduce to one routine, gemm_acc(): c (M,N) += a (M,K) @ b (K,N), where
- * a and b are strided views so that transposes cost nothing:
- *   forward  out    (BT,OC) += inp   (BT,C)  @ weight^T (C,OC)    [after out = bias]
+ * All three products reduce to one routine, gemm(): c (M,N) += a (M,K) @ b (K,N) (or, with
+ * store, c = bias + a @ b), where a and b are strided views so that transposes cost nothing:
+ *   forward  out    (BT,OC)  = bias + inp (BT,C) @ weight^T (C,OC)
  *   backward dinp   (BT,C)  += dout  (BT,OC) @ weight   (OC,C)
  *            dweight(OC,C)  += dout^T(OC,BT) @ inp      (BT,C)
- * gemm_acc follows the classic blocked layout (Goto / BLIS): the output is cut into MC x NC
- * tiles shared out among threads; for each KC slice of the reduction the thread packs its
- * slice of a into MR-row panels and of b into NR-column panels (thread-local scratch, zero
- * padded at the edges) so that the micro-kernel reads both contiguously. The micro-kernel
- * keeps an MR x NR tile of c in registers; its inner loop over NR contiguous columns is
- * plain C that the compiler turns into vector FMAs (-O3 -march=native).
+ *
+ * The GEMM follows the blocked layout of Goto / BLIS, with the loops ordered for the short,
+ * wide products of training (M = B*T of a few hundred rows against weights of millions):
+ *   for each KB-deep block of the reduction (c is swept once per KB)
+ *     for each block of up to a_rows() rows of a: pack them, KC-slice by KC-slice, once
+ *       for each NC-column block of c:
+ *         for each KC slice: pack the KC x NC slice of b into NR-column panels, then
+ *           for each MC rows, each NR panel, each MR panel: the micro-kernel
+ * so a is packed once, b once per block of rows (once, for the model's shapes), and the
+ * ma x NC block of c stays in cache across the KC slices. The micro-kernel multiplies one
+ * MR-row panel of a by one NR-column panel of b, keeping the MR x NR tile of c in registers
+ * (both panels are read contiguously; edges are zero padded); the first slice of a store
+ * writes c instead of adding to it, which spares the forward a pass over its output. It is
+ * written with GCC/Clang vector extensions (plain C elsewhere), which the compiler turns into
+ * broadcast + vector FMAs; its tile follows the vector registers of the ISA variant being
+ * compiled (cpu_ops.h):
+ *   AVX-512: 8 x 32 (16 zmm accumulators)  AVX2: 6 x 16 (12 ymm)  baseline: 4 x 8.
+ * Packing transposes (weight^T for b, rows of a into MR-row panels) use 8x8 / 16x16 AVX
+ * shuffles where the variant has them.
+ *
+ * Threads. c is cut into tm x tn rectangles, one per thread, each running the serial
+ * algorithm above on its own packing scratch (cpu_scratch, allocated once per thread). The
+ * grid is chosen per call by a small cost model — multiply-adds of the largest rectangle plus
+ * the packing each thread repeats — so that for the shapes of training both cores are busy
+ * even when M = B*T is only 256: the forward and dinp split the columns (the weight is packed
+ * and read from memory once in total), dweight splits its rows.
  * Reductions are fp32 (as in every BLAS); dbias sums in double. Each element of c is reduced
- * by one thread in a fixed order, so results do not depend on the number of threads.
- * cpu_gemm_serial() exposes the single-threaded driver to attention.c (see cpu_ops.h).
+ * by one thread in a fixed order (KC slices in order), so results do not depend on the
+ * number of threads. cpu_gemm_serial() exposes the single-threaded driver to attention.c.
+ *
+ * dev/cpu/matmul.c times this file's GEMM on the model's shapes and checks it.
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "../common.h"
 #include "cpu_ops.h"
@@ -31,11 +57,34 @@
 // ----------------------------------------------------------------------------
 // blocking parameters
 
-#define MR 6    // micro-tile rows (broadcast from packed a)
-#define NR 32   // micro-tile columns (vector loads from packed b), a multiple of the vector width
-#define KC 256  // reduction slice: an MR x KC panel of a and a KC x NR panel of b stay in L1/L2
-#define MC 96   // rows of a thread's tile, a multiple of MR
-#define NC 512  // columns of a thread's tile, a multiple of NR
+#if defined(__AVX512F__)
+#define MR 8  // micro-tile rows (broadcast from packed a)
+#define NR 32 // micro-tile columns (vector loads from packed b), a multiple of the vector width
+#elif defined(__AVX2__) || defined(__AVX__)
+#define MR 6
+#define NR 16
+#else
+#define MR 4
+#define NR 8
+#endif
+#define KC 256 // reduction slice: an MR x KC panel of a and a KC x NR panel of b stay in L1
+#define MC 96  // rows of a swept while one panel of b stays in L1 (MC x KC stays in L2)
+#define NC 512 // columns of a packed block of b (KC x NC stays in L2), a multiple of NR
+#define KB 1024 // reduction depth of a packed block of a; c is swept once per KB
+#define ABUF (512 * 1024) // floats of a packed block of a (2 MB: rows x depth, sits in L2/L3)
+_Static_assert(MC % MR == 0 && NC % NR == 0 && KB % KC == 0, "blocks must hold whole micro-panels");
+_Static_assert(ABUF / KB >= MC, "the packed block of a must hold at least MC rows");
+
+#if defined(__GNUC__) || defined(__clang__)
+// GCC/Clang vector extensions: half a row of the micro-tile, the widest vector the ISA has.
+// The packed panels are 64-byte aligned; rows of c and of the source matrices are not (vec_u).
+#define VL (NR / 2)
+typedef float vec __attribute__((vector_size(VL * sizeof(float))));
+typedef float vec_u __attribute__((vector_size(VL * sizeof(float)), aligned(4)));
+#endif
+
+// rows of a packed block of a, rounded up to whole micro-panels
+static size_t ma_padded(size_t ma) { return (ma + MR - 1) / MR * MR; }
 
 // Fused multiply-add where the hardware has it (fmaf is a slow library call otherwise).
 #ifdef FP_FAST_FMAF
@@ -47,47 +96,137 @@
 // ----------------------------------------------------------------------------
 // packing
 
-// dst[(panel * kc + k) * MR + r] = a(i0 + panel * MR + r, k0 + k); rows past m are zero.
+// Transposes that turn row-major tiles into the k-major panels, 8 or 16 floats at a time
+// (AVX/AVX-512 shuffles: about 4 shuffles per 16 floats, against one load and one store per
+// element in scalar code). Without AVX the packing loops below are plain C.
+#if defined(__AVX__)
+#include <immintrin.h>
+#define HAVE_T8 1
+// out[kk][r] = in[r][kk] for an 8 x 8 tile: in rows r = src[r] + k, 8 floats each; out rows
+// at dst + kk * ld, 8 floats each.
+static inline void transpose8(const float *const *src, size_t k, float *dst, size_t ld) {
+    __m256 r[8], t[8], u[8];
+    for (int i = 0; i < 8; i++) r[i] = _mm256_loadu_ps(src[i] + k);
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);     // per lane: r0[0] r1[0] r0[1] r1[1]
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]); // r0[2] r1[2] r0[3] r1[3]
+    }
+    for (int g = 0; g < 2; g++) { // rows 4g .. 4g+3: u[4g + c] holds element c of each lane
+        u[4 * g + 0] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+        u[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+        u[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+        u[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; c++) {
+        _mm256_storeu_ps(dst + (size_t)c * ld, _mm256_permute2f128_ps(u[c], u[4 + c], 0x20));
+        _mm256_storeu_ps(dst + (size_t)(c + 4) * ld, _mm256_permute2f128_ps(u[c], u[4 + c], 0x31));
+    }
+}
+#endif
+
+#if defined(__AVX512F__)
+#define HAVE_T16 1
+// The same for a 16 x 16 tile.
+static inline void transpose16(const float *const *src, size_t k, float *dst, size_t ld) {
+    __m512 r[16], t[16], u[16];
+    for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src[i] + k);
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; g++) { // u[4g + c], lane L: rows 4g .. 4g+3 at element 4L + c
+        __m512d a0 = _mm512_castps_pd(t[4 * g]), a1 = _mm512_castps_pd(t[4 * g + 1]);
+        __m512d a2 = _mm512_castps_pd(t[4 * g + 2]), a3 = _mm512_castps_pd(t[4 * g + 3]);
+        u[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        u[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        u[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        u[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+    for (int c = 0; c < 4; c++) { // gather lane L of u[c], u[4+c], u[8+c], u[12+c]: element 4L + c
+        __m512 v0 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0x88), v1 = _mm512_shuffle_f32x4(u[c], u[4 + c], 0xdd);
+        __m512 v2 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0x88);
+        __m512 v3 = _mm512_shuffle_f32x4(u[8 + c], u[12 + c], 0xdd);
+        _mm512_storeu_ps(dst + (size_t)(c + 0) * ld, _mm512_shuffle_f32x4(v0, v2, 0x88));
+        _mm512_storeu_ps(dst + (size_t)(c + 4) * ld, _mm512_shuffle_f32x4(v1, v3, 0x88));
+        _mm512_storeu_ps(dst + (size_t)(c + 8) * ld, _mm512_shuffle_f32x4(v0, v2, 0xdd));
+        _mm512_storeu_ps(dst + (size_t)(c + 12) * ld, _mm512_shuffle_f32x4(v1, v3, 0xdd));
+    }
+}
+#endif
+
+// dst[(panel * kc + k) * MR + r] = a(i0 + panel * MR + r, k0 + k); rows past mc are zero.
 static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t k0, size_t kc) {
     for (size_t p = 0; p < mc; p += MR) {
         size_t rows = mc - p < MR ? mc - p : MR;
         float *d = dst + p * kc;
-        if (a.cs == 1) { // rows contiguous along k: walk each row
-            for (size_t r = 0; r < rows; r++) {
-                const float *src = a.p + (i0 + p + r) * a.rs + k0;
-                for (size_t k = 0; k < kc; k++) d[k * MR + r] = src[k];
+        if (a.cs == 1) { // rows contiguous along k: interleave MR rows
+            const float *src[MR];
+            for (size_t r = 0; r < MR; r++) src[r] = a.p + (i0 + p + (r < rows ? r : 0)) * a.rs + k0;
+            if (rows == MR) {
+                size_t k = 0;
+#if defined(HAVE_T8) && MR == 8
+                for (; k + 8 <= kc; k += 8) transpose8(src, k, d + k * MR, MR);
+#endif
+                for (; k < kc; k++)
+                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r][k];
+            } else {
+                for (size_t k = 0; k < kc; k++)
+                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r][k] : 0.0f;
             }
-        } else { // columns contiguous along i (a transposed view)
+        } else { // columns contiguous along i (a transposed view): MR-float runs
             for (size_t k = 0; k < kc; k++) {
                 const float *src = a.p + (k0 + k) * a.cs + (i0 + p) * a.rs;
-                for (size_t r = 0; r < rows; r++) d[k * MR + r] = src[r * a.rs];
+                if (a.rs == 1 && rows == MR) {
+                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r];
+                } else {
+                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r * a.rs] : 0.0f;
+                }
             }
         }
-        for (size_t r = rows; r < MR; r++)
-            for (size_t k = 0; k < kc; k++) d[k * MR + r] = 0.0f;
     }
 }
 
-// dst[(panel * kc + k) * NR + j] = b(k0 + k, j0 + panel * NR + j); columns past n are zero.
+// dst[(panel * kc + k) * NR + j] = b(k0 + k, j0 + panel * NR + j); columns past nc are zero.
 static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t j0, size_t nc) {
     for (size_t q = 0; q < nc; q += NR) {
         size_t cols = nc - q < NR ? nc - q : NR;
         float *d = dst + q * kc;
-        if (b.cs == 1) { // rows of b contiguous along j
+        if (b.cs == 1) { // rows of b contiguous along j: NR-float runs
             for (size_t k = 0; k < kc; k++) {
                 const float *src = b.p + (k0 + k) * b.rs + j0 + q;
                 float *dk = d + k * NR;
-                size_t j = 0;
-                for (; j < cols; j++) dk[j] = src[j];
-                for (; j < NR; j++) dk[j] = 0.0f;
+                if (cols == NR) {
+#ifdef VL
+                    ((vec *)dk)[0] = ((const vec_u *)src)[0];
+                    ((vec *)dk)[1] = ((const vec_u *)src)[1];
+#else
+                    for (size_t j = 0; j < NR; j++) dk[j] = src[j];
+#endif
+                } else {
+                    for (size_t j = 0; j < NR; j++) dk[j] = j < cols ? src[j] : 0.0f;
+                }
             }
-        } else { // columns of b contiguous along k (b is a transposed view, e.g. weight^T)
-            for (size_t j = 0; j < cols; j++) {
-                const float *src = b.p + (j0 + q + j) * b.cs + k0 * b.rs;
-                for (size_t k = 0; k < kc; k++) d[k * NR + j] = src[k * b.rs];
+        } else { // columns of b contiguous along k (e.g. weight^T): transposed tile by tile
+            const float *src[NR];
+            for (size_t j = 0; j < NR; j++) src[j] = b.p + (j0 + q + (j < cols ? j : 0)) * b.cs + k0 * b.rs;
+            size_t k = 0;
+            if (b.rs == 1 && cols == NR) {
+#if defined(HAVE_T16) && NR % 16 == 0
+                for (; k + 16 <= kc; k += 16)
+                    for (size_t jh = 0; jh < NR; jh += 16) transpose16(src + jh, k, d + k * NR + jh, NR);
+#elif defined(HAVE_T8) && NR % 8 == 0
+                for (; k + 8 <= kc; k += 8)
+                    for (size_t jh = 0; jh < NR; jh += 8) transpose8(src + jh, k, d + k * NR + jh, NR);
+#endif
+                for (; k + 8 <= kc; k += 8)
+                    for (size_t j = 0; j < NR; j++)
+                        for (size_t kk = 0; kk < 8; kk++) d[(k + kk) * NR + j] = src[j][k + kk];
             }
-            for (size_t j = cols; j < NR; j++)
-                for (size_t k = 0; k < kc; k++) d[k * NR + j] = 0.0f;
+            for (; k < kc; k++)
+                for (size_t j = 0; j < NR; j++) d[k * NR + j] = src[j][k * b.rs];
+            if (cols < NR)
+                for (size_t k2 = 0; k2 < kc; k2++)
+                    for (size_t j = cols; j < NR; j++) d[k2 * NR + j] = 0.0f;
         }
     }
 }
@@ -95,49 +234,112 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
 // ----------------------------------------------------------------------------
 // micro-kernel: c[0:mr, 0:nr] += a_panel (MR x kc) @ b_panel (kc x NR)
 
-static void micro_kernel(size_t kc, const float *restrict a, const float *restrict b,
-                         float *restrict c, size_t ldc, size_t mr, size_t nr) {
-    float acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
+#if defined(__GNUC__) || defined(__clang__)
+// GCC/Clang vector extensions (vec, see above): each row of the tile is two vectors, so the
+// accumulators live in 2*MR registers whatever the auto-vectoriser would have decided.
+
+static const float zeros[NR];
+
+// init == NULL: c += a @ b; otherwise c = init (a row of nr floats, repeated) + a @ b
+static void micro_kernel(size_t kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
+                         size_t mr, size_t nr, const float *init) {
+    vec acc0[MR], acc1[MR];
+    for (int i = 0; i < MR; i++) acc0[i] = acc1[i] = (vec){0};
 
     for (size_t k = 0; k < kc; k++) {
+        const vec b0 = *(const vec *)(b + k * NR), b1 = *(const vec *)(b + k * NR + VL);
         const float *ak = a + k * MR;
-        const float *bk = b + k * NR;
         for (int i = 0; i < MR; i++) {
-            float ai = ak[i];
-            for (int j = 0; j < NR; j++) acc[i][j] = MADD(ai, bk[j], acc[i][j]);
+            const vec ai = (vec){0} + ak[i]; // broadcast
+            acc0[i] += ai * b0;              // contracted to FMA (-ffp-contract, on by default)
+            acc1[i] += ai * b1;
         }
     }
 
     if (mr == MR && nr == NR) {
-        for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) c[i * ldc + j] += acc[i][j];
+        if (init) {
+            const vec i0 = *(const vec_u *)init, i1 = *(const vec_u *)(init + VL);
+            for (int i = 0; i < MR; i++) {
+                vec_u *ci = (vec_u *)(c + i * ldc);
+                ci[0] = i0 + acc0[i];
+                ci[1] = i1 + acc1[i];
+            }
+        } else {
+            for (int i = 0; i < MR; i++) {
+                vec_u *ci = (vec_u *)(c + i * ldc);
+                ci[0] += acc0[i];
+                ci[1] += acc1[i];
+            }
+        }
     } else {
+        float tile[MR][NR];
+        for (int i = 0; i < MR; i++) {
+            memcpy(&tile[i][0], &acc0[i], sizeof(vec));
+            memcpy(&tile[i][VL], &acc1[i], sizeof(vec));
+        }
         for (size_t i = 0; i < mr; i++)
-            for (size_t j = 0; j < nr; j++) c[i * ldc + j] += acc[i][j];
+            for (size_t j = 0; j < nr; j++) c[i * ldc + j] = (init ? init[j] : c[i * ldc + j]) + tile[i][j];
     }
 }
+#else
+static const float zeros[NR];
+
+// init == NULL: c += a @ b; otherwise c = init (a row of nr floats, repeated) + a @ b
+static void micro_kernel(size_t kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
+                         size_t mr, size_t nr, const float *init) {
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
+    for (size_t k = 0; k < kc; k++)
+        for (int i = 0; i < MR; i++)
+            for (int j = 0; j < NR; j++) acc[i][j] = MADD(a[k * MR + i], b[k * NR + j], acc[i][j]);
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < nr; j++) c[i * ldc + j] = (init ? init[j] : c[i * ldc + j]) + acc[i][j];
+}
+#endif
 
 // ----------------------------------------------------------------------------
-// tiles and the two drivers
+// the serial algorithm on one rectangle of c
 
-#define SCRATCH_FLOATS ((size_t)MC * KC + (size_t)KC * NC) // packed a slice + packed b slice
-_Static_assert(SCRATCH_FLOATS * sizeof(float) % 64 == 0, "aligned_alloc needs a multiple of the alignment");
+#define SCRATCH_FLOATS ((size_t)KC * NC + (size_t)ABUF) // packed b block + packed a block
 
-// c[i0:i0+mc, j0:j0+nc] += a[i0:i0+mc, :] @ b[:, j0:j0+nc], one KC slice of the reduction at a time.
-static void gemm_tile(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, size_t mc, size_t j0, size_t nc,
-                      size_t K, float *scratch) {
-    float *pa = scratch, *pb = scratch + (size_t)MC * KC;
-    for (size_t k0 = 0; k0 < K; k0 += KC) {
-        size_t kc = K - k0 < KC ? K - k0 : KC;
-        pack_a(pa, a, i0, mc, k0, kc);
-        pack_b(pb, b, k0, kc, j0, nc);
-        for (size_t q = 0; q < nc; q += NR) {
-            size_t nr = nc - q < NR ? nc - q : NR;
-            for (size_t p = 0; p < mc; p += MR) {
-                size_t mr = mc - p < MR ? mc - p : MR;
-                micro_kernel(kc, pa + p * kc, pb + q * kc, c + (i0 + p) * ldc + j0 + q, ldc, mr, nr);
+// Rows and depth of the packed a block for a reduction of length K: up to KB deep, and as many
+// rows (a multiple of MC) as fit in ABUF floats.
+static size_t a_depth(size_t K) { return K < KB ? K : KB; }
+static size_t a_rows(size_t K) { return ABUF / ((a_depth(K) + KC - 1) / KC * KC) / MC * MC; }
+
+// c[i0:i0+m, j0:j0+n] += a[i0:i0+m, :] @ b[:, j0:j0+n]; with store, c = bias[j0:j0+n] (or 0) + ...
+static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, size_t m, size_t j0, size_t n,
+                      size_t K, int store, const float *bias, float *scratch) {
+    float *pb = scratch, *pa = scratch + (size_t)KC * NC;
+    const size_t kbmax = a_depth(K), mamax = a_rows(K);
+    for (size_t kb = 0; kb < K; kb += kbmax) { // c is swept once per KB of the reduction
+        const size_t kbl = K - kb < kbmax ? K - kb : kbmax;
+        for (size_t ia = i0; ia < i0 + m; ia += mamax) {
+            const size_t ma = i0 + m - ia < mamax ? i0 + m - ia : mamax;
+            // a[ia:ia+ma, kb:kb+kbl], packed once, as KC slices of ma rows each
+            for (size_t k0 = 0; k0 < kbl; k0 += KC)
+                pack_a(pa + k0 * ma_padded(ma), a, ia, ma, kb + k0, kbl - k0 < KC ? kbl - k0 : KC);
+            for (size_t jb = j0; jb < j0 + n; jb += NC) {
+                const size_t nc = j0 + n - jb < NC ? j0 + n - jb : NC;
+                for (size_t k0 = 0; k0 < kbl; k0 += KC) { // the ma x nc block of c stays in cache
+                    const size_t kc = kbl - k0 < KC ? kbl - k0 : KC;
+                    const float *pak = pa + k0 * ma_padded(ma);
+                    const int first = store && kb == 0 && k0 == 0; // the first slice writes c
+                    pack_b(pb, b, kb + k0, kc, jb, nc);
+                    for (size_t ib = 0; ib < ma; ib += MC) {
+                        const size_t mc = ma - ib < MC ? ma - ib : MC;
+                        for (size_t q = 0; q < nc; q += NR) {
+                            const size_t nr = nc - q < NR ? nc - q : NR;
+                            for (size_t p = ib; p < ib + mc; p += MR) {
+                                const size_t mr = ib + mc - p < MR ? ib + mc - p : MR;
+                                const float *init = first ? (bias ? bias + jb + q : zeros) : NULL;
+                                micro_kernel(kc, pak + p * kc, pb + q * kc, c + (ia + p) * ldc + jb + q, ldc, mr, nr,
+                                             init);
+                            }
+                        }
+                    }
+                }
             }
         }
     }
@@ -146,34 +348,69 @@ static void gemm_tile(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
 size_t cpu_gemm_scratch_floats(void) { return SCRATCH_FLOATS; }
 
 void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, float *scratch) {
-    for (size_t j0 = 0; j0 < N; j0 += NC)
-        for (size_t i0 = 0; i0 < M; i0 += MC)
-            gemm_tile(c, ldc, a, b, i0, M - i0 < MC ? M - i0 : MC, j0, N - j0 < NC ? N - j0 : NC, K, scratch);
+    if (M && N && K) gemm_rect(c, ldc, a, b, 0, M, 0, N, K, 0, NULL, scratch);
 }
 
-// Parallel version: the MC x NC tiles of c are shared out among threads, each with its own scratch.
-static llm_status gemm_acc(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K) {
-    if (M == 0 || N == 0 || K == 0) return LLM_OK;
-    const size_t tiles_m = (M + MC - 1) / MC;
-    const long long tiles = (long long)(tiles_m * ((N + NC - 1) / NC));
+// ----------------------------------------------------------------------------
+// the parallel driver
+
+// Estimated cycles of the slowest thread when c is cut into tm x tn rectangles: its
+// multiply-adds (at ~32 per cycle) plus its packing (a once, b once per a_rows() rows), at
+// ~0.5 cycle per element (a weight matrix is read from memory; the shuffles of a transpose
+// cost a little more).
+static double split_cost(cpu_view b, size_t M, size_t N, size_t K, size_t tm, size_t tn) {
+    const size_t pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR; // micro-panels
+    const double m = (double)((pm + tm - 1) / tm * MR), n = (double)((pn + tn - 1) / tn * NR);
+    const double pack_a_cost = 0.5, pack_b_cost = b.cs == 1 ? 0.5 : 0.75;
+    return m * n * (double)K / 32.0 + m * (double)K * pack_a_cost +
+           n * (double)K * ceil(m / (double)a_rows(K)) * pack_b_cost;
+}
+
+// c (M,N) with row stride ldc += a (M,K) @ b (K,N), on all threads. With store, c is
+// overwritten instead: c = bias (a row of N floats, or 0 when NULL) + a @ b.
+static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, int store,
+                       const float *bias) {
+    if (M == 0 || N == 0) return LLM_OK;
+    if (K == 0) {
+        if (store)
+            for (size_t i = 0; i < M; i++)
+                for (size_t j = 0; j < N; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
+        return LLM_OK;
+    }
+#ifdef _OPENMP
+    size_t nt = (size_t)omp_get_max_threads();
+    if ((double)M * N * K < 1e6) nt = 1; // a fork/join costs more than the work
+#else
+    size_t nt = 1;
+#endif
+    size_t tm = 1, tn = nt;
+    double best = split_cost(b, M, N, K, tm, tn);
+    for (size_t d = 2; d <= nt; d++) {
+        if (nt % d) continue;
+        double cost = split_cost(b, M, N, K, d, nt / d);
+        if (cost < best) best = cost, tm = d, tn = nt / d;
+    }
+    const size_t pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
+    const long long parts = (long long)(tm * tn);
     int failed = 0;
 
-#pragma omp parallel
+#pragma omp parallel if (parts > 1) num_threads(parts)
     {
-        float *scratch = aligned_alloc(64, SCRATCH_FLOATS * sizeof(float));
+        float *scratch = cpu_scratch(0, SCRATCH_FLOATS);
         if (!scratch) {
 #pragma omp atomic write
             failed = 1;
         }
-#pragma omp for schedule(dynamic, 1)
-        for (long long tile = 0; tile < tiles; tile++) {
+#pragma omp for schedule(static)
+        for (long long part = 0; part < parts; part++) {
             if (!scratch) continue;
-            // consecutive tiles share the same b columns (n-major order), so b stays cached
-            size_t i0 = ((size_t)tile % tiles_m) * MC;
-            size_t j0 = ((size_t)tile / tiles_m) * NC;
-            gemm_tile(c, ldc, a, b, i0, M - i0 < MC ? M - i0 : MC, j0, N - j0 < NC ? N - j0 : NC, K, scratch);
+            // rectangle (part / tn, part % tn) of the grid, in whole micro-panels
+            const size_t ri = (size_t)part / tn, rj = (size_t)part % tn;
+            const size_t i0 = pm * ri / tm * MR, i1 = pm * (ri + 1) / tm * MR;
+            const size_t j0 = pn * rj / tn * NR, j1 = pn * (rj + 1) / tn * NR;
+            const size_t m = (i1 < M ? i1 : M) - i0, n = (j1 < N ? j1 : N) - j0;
+            if (i0 < M && j0 < N && m && n) gemm_rect(c, ldc, a, b, i0, m, j0, n, K, store, bias, scratch);
         }
-        free(scratch);
     }
     if (failed)
         return llm_fail(LLM_ENOMEM, "matmul: out of memory for %zu bytes of scratch", SCRATCH_FLOATS * sizeof(float));
@@ -186,16 +423,9 @@ static llm_status gemm_acc(float *c, size_t ldc, cpu_view a, cpu_view b, size_t 
 llm_status cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                               int B, int T, int C, int OC) {
     const size_t BT = (size_t)B * (size_t)T;
-    // out = bias (or 0), then out += inp @ weight^T
-#pragma omp parallel for
-    for (long long r = 0; r < (long long)BT; r++) {
-        float *o = out + (size_t)r * OC;
-        if (bias) memcpy(o, bias, (size_t)OC * sizeof(float));
-        else memset(o, 0, (size_t)OC * sizeof(float));
-    }
     cpu_view a = {inp, (size_t)C, 1};    // (BT, C)
     cpu_view b = {weight, 1, (size_t)C}; // weight^T: (C, OC)
-    return gemm_acc(out, (size_t)OC, a, b, BT, (size_t)OC, (size_t)C);
+    return gemm(out, (size_t)OC, a, b, BT, (size_t)OC, (size_t)C, 1, bias); // out = bias + inp @ weight^T
 }
 
 // ----------------------------------------------------------------------------
@@ -205,7 +435,7 @@ llm_status cpu_matmul_forward(float *out, const float *inp, const float *weight,
 static void bias_backward(float *dbias, const float *dout, size_t BT, size_t OC) {
     enum { CB = 64 };
     const long long blocks = (long long)((OC + CB - 1) / CB);
-#pragma omp parallel for
+#pragma omp parallel for if (BT * OC > 65536)
     for (long long blk = 0; blk < blocks; blk++) {
         size_t o0 = (size_t)blk * CB;
         size_t n = OC - o0 < CB ? OC - o0 : CB;
@@ -224,12 +454,12 @@ llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const 
     if (dinp) {
         cpu_view a = {dout, (size_t)OC, 1};  // (BT, OC)
         cpu_view b = {weight, (size_t)C, 1}; // (OC, C)
-        LLM_TRY(gemm_acc(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC));
+        LLM_TRY(gemm(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC, 0, NULL));
     }
     {
         cpu_view a = {dout, 1, (size_t)OC}; // dout^T: (OC, BT)
         cpu_view b = {inp, (size_t)C, 1};   // (BT, C)
-        LLM_TRY(gemm_acc(dweight, (size_t)C, a, b, (size_t)OC, (size_t)C, BT));
+        LLM_TRY(gemm(dweight, (size_t)C, a, b, (size_t)OC, (size_t)C, BT, 0, NULL));
     }
     if (dbias) bias_backward(dbias, dout, BT, (size_t)OC);
     return LLM_OK;

@@ -1,12 +1,34 @@
 /*
- * ops_cpu.c — the CPU backend's llm_ops table: host memory functions, the gradient-norm
- * reduction, and pointers to the ops in the other csrc/cpu/ files (declared in cpu_ops.h).
+ * ops_cpu.c — the CPU backend's llm_ops table: host memory, per-thread scratch, and the
+ * choice of instruction-set variant at run time.
  *
  * Memory is plain host memory, 64-byte aligned (a cache line, and the widest vector load) and
- * zero-filled on allocation; "device" copies are memcpy.
+ * zero-filled on allocation (large blocks lazily, by mmap); "device" copies are memcpy.
+ *
+ * The compute ops exist once per ISA variant compiled into this build (cpu_ops.h explains
+ * how). This file is compiled once, with the baseline flags, so it runs on any CPU of the
+ * architecture: on first use it asks the CPU what it supports (__builtin_cpu_supports, which
+ * also checks that the OS saves the wide registers) and picks the best variant, or the one
+ * named by the environment variable LLMPY_CPU_ISA when the CPU can run it. llm_set_cpu_isa()
+ * switches variants later (the ops keep no state, so switching between calls is safe).
+ * The table llm_cpu_ops forwards each op to the chosen variant: one indirect call per op,
+ * nothing next to the work an op does.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#include <sys/mman.h>
+#define CPU_HAVE_PTHREAD 1
+#if !defined(MAP_ANONYMOUS) && defined(MAP_ANON)
+#define MAP_ANONYMOUS MAP_ANON
+#endif
+#ifdef MAP_ANONYMOUS
+#define CPU_HAVE_MMAP 1
+#endif
+#endif
 
 #include "../common.h"
 #include "../ops.h"
@@ -17,34 +39,80 @@
 // ----------------------------------------------------------------------------
 // memory
 
+// Every block starts with a header (one alignment unit) that records how it was obtained, so
+// that cpu_free returns it the same way. Blocks of at least CPU_MAP_MIN bytes come straight
+// from mmap: the kernel supplies zero pages lazily, so memory that is never written (the
+// gradients of a model that only runs inference) never becomes resident, and nothing is
+// memset twice. Smaller blocks come from aligned_alloc and are cleared with memset.
+#define CPU_MAP_MIN ((size_t)1 << 20)
+
+typedef struct block_header {
+    size_t total; // bytes obtained from the system, header included
+    int mapped;   // 1: mmap, 0: aligned_alloc
+} block_header;
+_Static_assert(sizeof(block_header) <= CPU_ALIGN, "the header must fit in one alignment unit");
+
 llm_status cpu_alloc(void **out, size_t bytes) {
     *out = NULL;
-    // aligned_alloc wants a multiple of the alignment; guard the round-up against overflow
-    if (bytes > SIZE_MAX - CPU_ALIGN)
+    // whole alignment units plus the header; guard the round-up against overflow
+    if (bytes > SIZE_MAX - 2 * (size_t)CPU_ALIGN - 4096)
         return llm_fail(LLM_ENOMEM, "cpu_alloc: cannot allocate %zu bytes", bytes);
-    size_t rounded = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN;
-    if (rounded == 0) rounded = CPU_ALIGN;
-#if defined(_MSC_VER)
-    void *p = _aligned_malloc(rounded, CPU_ALIGN);
-#else
-    void *p = aligned_alloc(CPU_ALIGN, rounded);
+    const size_t total = (bytes + CPU_ALIGN - 1) / CPU_ALIGN * CPU_ALIGN + CPU_ALIGN;
+    char *base = NULL;
+    int mapped = 0;
+#ifdef CPU_HAVE_MMAP
+    if (bytes >= CPU_MAP_MIN) {
+        void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p != MAP_FAILED) base = p, mapped = 1; // page aligned, zero filled
+    }
 #endif
-    if (!p) return llm_fail(LLM_ENOMEM, "cpu_alloc: out of memory allocating %zu bytes", bytes);
-    memset(p, 0, rounded);
-    *out = p;
+    if (!base) {
+#if defined(_MSC_VER)
+        base = _aligned_malloc(total, CPU_ALIGN);
+#else
+        base = aligned_alloc(CPU_ALIGN, total);
+#endif
+        if (base) memset(base, 0, total);
+    }
+    if (!base) return llm_fail(LLM_ENOMEM, "cpu_alloc: out of memory allocating %zu bytes", bytes);
+    block_header h = {total, mapped};
+    memcpy(base, &h, sizeof h);
+    *out = base + CPU_ALIGN;
     return LLM_OK;
 }
 
 void cpu_free(void *p) {
+    if (!p) return;
+    char *base = (char *)p - CPU_ALIGN;
+    block_header h;
+    memcpy(&h, base, sizeof h);
+#ifdef CPU_HAVE_MMAP
+    if (h.mapped) {
+        munmap(base, h.total);
+        return;
+    }
+#endif
 #if defined(_MSC_VER)
-    _aligned_free(p);
+    _aligned_free(base);
 #else
-    free(p);
+    free(base);
 #endif
 }
 
+// Large buffers (the gradients: 0.5 GB for GPT-2 124M) are cleared by all threads, 256 KiB at a
+// time; one thread cannot saturate the memory bandwidth.
 llm_status cpu_zero(void *p, size_t bytes) {
-    if (bytes) memset(p, 0, bytes);
+    enum { CHUNK = 256 << 10 };
+    if (bytes < (size_t)CHUNK) {
+        if (bytes) memset(p, 0, bytes);
+        return LLM_OK;
+    }
+    const long long chunks = (long long)((bytes + CHUNK - 1) / CHUNK);
+#pragma omp parallel for schedule(static)
+    for (long long i = 0; i < chunks; i++) {
+        size_t off = (size_t)i * CHUNK;
+        memset((char *)p + off, 0, bytes - off < CHUNK ? bytes - off : CHUNK);
+    }
     return LLM_OK;
 }
 
@@ -59,18 +127,241 @@ llm_status cpu_to_host(void *dst_host, const void *src, size_t bytes) {
 }
 
 // ----------------------------------------------------------------------------
-// reductions
+// per-thread scratch
 
-llm_status cpu_norm_squared(double *out, const float *x, size_t N) {
-    double sum = 0.0;
-#pragma omp parallel for simd reduction(+ : sum)
-    for (long long i = 0; i < (long long)N; i++) sum += (double)x[i] * x[i];
-    *out = sum;
+typedef struct thread_scratch {
+    float *p[CPU_SCRATCH_SLOTS];
+    size_t n[CPU_SCRATCH_SLOTS]; // floats allocated
+} thread_scratch;
+
+static _Thread_local thread_scratch tls_scratch;
+
+#ifdef CPU_HAVE_PTHREAD
+// A thread-specific key whose destructor frees a thread's buffers when the thread exits.
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static int scratch_key_ok;
+
+static void scratch_release(void *arg) {
+    thread_scratch *s = arg;
+    for (int i = 0; i < CPU_SCRATCH_SLOTS; i++) {
+        cpu_free(s->p[i]);
+        s->p[i] = NULL;
+        s->n[i] = 0;
+    }
+}
+
+static void scratch_key_init(void) { scratch_key_ok = pthread_key_create(&scratch_key, scratch_release) == 0; }
+#endif
+
+float *cpu_scratch(int slot, size_t floats) {
+    thread_scratch *s = &tls_scratch;
+    if (slot < 0 || slot >= CPU_SCRATCH_SLOTS) return NULL;
+    if (s->n[slot] >= floats && s->p[slot]) return s->p[slot];
+    if (floats > SIZE_MAX / sizeof(float) / 2) return NULL;
+#ifdef CPU_HAVE_PTHREAD
+    pthread_once(&scratch_once, scratch_key_init);
+    if (scratch_key_ok && !pthread_getspecific(scratch_key)) pthread_setspecific(scratch_key, s);
+#endif
+    cpu_free(s->p[slot]);
+    s->p[slot] = NULL;
+    s->n[slot] = 0;
+    // grow by at least half, so that slowly growing requests do not reallocate every time
+    size_t want = floats + floats / 2;
+    void *p;
+    if (cpu_alloc(&p, want * sizeof(float)) != LLM_OK) return NULL;
+    s->p[slot] = p;
+    s->n[slot] = want;
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// instruction-set variants
+
+typedef struct isa_variant {
+    const char *name;
+    const llm_ops *ops;
+    int (*supported)(void);
+} isa_variant;
+
+static int always(void) { return 1; }
+
+// x86-64-v4 (the AVX-512 subsets the avx512 variant is compiled for) and x86-64-v3
+#ifdef LLMPY_CPU_HAVE_AVX512
+static int has_avx512(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+extern const llm_ops cpu_isa_ops_avx512;
+#endif
+
+#ifdef LLMPY_CPU_HAVE_AVX2
+static int has_avx2(void) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+extern const llm_ops cpu_isa_ops_avx2;
+#endif
+
+#ifdef LLMPY_CPU_HAVE_NATIVE
+extern const llm_ops cpu_isa_ops_native;
+#endif
+#ifdef LLMPY_CPU_HAVE_GENERIC
+extern const llm_ops cpu_isa_ops_generic;
+#endif
+
+// best first
+static const isa_variant variants[] = {
+#ifdef LLMPY_CPU_HAVE_NATIVE
+    {"native", &cpu_isa_ops_native, always},
+#endif
+#ifdef LLMPY_CPU_HAVE_AVX512
+    {"avx512", &cpu_isa_ops_avx512, has_avx512},
+#endif
+#ifdef LLMPY_CPU_HAVE_AVX2
+    {"avx2", &cpu_isa_ops_avx2, has_avx2},
+#endif
+#ifdef LLMPY_CPU_HAVE_GENERIC
+    {"generic", &cpu_isa_ops_generic, always},
+#endif
+};
+#define NUM_VARIANTS (sizeof variants / sizeof variants[0])
+
+static _Atomic(const isa_variant *) current;
+
+static const isa_variant *best_variant(void) {
+    for (size_t i = 0; i < NUM_VARIANTS; i++)
+        if (variants[i].supported()) return &variants[i];
+    return &variants[NUM_VARIANTS - 1]; // the last one (generic or native) always runs
+}
+
+static const isa_variant *find_variant(const char *name) {
+    for (size_t i = 0; i < NUM_VARIANTS; i++)
+        if (strcmp(variants[i].name, name) == 0) return &variants[i];
+    return NULL;
+}
+
+// The variant in use, chosen on first call: LLMPY_CPU_ISA if set, compiled in and supported
+// by this CPU, else the best supported one. Racing first calls pick the same variant.
+static const isa_variant *variant(void) {
+    const isa_variant *v = atomic_load_explicit(&current, memory_order_acquire);
+    if (v) return v;
+    const char *want = getenv("LLMPY_CPU_ISA");
+    v = want && *want ? find_variant(want) : NULL;
+    if (!v || !v->supported()) v = best_variant();
+    atomic_store_explicit(&current, v, memory_order_release);
+    return v;
+}
+
+const char *llm_cpu_isa(void) { return variant()->name; }
+
+const char *llm_cpu_isa_list(void) {
+    static const char list[] = "" // each name with a leading comma; the first one is skipped
+#ifdef LLMPY_CPU_HAVE_NATIVE
+                               ",native"
+#endif
+#ifdef LLMPY_CPU_HAVE_AVX512
+                               ",avx512"
+#endif
+#ifdef LLMPY_CPU_HAVE_AVX2
+                               ",avx2"
+#endif
+#ifdef LLMPY_CPU_HAVE_GENERIC
+                               ",generic"
+#endif
+        ;
+    return list + 1;
+}
+
+llm_status llm_set_cpu_isa(const char *name) {
+    const isa_variant *v;
+    if (!name || !*name || strcmp(name, "auto") == 0) {
+        v = best_variant();
+    } else {
+        v = find_variant(name);
+        if (!v) return llm_fail(LLM_EINVAL, "CPU ISA '%s' is not in this build (it has: %s, or 'auto')", name,
+                                llm_cpu_isa_list());
+        if (!v->supported())
+            return llm_fail(LLM_EUNSUPPORTED, "CPU ISA '%s' is built in but this CPU cannot run it", name);
+    }
+    atomic_store_explicit(&current, v, memory_order_release);
     return LLM_OK;
 }
 
 // ----------------------------------------------------------------------------
-// the table
+// the table: each op forwards to the chosen variant
+
+#define ISA (variant()->ops)
+
+static llm_status encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T,
+                                  int C) {
+    return ISA->encoder_forward(out, inp, wte, wpe, B, T, C);
+}
+static llm_status encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T,
+                                   int C) {
+    return ISA->encoder_backward(dwte, dwpe, dout, inp, B, T, C);
+}
+static llm_status layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                    const float *bias, int B, int T, int C) {
+    return ISA->layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C);
+}
+static llm_status layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                     const float *weight, const float *mean, const float *rstd, int B, int T, int C) {
+    return ISA->layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, T, C);
+}
+static llm_status matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T,
+                                 int C, int OC) {
+    return ISA->matmul_forward(out, inp, weight, bias, B, T, C, OC);
+}
+static llm_status matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                  const float *weight, int B, int T, int C, int OC) {
+    return ISA->matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC);
+}
+static llm_status attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
+    return ISA->attention_forward(out, att, qkv, B, T, C, NH);
+}
+static llm_status attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T,
+                                     int C, int NH) {
+    return ISA->attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
+}
+static llm_status gelu_forward(float *out, const float *inp, size_t N) { return ISA->gelu_forward(out, inp, N); }
+static llm_status gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+    return ISA->gelu_backward(dinp, inp, dout, N);
+}
+static llm_status residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
+    return ISA->residual_forward(out, inp1, inp2, N);
+}
+static llm_status residual_backward(float *dinp1, float *dinp2, const float *dout, size_t N) {
+    return ISA->residual_backward(dinp1, dinp2, dout, N);
+}
+static llm_status crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int B, int T,
+                                       int V, int Vp) {
+    return ISA->crossentropy_forward(losses, logits, targets, B, T, V, Vp);
+}
+static llm_status crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets, float dloss,
+                                        int B, int T, int V, int Vp) {
+    return ISA->crossentropy_backward(dlogits, logits, targets, dloss, B, T, V, Vp);
+}
+static llm_status crossentropy_backward_cols(float *dlogits, const float *logits, const float *losses,
+                                             const int32_t *targets, float dloss, int B, int T, int V, int Vp, int v0,
+                                             int n) {
+    return ISA->crossentropy_backward_cols(dlogits, logits, losses, targets, dloss, B, T, V, Vp, v0, n);
+}
+static llm_status adamw_update(float *params, const float *grads, float *m, float *v, size_t N, float lr,
+                               float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t) {
+    return ISA->adamw_update(params, grads, m, v, N, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
+}
+static llm_status norm_squared(double *out, const float *x, size_t N) { return ISA->norm_squared(out, x, N); }
 
 const llm_ops llm_cpu_ops = {
     .name = "cpu",
@@ -79,20 +370,21 @@ const llm_ops llm_cpu_ops = {
     .zero = cpu_zero,
     .to_device = cpu_to_device,
     .to_host = cpu_to_host,
-    .encoder_forward = cpu_encoder_forward,
-    .encoder_backward = cpu_encoder_backward,
-    .layernorm_forward = cpu_layernorm_forward,
-    .layernorm_backward = cpu_layernorm_backward,
-    .matmul_forward = cpu_matmul_forward,
-    .matmul_backward = cpu_matmul_backward,
-    .attention_forward = cpu_attention_forward,
-    .attention_backward = cpu_attention_backward,
-    .gelu_forward = cpu_gelu_forward,
-    .gelu_backward = cpu_gelu_backward,
-    .residual_forward = cpu_residual_forward,
-    .residual_backward = cpu_residual_backward,
-    .crossentropy_forward = cpu_crossentropy_forward,
-    .crossentropy_backward = cpu_crossentropy_backward,
-    .adamw_update = cpu_adamw_update,
-    .norm_squared = cpu_norm_squared,
+    .encoder_forward = encoder_forward,
+    .encoder_backward = encoder_backward,
+    .layernorm_forward = layernorm_forward,
+    .layernorm_backward = layernorm_backward,
+    .matmul_forward = matmul_forward,
+    .matmul_backward = matmul_backward,
+    .attention_forward = attention_forward,
+    .attention_backward = attention_backward,
+    .gelu_forward = gelu_forward,
+    .gelu_backward = gelu_backward,
+    .residual_forward = residual_forward,
+    .residual_backward = residual_backward,
+    .crossentropy_forward = crossentropy_forward,
+    .crossentropy_backward = crossentropy_backward,
+    .crossentropy_backward_cols = crossentropy_backward_cols,
+    .adamw_update = adamw_update,
+    .norm_squared = norm_squared,
 };

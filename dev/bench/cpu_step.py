@@ -1,13 +1,26 @@
-"""CPU training-step benchmark: llmpy vs PyTorch eager on the same GPT-2 and the same batch.
+"""CPU benchmark: llmpy vs PyTorch on the same GPT-2, the same batch and the same threads.
 
 One training step = forward + backward + AdamW update (lr 1e-4, weight decay 0.1 on 2-D
-tensors). Both frameworks run in this process, one after the other, with the same number of
-threads; the script prints the median milliseconds per step of each, their ratio
-(llmpy / torch, below 1 means llmpy is faster), tokens per second and achieved GFLOP/s.
+tensors); with ``--forward-only``, one forward with targets (loss included; torch under
+``no_grad``). Each contender runs in its own subprocess, so that its peak resident memory
+(``ru_maxrss``) is its own and no allocator state leaks from one to the other:
+
+  - llmpy with ``--threads`` threads, and again with 1 thread (the scaling line);
+  - PyTorch eager (SDPA attention, fused AdamW where supported);
+  - PyTorch with ``torch.compile`` (by default for the d6 training config, whose target is
+    stated against it; ``--compile on`` adds it to any run);
+  - a 2048^3 fp32 matrix multiply by torch and by llmpy's GEMM: the machine's sgemm ceiling.
+
+Printed per contender: median / min / max ms per step over ``--steps`` timed steps after
+``--warmup``, tokens/s, achieved GFLOP/s and the fraction of the sgemm ceiling, CPU seconds
+per step (user and kernel: a large kernel share means page faults, e.g. an allocator
+returning memory to the OS), peak RSS, and the first loss. Then the ratios against the
+targets of issue 7, each marked PASS or FAIL. ``--rounds R`` repeats the whole set R times,
+interleaved, and reports the median of the per-round medians (useful on a busy machine).
 
 FLOPs per step (the usual "model FLOPs" estimate, PaLM appendix B / nanoGPT MFU):
 
-    flops = B*T * (6*N + 12*L*T*C)
+    train:   flops = B*T * (6*N + 12*L*T*C)      forward only: flops = B*T * (2*N + 4*L*T*C)
 
   - N: parameters that take part in matmuls = all parameters except wpe (wte counts once, as
     the lm_head matmul; layernorm and bias parameters are included, a <1% overcount).
@@ -19,8 +32,10 @@ FLOPs per step (the usual "model FLOPs" estimate, PaLM appendix B / nanoGPT MFU)
 
 Usage::
 
-    python dev/bench/cpu_step.py --config d6 --threads 2 --steps 10 --warmup 2
-    python dev/bench/cpu_step.py --config 124m --only torch
+    python dev/bench/cpu_step.py                       # 124m training step, 2 threads
+    python dev/bench/cpu_step.py --config d6           # 6 layers / 384 channels, B=8, T=256
+    python dev/bench/cpu_step.py --forward-only        # inference (with targets), tokens/s
+    python dev/bench/cpu_step.py --config d6 --rounds 3 --steps 10
 
 Configs: 124m = L12 NH12 C768 V50257 maxT1024 with B=4, T=64;
          d6   = L6  NH6  C384 V50257 maxT1024 with B=8, T=256.
@@ -28,14 +43,18 @@ Configs: 124m = L12 NH12 C768 V50257 maxT1024 with B=4, T=64;
 
 from __future__ import annotations
 
+import sys
+
+
 import argparse
-import gc
 import importlib.util
+import json
 import math
 import os
 import platform
+import resource
 import statistics
-import sys
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +65,13 @@ import numpy as np
 
 LR = 1e-4
 WEIGHT_DECAY = 0.1
+SGEMM_N = 2048
+
+# issue 7's targets
+TARGET_TRAIN_124M = 0.75  # llmpy / torch eager (fused AdamW), step time
+TARGET_TRAIN_D6 = 0.80  # llmpy / torch.compile, step time
+TARGET_FORWARD_TOKS = 1.3  # llmpy tokens/s / torch eager no_grad tokens/s
+TARGET_SCALING = 1.8  # llmpy step time with 1 thread / with --threads threads
 
 
 @dataclass(frozen=True)
@@ -77,13 +103,13 @@ class BenchConfig:
         per_layer += 4 * C * C + C
         return V * C + L * per_layer + 2 * C
 
-    def flops_per_step(self) -> float:
-        """Model FLOPs of one forward+backward: B*T*(6*N + 12*L*T*C).
+    def flops_per_step(self, forward_only: bool = False) -> float:
+        """Model FLOPs of one step: B*T*(6*N + 12*L*T*C), a third of it for a forward only.
 
-        Example: ``CONFIGS["124m"].flops_per_step() / 1e9`` is about 190 GFLOP.
+        Example: ``CONFIGS["124m"].flops_per_step() / 1e9`` is about 191.7 GFLOP.
         """
         per_token = 6 * self.matmul_params() + 12 * self.n_layer * self.T * self.n_embd
-        return float(self.B * self.T * per_token)
+        return float(self.B * self.T * per_token) / (3.0 if forward_only else 1.0)
 
 
 CONFIGS = {
@@ -92,26 +118,11 @@ CONFIGS = {
 }
 
 
-@dataclass
-class Result:
-    """Per-step wall times (ms) of one framework, warmup excluded, and its first loss."""
-
-    name: str
-    times_ms: list[float]
-    first_loss: float
-    user_s: float = math.nan  # process CPU time per timed step, user and kernel: a high kernel
-    sys_s: float = math.nan  # share means page faults (allocator returning memory to the OS)
-
-    @property
-    def median_ms(self) -> float:
-        return statistics.median(self.times_ms)
-
-
 # ----------------------------------------------------------------------------
-# the two contenders
+# child side: one contender per process
 
 
-def _time_steps(name: str, step: Callable[[], float], steps: int, warmup: int) -> Result:
+def _time_steps(step: Callable[[], float], steps: int, warmup: int) -> dict:
     """Run warmup + steps calls of ``step``; time the last ``steps`` of them."""
     first_loss = math.nan
     times = []
@@ -127,55 +138,43 @@ def _time_steps(name: str, step: Callable[[], float], steps: int, warmup: int) -
         if i >= warmup:
             times.append(dt)
     cpu1 = os.times()
-    return Result(
-        name, times, first_loss, (cpu1.user - cpu0.user) / steps, (cpu1.system - cpu0.system) / steps
-    )
+    return {
+        "times_ms": times,
+        "first_loss": first_loss,
+        "user_s": (cpu1.user - cpu0.user) / steps,
+        "sys_s": (cpu1.system - cpu0.system) / steps,
+    }
 
 
-def bench_llmpy(
-    llmpy: ModuleType, cfg: BenchConfig, x: np.ndarray, y: np.ndarray, args: argparse.Namespace
-) -> Result:
-    """Time llmpy.GPT2 training steps (forward, zero_grad, backward, AdamW step)."""
+def _batch(cfg: BenchConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, cfg.vocab_size, size=(cfg.B, cfg.T), dtype=np.int32)
+    y = rng.integers(0, cfg.vocab_size, size=(cfg.B, cfg.T), dtype=np.int32)
+    return x, y
+
+
+def run_llmpy(cfg: BenchConfig, args: argparse.Namespace) -> dict:
+    """Time llmpy.GPT2 steps (forward, zero_grad, backward, AdamW) or forwards."""
+    import llmpy
+
     llmpy.set_num_threads(args.threads)
     model = llmpy.GPT2(llmpy.GPT2Config(**cfg.model_kwargs()), device="cpu", seed=args.seed)
+    x, y = _batch(cfg, args.seed)
 
-    def step() -> float:
+    def train_step() -> float:
         loss = model.forward(x, y)
         model.zero_grad()
         model.backward()
         model.step(LR, weight_decay=WEIGHT_DECAY)
         return float(loss)
 
-    return _time_steps("llmpy", step, args.steps, args.warmup)
+    def forward() -> float:
+        return float(model.forward(x, y))
 
-
-def bench_torch(
-    oracle: ModuleType, cfg: BenchConfig, x: np.ndarray, y: np.ndarray, args: argparse.Namespace
-) -> tuple[Result, str]:
-    """Time PyTorch eager training steps of the oracle GPT-2 (SDPA attention, AdamW)."""
-    import torch
-
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    model = oracle.GPT(oracle.GPT2Config(**cfg.model_kwargs()), attn="sdpa")
-    opt = oracle.configure_adamw(model, LR, weight_decay=WEIGHT_DECAY)  # fused where supported
-    fused = "fused" if opt.defaults.get("fused") else "foreach/default"
-    xt = torch.from_numpy(x).long()
-    yt = torch.from_numpy(y).long()
-
-    def step() -> float:
-        _, loss = model(xt, yt)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    result = _time_steps("torch", step, args.steps, args.warmup)
-    return result, f"torch {torch.__version__}, AdamW {fused}"
-
-
-# ----------------------------------------------------------------------------
-# driver
+    r = _time_steps(forward if args.forward_only else train_step, args.steps, args.warmup)
+    info = llmpy.build_info()
+    r["desc"] = f"llmpy {info['version']}, cpu_isa {info['cpu_isa']} of {','.join(info['cpu_isas'])}"
+    return r
 
 
 def _load_oracle() -> ModuleType:
@@ -190,70 +189,272 @@ def _load_oracle() -> ModuleType:
     return module
 
 
-def _summary(r: Result, cfg: BenchConfig) -> str:
-    s = r.median_ms / 1e3
-    tok = cfg.B * cfg.T / s
-    gflops = cfg.flops_per_step() / s / 1e9
+def run_torch(cfg: BenchConfig, args: argparse.Namespace, compiled: bool) -> dict:
+    """Time PyTorch training steps (or no_grad forwards) of the oracle GPT-2 (SDPA attention)."""
+    import torch
+
+    oracle = _load_oracle()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = oracle.GPT(oracle.GPT2Config(**cfg.model_kwargs()), attn="sdpa")
+    opt = oracle.configure_adamw(model, LR, weight_decay=WEIGHT_DECAY)  # fused where supported
+    fused = "fused" if opt.defaults.get("fused") else "foreach/default"
+    fwd = torch.compile(model) if compiled else model
+    x, y = _batch(cfg, args.seed)
+    xt, yt = torch.from_numpy(x).long(), torch.from_numpy(y).long()
+
+    def train_step() -> float:
+        _, loss = fwd(xt, yt)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    def forward() -> float:
+        with torch.no_grad():
+            _, loss = fwd(xt, yt)
+        return loss.item()
+
+    r = _time_steps(forward if args.forward_only else train_step, args.steps, args.warmup)
+    mode = "torch.compile" if compiled else "eager"
+    r["desc"] = f"torch {torch.__version__} {mode}" + ("" if args.forward_only else f", AdamW {fused}")
+    return r
+
+
+def run_sgemm(args: argparse.Namespace) -> dict:
+    """GFLOP/s of a SGEMM_N^3 fp32 product: torch.mm and llmpy's GEMM (matmul_forward)."""
+    import llmpy
+    import torch
+    from llmpy import _C
+
+    n = SGEMM_N
+    torch.set_num_threads(args.threads)
+    llmpy.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = rng.standard_normal((n, n), dtype=np.float32)
+    out = np.empty((n, n), dtype=np.float32)
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+
+    def best_gflops(f: Callable[[], object], reps: int = 7) -> float:
+        f()
+        times = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            f()
+            times.append(time.perf_counter() - t0)
+        return 2.0 * n**3 / statistics.median(times) / 1e9
+
+    return {
+        "torch": best_gflops(lambda: torch.mm(ta, tb)),
+        "llmpy": best_gflops(lambda: _C.ops.matmul_forward(out, a, b, None, 1, n, n, n)),
+    }
+
+
+def child_main(args: argparse.Namespace) -> int:
+    cfg = CONFIGS[args.config]
+    if args.child == "llmpy":
+        r = run_llmpy(cfg, args)
+    elif args.child in ("torch", "torch-compile"):
+        r = run_torch(cfg, args, compiled=args.child == "torch-compile")
+    else:
+        r = run_sgemm(args)
+    # ru_maxrss is in KiB on Linux (bytes on macOS)
+    scale = 1 if sys.platform == "darwin" else 1024
+    r["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+    print("RESULT " + json.dumps(r))
+    return 0
+
+
+# ----------------------------------------------------------------------------
+# parent side: run the children, print the table
+
+
+def _spawn(args: argparse.Namespace, child: str, threads: int) -> dict | None:
+    """Run one contender in a subprocess; its result dict, or None (with the reason printed)."""
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        child,
+        "--config",
+        args.config,
+        "--threads",
+        str(threads),
+        "--steps",
+        str(args.steps),
+        "--seed",
+        str(args.seed),
+        "--warmup",
+        str(args.warmup + (args.compile_warmup if child == "torch-compile" else 0)),
+    ]
+    if args.forward_only:
+        cmd.append("--forward-only")
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    for line in p.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT ") :])
+    tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
+    print(f"  {child} ({threads} threads): failed (exit {p.returncode}): {' | '.join(tail)}", flush=True)
+    return None
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                flags = Path("/proc/cpuinfo").read_text()
+                isa = "AVX-512" if " avx512f" in flags else ("AVX2" if " avx2" in flags else "no AVX2")
+                return f"{name} ({os.cpu_count()} logical CPUs, {isa})"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _merge(rounds: list[dict]) -> dict:
+    """One result from several rounds: the median of the per-round medians, pooled extremes."""
+    out = dict(rounds[0])
+    out["median_ms"] = statistics.median(statistics.median(r["times_ms"]) for r in rounds)
+    out["min_ms"] = min(min(r["times_ms"]) for r in rounds)
+    out["max_ms"] = max(max(r["times_ms"]) for r in rounds)
+    for k in ("user_s", "sys_s", "peak_rss_mib"):
+        out[k] = statistics.median(r[k] for r in rounds)
+    return out
+
+
+def _line(label: str, r: dict, cfg: BenchConfig, args: argparse.Namespace, ceiling: float | None) -> str:
+    s = r["median_ms"] / 1e3
+    gflops = cfg.flops_per_step(args.forward_only) / s / 1e9
+    frac = f" ({gflops / ceiling:4.0%} of sgemm)" if ceiling else ""
     return (
-        f"{r.name:>6}: median {r.median_ms:9.1f} ms/step (min {min(r.times_ms):.1f}, "
-        f"max {max(r.times_ms):.1f}) | {tok:9.0f} tok/s | {gflops:7.1f} GFLOP/s | "
-        f"cpu/step user {r.user_s:.2f} s sys {r.sys_s:.2f} s | first loss {r.first_loss:.4f}"
+        f"  {label:<22} median {r['median_ms']:8.1f} ms (min {r['min_ms']:.1f}, max {r['max_ms']:.1f}) | "
+        f"{cfg.B * cfg.T / s:8.0f} tok/s | {gflops:6.1f} GFLOP/s{frac} | "
+        f"cpu/step user {r['user_s']:.2f} s sys {r['sys_s']:.2f} s | peak RSS {r['peak_rss_mib']:6.0f} MiB | "
+        f"first loss {r['first_loss']:.4f}"
     )
+
+
+def _check(name: str, value: float, target: float, higher_is_better: bool, fmt: str = "{:.3f}") -> str:
+    ok = value >= target if higher_is_better else value <= target
+    sign = ">=" if higher_is_better else "<="
+    return f"  {name} = {fmt.format(value)} (target {sign} {fmt.format(target)}) {'PASS' if ok else 'FAIL'}"
+
+
+def parent_main(args: argparse.Namespace) -> int:
+    cfg = CONFIGS[args.config]
+    compile_on = args.compile == "on" or (
+        args.compile == "auto" and args.config == "d6" and not args.forward_only
+    )
+    mode = "forward only (with targets; torch under no_grad)" if args.forward_only else "training step"
+    print(f"config {args.config}: {cfg}; {mode}")
+    print(
+        f"N (matmul params) = {cfg.matmul_params():,}; {cfg.flops_per_step(args.forward_only) / 1e9:.1f} GFLOP/step "
+        f"= B*T*({'2N + 4' if args.forward_only else '6N + 12'}*L*T*C); {args.threads} threads; "
+        f"{args.warmup} warmup + {args.steps} timed steps x {args.rounds} round(s); each contender in its own process"
+    )
+    print(f"CPU: {_cpu_model()}; Python {platform.python_version()}; {time.strftime('%Y-%m-%d %H:%M')}")
+
+    contenders = [("llmpy", "llmpy", args.threads)]
+    if args.threads > 1 and not args.no_scaling:
+        contenders.append(("llmpy 1 thread", "llmpy", 1))
+    contenders.append(("torch eager", "torch", args.threads))
+    if compile_on:
+        contenders.append(("torch.compile", "torch-compile", args.threads))
+
+    runs: dict[str, list[dict]] = {label: [] for label, _, _ in contenders}
+    sgemm: list[dict] = []
+    for _ in range(args.rounds):
+        for label, child, threads in contenders:
+            r = _spawn(args, child, threads)
+            if r is not None:
+                runs[label].append(r)
+        if not args.no_sgemm:
+            r = _spawn(args, "sgemm", args.threads)
+            if r is not None:
+                sgemm.append(r)
+
+    ceiling = None
+    if sgemm:
+        t = statistics.median(r["torch"] for r in sgemm)
+        m = statistics.median(r["llmpy"] for r in sgemm)
+        ceiling = max(t, m)
+        print(
+            f"sgemm {SGEMM_N}^3 fp32, {args.threads} threads: torch.mm {t:.1f} GFLOP/s, llmpy GEMM {m:.1f} GFLOP/s "
+            f"-> ceiling {ceiling:.1f} GFLOP/s (the faster of the two)"
+        )
+    results = {label: _merge(rs) for label, rs in runs.items() if rs}
+    for label, r in results.items():
+        print(_line(label, r, cfg, args, ceiling) + f" | {r['desc']}")
+
+    print("targets (issue 7):")
+    llm, eager = results.get("llmpy"), results.get("torch eager")
+    comp, one = results.get("torch.compile"), results.get("llmpy 1 thread")
+    if llm and eager:
+        ratio = llm["median_ms"] / eager["median_ms"]
+        if args.forward_only:
+            print(_check("tokens/s llmpy / torch eager no_grad", 1.0 / ratio, TARGET_FORWARD_TOKS, True))
+        else:
+            target = TARGET_TRAIN_124M if args.config == "124m" else None
+            if target:
+                print(_check("step time llmpy / torch eager", ratio, target, False))
+            else:
+                print(f"  step time llmpy / torch eager = {ratio:.3f}")
+        print(
+            _check("peak RSS llmpy / torch eager", llm["peak_rss_mib"] / eager["peak_rss_mib"], 1.0, False)
+            + f"  ({llm['peak_rss_mib']:.0f} MiB vs {eager['peak_rss_mib']:.0f} MiB)"
+        )
+    if llm and comp:
+        ratio = llm["median_ms"] / comp["median_ms"]
+        target = TARGET_TRAIN_D6 if args.config == "d6" and not args.forward_only else None
+        if target:
+            print(_check("step time llmpy / torch.compile", ratio, target, False))
+        else:
+            print(f"  step time llmpy / torch.compile = {ratio:.3f}")
+    if llm and one:
+        speedup = one["median_ms"] / llm["median_ms"]
+        print(
+            _check(f"llmpy speed-up 1 -> {args.threads} threads", speedup, TARGET_SCALING, True, "{:.2f}")
+            + f"  ({one['median_ms']:.1f} ms -> {llm['median_ms']:.1f} ms)"
+        )
+    return 0
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
-        description="Median time of one GPT-2 training step (forward+backward+AdamW) on the CPU, "
-        "llmpy vs PyTorch eager, same model shape, batch and thread count."
+        description="Median time of one GPT-2 training step (forward+backward+AdamW) or forward on the CPU, "
+        "llmpy vs PyTorch eager (and torch.compile), same model shape, batch and thread count, each in its "
+        "own process (peak RSS per contender)."
     )
-    p.add_argument("--config", choices=sorted(CONFIGS), default="d6", help="model + batch shape")
-    p.add_argument("--threads", type=int, default=2, help="threads for both frameworks (default 2)")
-    p.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    p.add_argument(
+        "--config", choices=sorted(CONFIGS), default="124m", help="model + batch shape (default 124m)"
+    )
+    p.add_argument("--forward-only", action="store_true", help="time forwards with targets (torch: no_grad)")
+    p.add_argument("--threads", type=int, default=2, help="threads for every contender (default 2)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per contender and round (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--rounds", type=int, default=1, help="repeat all contenders, interleaved (default 1)")
+    p.add_argument(
+        "--compile",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="also time torch.compile (auto: for the d6 training step)",
+    )
+    p.add_argument("--compile-warmup", type=int, default=2, help="extra warmup steps for torch.compile")
+    p.add_argument("--no-scaling", action="store_true", help="skip the 1-thread llmpy run")
+    p.add_argument("--no-sgemm", action="store_true", help="skip the sgemm ceiling")
     p.add_argument("--seed", type=int, default=0, help="seed of the model init and batch")
-    p.add_argument("--only", choices=("both", "llmpy", "torch"), default="both", help="run one side only")
+    p.add_argument("--child", choices=("llmpy", "torch", "torch-compile", "sgemm"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0 or args.threads < 1:
-        p.error("--steps and --threads must be >= 1, --warmup >= 0")
+    if args.steps < 1 or args.warmup < 0 or args.threads < 1 or args.rounds < 1:
+        p.error("--steps, --threads and --rounds must be >= 1, --warmup >= 0")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    cfg = CONFIGS[args.config]
-    rng = np.random.default_rng(args.seed)
-    x = rng.integers(0, cfg.vocab_size, size=(cfg.B, cfg.T), dtype=np.int32)
-    y = rng.integers(0, cfg.vocab_size, size=(cfg.B, cfg.T), dtype=np.int32)
-
-    print(f"config {args.config}: {cfg}")
-    print(
-        f"N (matmul params) = {cfg.matmul_params():,}; "
-        f"{cfg.flops_per_step() / 1e9:.1f} GFLOP/step = B*T*(6N + 12*L*T*C); "
-        f"{args.threads} threads, {args.warmup} warmup + {args.steps} timed steps; "
-        f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
-    )
-    print(f"expected first loss ~ ln(V) = {math.log(cfg.vocab_size):.4f}")
-
-    results: dict[str, Result] = {}
-    if args.only in ("both", "llmpy"):
-        try:
-            import llmpy
-        except ImportError as e:
-            print(f" llmpy: skipped, cannot import llmpy ({e}); build it with pip install -e .")
-        else:
-            results["llmpy"] = bench_llmpy(llmpy, cfg, x, y, args)
-            print(_summary(results["llmpy"], cfg), flush=True)
-            gc.collect()  # free llmpy's buffers before torch allocates its own
-    if args.only in ("both", "torch"):
-        r, desc = bench_torch(_load_oracle(), cfg, x, y, args)
-        results["torch"] = r
-        print(_summary(r, cfg) + f" | {desc}")
-
-    if "llmpy" in results and "torch" in results:
-        ratio = results["llmpy"].median_ms / results["torch"].median_ms
-        faster = "llmpy faster" if ratio < 1 else "torch faster"
-        print(f"ratio llmpy/torch = {ratio:.3f} ({faster})")
-    return 0
+    return child_main(args) if args.child else parent_main(args)
 
 
 if __name__ == "__main__":

@@ -32,17 +32,40 @@ def get_num_threads() -> int:
     return _C.get_num_threads()
 
 
+def set_cpu_isa(name: str = "auto") -> str:
+    """Selects the instruction-set variant of the CPU kernels; returns the one now in use.
+
+    ``name`` is one of ``build_info()["cpu_isas"]`` or ``"auto"`` (the best this CPU supports).
+    Raises ValueError for a variant this build lacks and NotImplementedError for one this CPU
+    cannot run. Results differ between variants only by float32 rounding.
+
+    >>> llmpy.set_cpu_isa("generic")
+    'generic'
+    >>> llmpy.set_cpu_isa()  # back to the best one, e.g. 'avx512'
+    'avx512'
+    """
+    _C.set_cpu_isa(str(name))
+    return _C.build_info()["cpu_isa"]
+
+
 def build_info() -> dict:
     """What this build of llmpy contains.
 
+    ``cpu_isa`` is the instruction-set variant of the CPU kernels in use (picked at run time
+    from the CPU's features; ``LLMPY_CPU_ISA=avx2`` in the environment asks for another) and
+    ``cpu_isas`` the variants this build contains, best first.
+
     >>> info = llmpy.build_info()
     >>> sorted(info)
-    ['backends', 'compiler', 'cuda', 'mpi', 'num_threads', 'openmp', 'version']
+    ['backends', 'compiler', 'cpu_isa', 'cpu_isas', 'cuda', 'mpi', 'num_threads', 'openmp', 'version']
+    >>> info["cpu_isa"] in info["cpu_isas"]  # e.g. 'avx512' of ['avx512', 'avx2', 'generic']
+    True
     """
     info = dict(_C.build_info())
+    info["cpu_isas"] = info["cpu_isas"].split(",")
     info["num_threads"] = _C.get_num_threads()
     info["backends"] = ["cpu"] + [name for name in ("cuda", "mpi") if info[name]]
     return info
 
 
-__all__ = ["GPT2", "GPT2Config", "build_info", "formats", "get_num_threads", "set_num_threads"]
+__all__ = ["GPT2", "GPT2Config", "build_info", "formats", "get_num_threads", "set_cpu_isa", "set_num_threads"]

@@ -1,0 +1,54 @@
+/*
+ * ops_cpu_isa.c — one instruction-set variant's table of CPU ops, and the gradient-norm
+ * reduction.
+ *
+ * Compiled once per ISA variant, like the op files (see cpu_ops.h): cpu_isa_ops becomes
+ * cpu_isa_ops_avx512, cpu_isa_ops_avx2, ... and ops_cpu.c forwards the public table
+ * llm_cpu_ops to the variant it picks at run time. The memory members stay NULL here:
+ * memory is the same for every variant and lives in ops_cpu.c.
+ */
+#include "../common.h"
+#include "../ops.h"
+#include "cpu_ops.h"
+
+// ----------------------------------------------------------------------------
+// reductions
+
+llm_status cpu_norm_squared(double *out, const float *x, size_t N) {
+    double sum = 0.0;
+#pragma omp parallel for simd reduction(+ : sum)
+    for (long long i = 0; i < (long long)N; i++) sum += (double)x[i] * x[i];
+    *out = sum;
+    return LLM_OK;
+}
+
+// ----------------------------------------------------------------------------
+// the table
+
+#define CPU_STR_(x) #x
+#define CPU_STR(x) CPU_STR_(x)
+
+const llm_ops cpu_isa_ops = {
+#ifdef LLMPY_CPU_ISA
+    .name = CPU_STR(LLMPY_CPU_ISA),
+#else
+    .name = "generic",
+#endif
+    .encoder_forward = cpu_encoder_forward,
+    .encoder_backward = cpu_encoder_backward,
+    .layernorm_forward = cpu_layernorm_forward,
+    .layernorm_backward = cpu_layernorm_backward,
+    .matmul_forward = cpu_matmul_forward,
+    .matmul_backward = cpu_matmul_backward,
+    .attention_forward = cpu_attention_forward,
+    .attention_backward = cpu_attention_backward,
+    .gelu_forward = cpu_gelu_forward,
+    .gelu_backward = cpu_gelu_backward,
+    .residual_forward = cpu_residual_forward,
+    .residual_backward = cpu_residual_backward,
+    .crossentropy_forward = cpu_crossentropy_forward,
+    .crossentropy_backward = cpu_crossentropy_backward,
+    .crossentropy_backward_cols = cpu_crossentropy_backward_cols,
+    .adamw_update = cpu_adamw_update,
+    .norm_squared = cpu_norm_squared,
+};

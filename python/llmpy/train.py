@@ -1,0 +1,462 @@
+"""Train GPT-2: ``python -m llmpy.train``.
+
+With no flags it trains a small GPT on tiny Shakespeare (GPT-2 tokens) on the CPU, in a few
+minutes on two cores, printing the loss per step, the val loss and a sample now and then, and
+saving checkpoints, a JSONL log and a loss plot under ``runs/``. Flags scale it up to a GPT-2
+reproduction on FineWeb; ``--resume latest`` continues a run bit-for-bit.
+
+The loop is policy only (data order, schedule, accumulation, evaluation, checkpoints); every
+forward, backward and AdamW step is the C engine's (``llmpy.GPT2``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from . import checkpoint
+from .model import GPT2, GPT2Config
+
+# GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M)
+PRESETS = {
+    "d12": dict(n_layer=12, n_head=12, n_embd=768),
+    "d24": dict(n_layer=24, n_head=16, n_embd=1024),
+    "d36": dict(n_layer=36, n_head=20, n_embd=1280),
+    "d48": dict(n_layer=48, n_head=25, n_embd=1600),
+}
+# The default run: small enough for a 2-core CPU to show learning in about 5 minutes.
+DEFAULT_SHAPE = dict(n_layer=4, n_head=4, n_embd=128)
+GPT2_VOCAB = 50257
+STATE_VERSION = 1
+
+
+# ----------------------------------------------------------------------------
+# schedule
+
+
+def lr_at(step: int, max_steps: int, lr: float, warmup_steps: int, schedule: str, min_lr_frac: float) -> float:
+    """Learning rate of (0-based) ``step``: linear warmup over ``warmup_steps``, then the schedule
+    decays from ``lr`` to ``lr * min_lr_frac`` at ``max_steps``.
+
+    >>> lr_at(0, 100, 1e-3, 10, "cosine", 0.1)
+    0.0001
+    >>> lr_at(99, 100, 1e-3, 10, "constant", 0.1)
+    0.001
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant" or max_steps <= warmup_steps:
+        return lr
+    frac = min(1.0, (step - warmup_steps) / (max_steps - warmup_steps))
+    min_lr = lr * min_lr_frac
+    if schedule == "linear":
+        return lr - (lr - min_lr) * frac
+    if schedule == "cosine":
+        return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * frac))
+    raise ValueError(f"unknown lr schedule {schedule!r}")
+
+
+# ----------------------------------------------------------------------------
+# arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m llmpy.train",
+        description="Train a GPT-2 with llmpy. With no flags: a small GPT on tiny Shakespeare, on the CPU.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=sorted(PRESETS), help="GPT-2 shape preset (d12 = 124M, ...); "
+                   "default: a small model (4 layers, 4 heads, 128 channels)")
+    g.add_argument("--n-layer", type=int, help="override the number of layers")
+    g.add_argument("--n-head", type=int, help="override the number of heads")
+    g.add_argument("--n-embd", type=int, help="override the number of channels")
+    g.add_argument("--init-from", default="scratch", help="'scratch' or an llm.c model file")
+    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: fp32 on the CPU, bf16 on a GPU")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    g = p.add_argument_group("data")
+    g.add_argument("--data", default="tinyshakespeare",
+                   help="'tinyshakespeare', or a glob of train shards (e.g. 'dir/fineweb_train_*.bin')")
+    g.add_argument("--val-data", default=None,
+                   help="glob of val shards (default: --data with 'train' replaced by 'val')")
+    g.add_argument("--batch-size", type=int, default=8, help="micro-batch size B (sequences per forward)")
+    g.add_argument("--seq-len", type=int, default=128, help="sequence length T")
+    g.add_argument("--total-batch-size", type=int, default=0,
+                   help="tokens per optimizer step (0: B*T); must be a multiple of B*T (gradient accumulation)")
+    g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
+                   help="permute shards and sequences every epoch")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--max-steps", type=int, default=300, help="optimizer steps")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
+    g.add_argument("--warmup-steps", type=int, default=20, help="linear warmup steps")
+    g.add_argument("--lr-schedule", default="cosine", choices=["cosine", "linear", "constant"])
+    g.add_argument("--min-lr-frac", type=float, default=0.1, help="final lr as a fraction of --lr")
+    g.add_argument("--beta1", type=float, default=0.9)
+    g.add_argument("--beta2", type=float, default=0.95)
+    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on 2-D tensors")
+    g.add_argument("--grad-clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
+    g.add_argument("--seed", type=int, default=1337, help="seed of the init, data order and samples")
+    g = p.add_argument_group("evaluation, checkpoints and logs (every '--...-every' = 0 disables)")
+    g.add_argument("--eval-every", type=int, default=50, help="steps between val-loss evaluations")
+    g.add_argument("--val-steps", type=int, default=10, help="val batches per evaluation")
+    g.add_argument("--sample-every", type=int, default=100, help="steps between samples")
+    g.add_argument("--sample-tokens", type=int, default=64, help="tokens per sample")
+    g.add_argument("--hellaswag-every", type=int, default=0, help="steps between HellaSwag evaluations")
+    g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    g.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints to keep (0: all)")
+    g.add_argument("--out-dir", default=None, help="run folder (default: runs/<data>-<date>-<time>)")
+    g.add_argument("--resume", default=None, metavar="PATH|latest",
+                   help="continue from a checkpoint; 'latest' = newest good one in --out-dir "
+                        "(or in the newest folder under runs/)")
+    g.add_argument("--log-file", default=None, help="JSONL log (default: <out-dir>/log.jsonl)")
+    g.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout "
+                   "(progress goes to stderr)")
+    return p
+
+
+class Stop(Exception):
+    """A run ends early for a reason the user must see (bad flags, NaN loss, ...)."""
+
+
+# ----------------------------------------------------------------------------
+# helpers
+
+
+def _resolve_device(device: str) -> str:
+    from . import build_info
+
+    if device == "auto":
+        return "cuda" if build_info()["cuda"] else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise Stop(f"--device must be auto, cpu or cuda, got {device!r}")
+    return device
+
+
+def _data_patterns(args) -> tuple:
+    """(train pattern, val pattern, description) for --data / --val-data."""
+    if args.data == "tinyshakespeare":
+        from .data import tinyshakespeare
+
+        res = tinyshakespeare.prepare(progress=None)  # a no-op when the shards exist
+        val = [str(f) for f in res.files if "_val" in Path(f).name]
+        train = [str(f) for f in res.files if "_val" not in Path(f).name]
+        return train, val, "tiny Shakespeare"
+    train = args.data
+    val = args.val_data
+    if val is None:
+        if "train" not in Path(train).name:
+            raise Stop("--val-data is needed when the --data pattern has no 'train' in its file name")
+        val = str(Path(train).parent / Path(train).name.replace("train", "val"))
+    return train, val, train
+
+
+def _model_config(args, vocab_size: int) -> GPT2Config:
+    shape = dict(PRESETS[args.model]) if args.model else dict(DEFAULT_SHAPE)
+    for k in ("n_layer", "n_head", "n_embd"):
+        if getattr(args, k) is not None:
+            shape[k] = getattr(args, k)
+    block = 1024 if args.model else max(args.seq_len, 128)
+    return GPT2Config(vocab_size=vocab_size, block_size=max(block, args.seq_len), **shape)
+
+
+def _fmt_time(s: float) -> str:
+    s = int(max(s, 0))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+def _newest_run(root: Path = Path("runs")) -> Optional[Path]:
+    runs = [p for p in root.glob("*") if p.is_dir() and checkpoint.steps(p)] if root.is_dir() else []
+    return max(runs, key=lambda p: p.stat().st_mtime) if runs else None
+
+
+def _plot(log_path: Path, png: Path) -> bool:
+    """Redraws the loss curve from the JSONL log; False (no plot) without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    train, val = [], []
+    for line in log_path.read_text().splitlines():
+        rec = json.loads(line)
+        if "loss" in rec:
+            train.append((rec["step"], rec["loss"]))
+        if "val_loss" in rec:
+            val.append((rec["step"], rec["val_loss"]))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train", lw=1)
+    if val:
+        ax.plot(*zip(*val), "o-", label="val")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = png.with_name(png.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png)
+    return True
+
+
+# ----------------------------------------------------------------------------
+# the run
+
+
+class Run:
+    """One training run: holds the model, loaders, RNGs and log, and executes the loop."""
+
+    def __init__(self, args):
+        self.args = args
+        self.say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else (
+            lambda msg: print(msg, flush=True))
+        self.stop_signal = None
+
+    # -- setup ------------------------------------------------------------------
+
+    def setup(self) -> None:
+        import llmpy
+        from .data import DataLoader
+        from .tokenizer import gpt2
+
+        a = self.args
+        for name in ("batch_size", "seq_len", "max_steps", "val_steps"):
+            if getattr(a, name) < 1:
+                raise Stop(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
+        if a.hellaswag_every:
+            raise Stop("--hellaswag-every: HellaSwag evaluation is not available in this version yet")
+        self.device = _resolve_device(a.device)
+        precision = a.precision if a.precision != "auto" else ("bf16" if self.device == "cuda" else "fp32")
+        if precision != "fp32":
+            raise Stop(f"--precision {precision} needs the CUDA backend; the CPU computes in fp32")
+        if a.threads:
+            llmpy.set_num_threads(a.threads)
+        B, T = a.batch_size, a.seq_len
+        total = a.total_batch_size or B * T
+        if total % (B * T):
+            raise Stop(f"--total-batch-size {total} is not a multiple of batch-size x seq-len = {B * T}")
+        self.accum = total // (B * T)
+        self.enc = gpt2()
+
+        # resume or start
+        resume = None
+        if a.resume:
+            out_dir = Path(a.out_dir) if a.out_dir else (_newest_run() if a.resume == "latest" else None)
+            if a.resume == "latest":
+                if out_dir is None:
+                    raise Stop("--resume latest: no run with checkpoints under runs/ (give --out-dir)")
+                resume = checkpoint.find_latest(out_dir, self.device, self.say)
+                if resume is None:
+                    raise Stop(f"--resume latest: no loadable checkpoint in {out_dir}")
+            else:
+                model_path, state_path = checkpoint.resolve(a.resume, out_dir or ".")
+                model, extra = checkpoint.load(model_path, state_path, self.device)
+                resume = (model, extra, extra.get("step", 0))
+                out_dir = out_dir or model_path.parent
+            self.out_dir = Path(out_dir)
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            name = a.data if a.data == "tinyshakespeare" else "run"
+            self.out_dir = Path(a.out_dir) if a.out_dir else Path("runs") / f"{name}-{stamp}"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(a.log_file) if a.log_file else self.out_dir / "log.jsonl"
+        self.png_path = self.out_dir / "loss.png"
+
+        train_pattern, val_pattern, self.data_name = _data_patterns(a)
+        self.train_loader = DataLoader(train_pattern, B, T, shuffle=a.shuffle, seed=a.seed)
+        self.val_loader = DataLoader(val_pattern, B, T, shuffle=False)
+        self.sample_rng = np.random.default_rng([a.seed, 1])
+
+        if resume is not None:
+            self.model, extra, self.step = resume
+            self._restore(extra)
+            self._truncate_log(self.step)
+            self.say(f"resumed from step {self.step} in {self.out_dir}")
+        else:
+            self.step = 0
+            if a.init_from == "scratch":
+                self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed)
+            else:
+                self.model = GPT2.from_checkpoint(a.init_from, device=self.device)
+            self.log_path.write_text("")
+        cfg = self.model.config
+        if T > cfg.block_size:
+            raise Stop(f"--seq-len {T} exceeds the model's block size {cfg.block_size}")
+        if cfg.vocab_size < self.enc.n_vocab:
+            raise Stop(f"the model's vocabulary ({cfg.vocab_size}) is smaller than GPT-2's ({self.enc.n_vocab})")
+
+    def _extra(self) -> dict:
+        """Everything besides the model and AdamW state that an exact resume needs."""
+        a = self.args
+        return {
+            "version": STATE_VERSION,
+            "step": self.step,
+            "train_loader": self.train_loader.state_dict(),
+            "sample_rng": self.sample_rng.bit_generator.state,
+            "args": vars(a),
+            "command": shlex.join([sys.executable, "-m", "llmpy.train", *sys.argv[1:]]),
+            "config": self.model.config.__dict__,
+        }
+
+    def _restore(self, extra: dict) -> None:
+        if extra.get("version") != STATE_VERSION:
+            raise Stop(f"checkpoint state version {extra.get('version')} is not {STATE_VERSION}")
+        self.train_loader.load_state_dict(extra["train_loader"])
+        self.sample_rng.bit_generator.state = extra["sample_rng"]
+
+    def _truncate_log(self, step: int) -> None:
+        """Drops log records after ``step`` (a run that crashed after its last checkpoint)."""
+        if not self.log_path.exists():
+            return
+        keep = [ln for ln in self.log_path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
+        self.log_path.write_text("".join(ln + "\n" for ln in keep))
+
+    # -- pieces of the loop -----------------------------------------------------------
+
+    def log(self, record: dict) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def evaluate(self) -> float:
+        self.val_loader.reset()
+        losses = [self.model.forward(*self.val_loader.next_batch()) for _ in range(self.args.val_steps)]
+        return float(np.mean(losses))
+
+    def sample(self) -> str:
+        eot = self.enc.eot_token
+        out = self.model.generate([eot], self.args.sample_tokens, top_k=50, rng=self.sample_rng)[0, 1:]
+        return self.enc.decode([int(t) for t in out if t < eot])  # drop EOT (and padding ids)
+
+    def save(self) -> Path:
+        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), self.args.keep_checkpoints)
+
+    def banner(self) -> None:
+        import llmpy
+
+        a, cfg = self.args, self.model.config
+        tokens = a.batch_size * a.seq_len * self.accum
+        self.say(f"llmpy {llmpy.__version__} | device {self.device} | threads {llmpy.get_num_threads()}")
+        self.say(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} channels, "
+                 f"{self.model.num_parameters / 1e6:.2f}M parameters")
+        self.say(f"data: {self.data_name}: {self.train_loader.num_tokens:,} train tokens, "
+                 f"{self.val_loader.num_tokens:,} val tokens")
+        self.say(f"batch: {a.batch_size} x {a.seq_len} tokens x {self.accum} accumulation = {tokens:,} tokens/step; "
+                 f"{a.max_steps} steps, lr {a.lr:g} ({a.lr_schedule}, warmup {a.warmup_steps})")
+        self.say(f"output: {self.out_dir}")
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def run(self) -> dict:
+        a, m = self.args, self.model
+        self.banner()
+        tokens_per_step = a.batch_size * a.seq_len * self.accum
+        val_loss = None
+        last_loss = None
+        t_start = time.time()
+        steps_timed = 0
+        time_timed = 0.0
+        prev = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum, frame):
+            self.stop_signal = signal.Signals(signum).name
+
+        for sig in prev:
+            signal.signal(sig, on_signal)
+        try:
+            while self.step < a.max_steps and self.stop_signal is None:
+                t0 = time.perf_counter()
+                lr = lr_at(self.step, a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
+                m.zero_grad()
+                loss = 0.0
+                for _ in range(self.accum):
+                    x, y = self.train_loader.next_batch()
+                    loss += m.forward(x, y) / self.accum
+                    m.backward(loss_scale=1.0 / self.accum)
+                if not math.isfinite(loss):
+                    raise Stop(f"loss is {loss} at step {self.step + 1}: stopping; the last good checkpoint "
+                               f"in {self.out_dir} is untouched (try a lower --lr)")
+                norm = m.step(lr, a.beta1, a.beta2, 1e-8, a.weight_decay, a.grad_clip or None)
+                self.step += 1
+                ms = (time.perf_counter() - t0) * 1000.0
+                if self.step > 1:  # the first step warms caches and allocates
+                    steps_timed += 1
+                    time_timed += ms / 1000.0
+                last_loss = loss
+                tps = tokens_per_step / (ms / 1000.0)
+                self.log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "ms": ms,
+                          "tokens_per_s": tps})
+                eta = (a.max_steps - self.step) * (time_timed / steps_timed if steps_timed else ms / 1000.0)
+                self.say(f"step {self.step:5d}/{a.max_steps} | loss {loss:.4f} | lr {lr:.2e} | norm {norm:.3f} | "
+                         f"{ms:7.1f} ms | {tps:8.0f} tok/s | eta {_fmt_time(eta)}")
+                last = self.step == a.max_steps
+                if a.eval_every and (self.step % a.eval_every == 0 or last):
+                    val_loss = self.evaluate()
+                    self.log({"step": self.step, "val_loss": val_loss})
+                    self.say(f"step {self.step:5d} | val loss {val_loss:.4f}")
+                    _plot(self.log_path, self.png_path)
+                if a.sample_every and (self.step % a.sample_every == 0 or last):
+                    self.say(f"--- sample at step {self.step}:\n{self.sample()}\n---")
+                if a.checkpoint_every and (self.step % a.checkpoint_every == 0 or last):
+                    self.save()
+        finally:
+            for sig, handler in prev.items():
+                signal.signal(sig, handler)
+        interrupted = self.stop_signal is not None
+        saved = None
+        if interrupted:
+            saved = self.save()
+            self.say(f"{self.stop_signal}: saved a checkpoint of step {self.step} ({saved}); "
+                     f"continue with --resume latest --out-dir {self.out_dir}")
+        elif a.checkpoint_every:
+            saved = checkpoint.paths(self.out_dir, self.step)[0]
+        plotted = _plot(self.log_path, self.png_path)
+        self.say(f"done: {self.step} steps in {_fmt_time(time.time() - t_start)}"
+                 + (f", val loss {val_loss:.4f}" if val_loss is not None else ""))
+        self.say(f"checkpoint: {saved or 'none (--checkpoint-every 0)'}")
+        self.say(f"log: {self.log_path}")
+        self.say(f"loss plot: {self.png_path}" if plotted else "loss plot: skipped (pip install matplotlib)")
+        return {
+            "steps": self.step,
+            "train_loss": last_loss,
+            "val_loss": val_loss,
+            "interrupted": interrupted,
+            "out_dir": str(self.out_dir),
+            "checkpoint": str(saved) if saved else None,
+            "log": str(self.log_path),
+            "plot": str(self.png_path) if plotted else None,
+            "tokens_per_s": (tokens_per_step * steps_timed / time_timed) if time_timed else None,
+        }
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = build_parser().parse_args(argv)
+    run = Run(args)
+    try:
+        run.setup()
+        summary = run.run()
+    except (Stop, OSError, ValueError) as e:  # bad flags, files or data: a message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
