@@ -16,7 +16,7 @@ import zlib
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # a test dependency: a missing torch must fail, not skip
 import llmpy
 from llmpy import _C
 from test_ops import assert_close, randn, t64, zeros

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
+import torch  # a test dependency: a missing torch must fail, not skip
 import torch.nn.functional as F
 from llmpy.gpt import (
     CONFIGS,
@@ -47,7 +47,7 @@ def shakespeare():
         from llmpy.data.tinyshakespeare import input_path
 
         if not input_path().exists():
-            pytest.skip(f"{input_path()} is missing (tests never download); set LLMPY_DATA_DIR")
+            pytest.fail(f"{input_path()} is missing (tests never download); set LLMPY_DATA_DIR")
         yield load_data(input_path())
 
 

@@ -38,12 +38,12 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 @pytest.fixture(scope="module", autouse=True)
 def data_dir():
-    """Points LLMPY_DATA_DIR at the shared data when CI has not set it; skips without names.txt."""
+    """Points LLMPY_DATA_DIR at the shared data when CI has not set it; fails without names.txt."""
     with pytest.MonkeyPatch.context() as mp:
         if not os.environ.get("LLMPY_DATA_DIR"):
             mp.setenv("LLMPY_DATA_DIR", str(SHARED_DATA))
         if not names_path().exists():
-            pytest.skip(f"{names_path()} is missing (tests never download); set LLMPY_DATA_DIR")
+            pytest.fail(f"{names_path()} is missing (tests never download); set LLMPY_DATA_DIR")
         yield
 
 

@@ -20,9 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(SHARED / "tiktoken_cache"))
-SHAKESPEARE = Path(os.environ.get("LLMPY_DATA_DIR", SHARED / "data")) / "tinyshakespeare" / "input.txt"
+from data_helpers import SHAKESPEARE, TIKTOKEN_CACHE  # the shared folder, located once
+
+os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
 
 from llmpy import _C
 from llmpy.tokenizer import (
