@@ -90,6 +90,39 @@ class GPT2:
         """Loads an llm.c model file (version 3 = fp32 or 5 = bf16)."""
         return cls(None, _handle=_C.Model.load(str(path), device))
 
+    @classmethod
+    def from_pretrained(cls, name_or_dir: Union[str, PathLike], device: str = "cpu", *,
+                        cache_dir: Optional[Union[str, PathLike]] = None, local_files_only: bool = False,
+                        progress: Optional[bool] = None) -> "GPT2":
+        """Loads Hugging Face GPT-2 weights: a directory or a hub name.
+
+        The directory holds ``config.json`` and ``model.safetensors`` (or a sharded
+        ``model.safetensors.index.json``, or ``pytorch_model.bin``, which needs torch). A hub name
+        (``gpt2``, ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl`` or ``owner/name``) is fetched with
+        ``huggingface_hub`` into its cache, or read from that cache offline (``local_files_only``
+        never touches the network). Configs llmpy cannot run exactly (another architecture,
+        activation, attention scaling, layernorm epsilon, untied head, ...) raise ValueError.
+        ``progress``: None shows a bar on a terminal for models of 100M+ parameters.
+
+        >>> m = GPT2.from_pretrained("gpt2")                  # doctest: +SKIP
+        >>> m.generate([50256], max_new_tokens=8, top_k=40, seed=0)  # doctest: +SKIP
+        """
+        from .hf import from_pretrained
+
+        return from_pretrained(name_or_dir, device=device, cache_dir=cache_dir,
+                               local_files_only=local_files_only, progress=progress)
+
+    def save_pretrained(self, directory: Union[str, PathLike], dtype: str = "fp32",
+                        progress: Optional[bool] = None) -> None:
+        """Writes ``config.json`` + ``model.safetensors`` (fp32 or bf16) for ``transformers``.
+
+        >>> m.save_pretrained("out/my-gpt2")                  # doctest: +SKIP
+        >>> transformers.GPT2LMHeadModel.from_pretrained("out/my-gpt2")  # doctest: +SKIP
+        """
+        from .hf import save_pretrained
+
+        save_pretrained(self, directory, dtype=dtype, progress=progress)
+
     def save(self, path: Union[str, PathLike]) -> None:
         """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename)."""
         self._m.save(str(path))
@@ -185,13 +218,43 @@ class GPT2:
 
     # -- tensors ---------------------------------------------------------------
 
-    def parameters(self) -> dict:
-        """name -> float32 view of each of the 16 tensors (llm.c names and shapes)."""
-        return {name: self._m.tensor(i) for i, name in enumerate(TENSOR_NAMES)}
+    def parameters(self, torch: bool = False) -> dict:
+        """name -> float32 view of each of the 16 tensors (llm.c names and shapes).
 
-    def gradients(self) -> dict:
+        ``torch=True`` gives torch tensors sharing the same memory (``torch.from_numpy``), so
+        PyTorch code reads and writes the model's parameters in place. On the CPU only for now;
+        the CUDA backend will hand out its device memory through DLPack.
+        """
+        return self._views(self._m.tensor, torch)
+
+    def gradients(self, torch: bool = False) -> dict:
         """name -> float32 view of each gradient, same names and shapes as parameters()."""
-        return {name: self._m.grad(i) for i, name in enumerate(TENSOR_NAMES)}
+        return self._views(self._m.grad, torch)
+
+    def _views(self, get, as_torch: bool) -> dict:
+        if as_torch and self.device != "cpu":
+            raise NotImplementedError(f"torch views of {self.device} tensors come with the CUDA backend "
+                                      "(through DLPack); use a CPU model, or parameters() copies for now")
+        views = {name: get(i) for i, name in enumerate(TENSOR_NAMES)}
+        if as_torch:
+            import torch
+
+            views = {name: torch.from_numpy(v) for name, v in views.items()}
+        return views
+
+    def load_parameters(self, params: dict) -> None:
+        """Copies arrays into the named parameters (any subset of the 16, llm.c shapes, float32).
+
+        >>> m.load_parameters({"lnfw": np.ones(m.config.n_embd, dtype=np.float32)})
+        """
+        views = self.parameters()
+        for name, a in params.items():
+            if name not in views:
+                raise KeyError(f"unknown parameter {name!r}; the names are {', '.join(TENSOR_NAMES)}")
+            a = np.asarray(a)
+            if a.shape != views[name].shape:
+                raise ValueError(f"parameter {name}: shape {a.shape}, the model's is {views[name].shape}")
+            views[name][...] = a
 
     @property
     def num_parameters(self) -> int:
