@@ -25,6 +25,7 @@ from typing import Optional
 import numpy as np
 
 from . import checkpoint
+from .hf import load as load_weights  # an llm.c file, a Hugging Face directory or a hub name
 from .model import GPT2, GPT2Config
 
 # GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M)
@@ -82,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-layer", type=int, help="override the number of layers")
     g.add_argument("--n-head", type=int, help="override the number of heads")
     g.add_argument("--n-embd", type=int, help="override the number of channels")
-    g.add_argument("--init-from", default="scratch", help="'scratch' or an llm.c model file")
+    g.add_argument("--init-from", default="scratch",
+                   help="'scratch', an llm.c model file, a Hugging Face directory (config.json + "
+                   "model.safetensors) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl)")
     g.add_argument("--device", default="auto", help="auto, cpu or cuda")
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: fp32 on the CPU, bf16 on a GPU")
@@ -293,7 +296,7 @@ class Run:
             if a.init_from == "scratch":
                 self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed)
             else:
-                self.model = GPT2.from_checkpoint(a.init_from, device=self.device)
+                self.model = load_weights(a.init_from, device=self.device)
             self.log_path.write_text("")
         cfg = self.model.config
         if T > cfg.block_size:
@@ -450,7 +453,7 @@ def main(argv: Optional[list] = None) -> int:
     try:
         run.setup()
         summary = run.run()
-    except (Stop, OSError, ValueError) as e:  # bad flags, files or data: a message, not a traceback
+    except (Stop, OSError, ValueError, ImportError) as e:  # bad flags, files, data: a message, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:
