@@ -97,7 +97,22 @@ def save_sharded(m, d: Path) -> Path:
     return d
 
 
-@pytest.mark.parametrize("layout", ["safetensors", "pytorch_model.bin", "sharded"])
+def save_hub_style(m, d: Path) -> Path:
+    """As OpenAI's gpt2 repositories store it: no "transformer." prefix, causal-mask buffers per layer."""
+    from safetensors.torch import save_file
+
+    d.mkdir(parents=True, exist_ok=True)
+    m.config.to_json_file(d / "config.json")
+    sd = {k.removeprefix("transformer."): v.contiguous()
+          for k, v in m.state_dict().items() if k != "lm_head.weight"}
+    T = m.config.n_positions
+    for layer in range(m.config.n_layer):
+        sd[f"h.{layer}.attn.bias"] = torch.tril(torch.ones(T, T)).view(1, 1, T, T)
+    save_file(sd, d / "model.safetensors", metadata={"format": "pt"})
+    return d
+
+
+@pytest.mark.parametrize("layout", ["safetensors", "pytorch_model.bin", "sharded", "hub-style"])
 def test_from_pretrained_logits_match_transformers(tmp_path, layout):
     ref = hf_model()
     d = tmp_path / "hf"
@@ -106,6 +121,8 @@ def test_from_pretrained_logits_match_transformers(tmp_path, layout):
         assert (d / "model.safetensors").is_file()
     elif layout == "sharded":
         save_sharded(ref, d)
+    elif layout == "hub-style":
+        save_hub_style(ref, d)
     else:
         save_bin(ref, d)
     m = llmpy.GPT2.from_pretrained(d)
