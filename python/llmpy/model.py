@@ -35,6 +35,17 @@ class GPT2Config:
     block_size: int = 1024
 
 
+def _backend(device: str):
+    """(extension module, device name for the C core) for a device string: 'cpu', 'cuda', 'cuda:N'."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+    if device == "cuda" or device.startswith("cuda:"):
+        from . import cuda
+
+        return cuda.module(device), "cuda"
+    return _C, device
+
+
 def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
     """Validates a (B, T) integer array and returns it as C-contiguous int32 (no copy if it is)."""
     a = x if isinstance(x, np.ndarray) else np.asarray(x)
@@ -64,21 +75,29 @@ class GPT2:
     >>> loss = m.forward(x[:, :-1].copy(), x[:, 1:].copy())
     >>> m.zero_grad(); m.backward(); norm = m.step(lr=1e-3, weight_decay=0.1, grad_clip=1.0)
 
+    Devices and precision: ``device="cpu"`` (fp32) or ``device="cuda"`` / ``"cuda:N"`` (when
+    llmpy was built with the CUDA backend; ``precision="bf16"`` by default there — bf16
+    parameters and activations with fp32 master weights and AdamW state — or ``"fp32"``).
+
     Views: on the CPU, ``parameters()``, ``gradients()``, ``logits()`` and ``losses()`` return
     numpy arrays that share memory with the engine (no copies). Parameter and gradient views are
     valid as long as the model (they keep it alive); writing into ``parameters()`` changes the
     model. ``logits()``/``losses()`` show the last forward's results and are overwritten by the
     next ``forward()`` with the same or a smaller batch; after a larger batch they keep showing
     the old (still valid, no longer updated) memory. Copy them to keep values across forwards.
+    On CUDA the same methods return float32 host copies (parameters from the fp32 master
+    weights); ``load_parameters()`` writes values on every device.
     """
 
-    def __init__(self, config: GPT2Config, device: str = "cpu", seed: int = 0, *, _handle=None):
+    def __init__(self, config: GPT2Config, device: str = "cpu", seed: int = 0, *,
+                 precision: Optional[str] = None, _handle=None):
         if _handle is None:
             if not isinstance(config, GPT2Config):
                 raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
             if seed < 0:
                 raise ValueError(f"seed must be >= 0, got {seed}")
-            _handle = _C.Model.create(**asdict(config), device=device, seed=int(seed))
+            module, dev = _backend(device)
+            _handle = module.Model.create(**asdict(config), device=dev, seed=int(seed), precision=precision)
         self._m = _handle
         c = _handle.config
         self.config = GPT2Config(c["n_layer"], c["n_head"], c["n_embd"], c["vocab_size"], c["block_size"])
@@ -86,9 +105,11 @@ class GPT2:
     # -- files -----------------------------------------------------------------
 
     @classmethod
-    def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu") -> "GPT2":
+    def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu",
+                        precision: Optional[str] = None) -> "GPT2":
         """Loads an llm.c model file (version 3 = fp32 or 5 = bf16)."""
-        return cls(None, _handle=_C.Model.load(str(path), device))
+        module, dev = _backend(device)
+        return cls(None, _handle=module.Model.load(str(path), dev, precision))
 
     def save(self, path: Union[str, PathLike]) -> None:
         """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename)."""
@@ -186,12 +207,29 @@ class GPT2:
     # -- tensors ---------------------------------------------------------------
 
     def parameters(self) -> dict:
-        """name -> float32 view of each of the 16 tensors (llm.c names and shapes)."""
+        """name -> float32 array of each of the 16 tensors (llm.c names and shapes): views on the
+        CPU, copies on CUDA."""
         return {name: self._m.tensor(i) for i, name in enumerate(TENSOR_NAMES)}
 
     def gradients(self) -> dict:
-        """name -> float32 view of each gradient, same names and shapes as parameters()."""
+        """name -> float32 array of each gradient, same names and shapes as parameters()."""
         return {name: self._m.grad(i) for i, name in enumerate(TENSOR_NAMES)}
+
+    def load_parameters(self, values: dict) -> None:
+        """Sets parameters from ``name -> array`` (any subset of the 16 names, shapes as
+        ``parameters()`` shows them), on any device.
+
+        >>> m.load_parameters({"lnfw": np.ones(m.config.n_embd, np.float32)})
+        """
+        index = {name: i for i, name in enumerate(TENSOR_NAMES)}
+        for name, value in values.items():
+            if name not in index:
+                raise KeyError(f"unknown tensor {name!r}; expected one of {', '.join(TENSOR_NAMES)}")
+            a = np.asarray(value, dtype=np.float32)
+            want = self._m.tensor(index[name]).shape if self._m.views else None
+            if want is not None and a.shape != want:
+                raise ValueError(f"{name}: shape {a.shape} does not match the model's {want}")
+            self._m.write_tensor(index[name], np.ascontiguousarray(a))
 
     @property
     def num_parameters(self) -> int:
@@ -201,6 +239,11 @@ class GPT2:
     @property
     def device(self) -> str:
         return self._m.device
+
+    @property
+    def precision(self) -> str:
+        """'fp32', or 'bf16' (mixed precision, CUDA)."""
+        return self._m.precision
 
     @property
     def steps(self) -> int:
