@@ -11,9 +11,7 @@ False
 
 from __future__ import annotations
 
-from typing import Optional
-
-_initialised: Optional[int] = None
+_initialised: int | None = None
 
 
 def built() -> bool:
