@@ -78,9 +78,9 @@ static float bf16_to_float(uint16_t h) {
     return x;
 }
 
-static llm_status load_from(FILE *f, const char *path, const char *device, llm_model **out) {
+static llm_status load_from(FILE *f, const char *path, const char *device, const char *precision, llm_model **out) {
     int32_t header[LLM_HEADER_INTS];
-    long long file_bytes;
+    long long file_bytes = 0;
     LLM_TRY(read_header(f, path, header, &file_bytes));
     if (header[0] != LLM_MODEL_MAGIC)
         return llm_fail(LLM_EFORMAT, "%s: not an llm.c model file (magic %d, expected %d)", path, header[0],
@@ -97,7 +97,7 @@ static llm_status load_from(FILE *f, const char *path, const char *device, llm_m
         return llm_fail(LLM_EFORMAT, "%s: header holds an invalid configuration: %s", path, llm_last_error());
 
     llm_model *m;
-    LLM_TRY(gpt2_alloc(&m, &cfg, device));
+    LLM_TRY(gpt2_alloc(&m, &cfg, device, precision));
     size_t elem = version == LLM_MODEL_VERSION_FP32 ? 4 : 2;
     long long expect = (long long)sizeof header + (long long)(m->total * elem);
     if (file_bytes != expect) {
@@ -109,34 +109,35 @@ static llm_status load_from(FILE *f, const char *path, const char *device, llm_m
                         cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.padded_vocab_size, cfg.block_size,
                         version, expect, file_bytes);
     }
+    // chunk by chunk through a host fp32 stage (bf16 files are widened on the host)
     llm_status s = LLM_OK;
-    if (elem == 4) {
-        s = read_floats(f, m->ops, m->params, m->total, path);
-    } else { // bf16: widen on the host, chunk by chunk
-        float *stage = malloc(STAGE_FLOATS * sizeof(float));
-        uint16_t *raw = malloc(STAGE_FLOATS * sizeof(uint16_t));
-        if (!stage || !raw) s = llm_fail(LLM_ENOMEM, "out of memory loading %s", path);
-        for (size_t done = 0; s == LLM_OK && done < m->total;) {
-            size_t n = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
+    float *stage = malloc(STAGE_FLOATS * sizeof(float));
+    uint16_t *raw = elem == 2 ? malloc(STAGE_FLOATS * sizeof(uint16_t)) : NULL;
+    if (!stage || (elem == 2 && !raw)) s = llm_fail(LLM_ENOMEM, "out of memory loading %s", path);
+    for (size_t done = 0; s == LLM_OK && done < m->total;) {
+        size_t n = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
+        if (elem == 4) {
+            s = read_exact(f, stage, n * sizeof(float), path);
+        } else {
             s = read_exact(f, raw, n * 2, path);
             for (size_t i = 0; s == LLM_OK && i < n; i++) stage[i] = bf16_to_float(raw[i]);
-            if (s == LLM_OK) s = m->ops->to_device(m->params + done, stage, n * sizeof(float));
-            done += n;
         }
-        free(stage);
-        free(raw);
+        if (s == LLM_OK) s = gpt2_set_params(m, done, stage, n);
+        done += n;
     }
+    free(stage);
+    free(raw);
     if (s != LLM_OK) { llm_model_free(m); return s; }
     *out = m;
     return LLM_OK;
 }
 
-llm_status llm_model_load(llm_model **out, const char *path, const char *device) {
+llm_status llm_model_load(llm_model **out, const char *path, const char *device, const char *precision) {
     if (!out || !path) return llm_fail(LLM_EINVAL, "output or path is NULL");
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return llm_fail(LLM_EIO, "cannot open model file %s: %s", path, strerror(errno));
-    llm_status s = load_from(f, path, device, out);
+    llm_status s = load_from(f, path, device, precision, out);
     fclose(f);
     return s;
 }
@@ -199,7 +200,19 @@ static llm_status write_model(FILE *f, const void *ctx, const char *path) {
     header[7] = m->cfg.padded_vocab_size;
     if (fwrite(header, sizeof header, 1, f) != 1)
         return llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
-    return write_floats(f, m->ops, m->params, m->total, path);
+    // from the fp32 master copy when there is one, so a mixed-precision run saves exact weights
+    float *stage = malloc(STAGE_FLOATS * sizeof(float));
+    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory writing %s", path);
+    llm_status s = LLM_OK;
+    for (size_t done = 0; s == LLM_OK && done < m->total;) {
+        size_t k = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
+        s = gpt2_get_params(m, done, stage, k);
+        if (s == LLM_OK && fwrite(stage, sizeof(float), k, f) != k)
+            s = llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
+        done += k;
+    }
+    free(stage);
+    return s;
 }
 
 llm_status llm_model_save(const llm_model *m, const char *path) {
@@ -247,7 +260,7 @@ llm_status llm_model_save_state(const llm_model *m, const char *path, const char
 
 static llm_status load_state_from(FILE *f, llm_model *m, const char *path, char **json) {
     int32_t header[LLM_HEADER_INTS];
-    long long file_bytes;
+    long long file_bytes = 0;
     LLM_TRY(read_header(f, path, header, &file_bytes));
     if (header[0] != LLM_TRAIN_STATE_MAGIC)
         return llm_fail(LLM_EFORMAT, "%s: not an llmpy training-state file (magic %d, expected %d)", path, header[0],

@@ -35,8 +35,8 @@ const char *const gpt2_tensor_names[LLM_NUM_TENSORS] = {
 // Tensors that get weight decay (the 2-D matrices: embeddings and matmul weights).
 static int is_matrix(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
 
-// Floats of dlogits the backward holds at once (llm_backward: the lm_head runs by vocabulary slices).
-#define LM_HEAD_SLICE_FLOATS ((size_t)1 << 20)
+// Elements of dlogits the backward holds at once (llm_backward: the lm_head runs by vocabulary slices).
+#define LM_HEAD_SLICE_ELEMS ((size_t)1 << 20)
 
 // Limits that keep every size product far from overflow.
 #define MAX_LAYERS 4096
@@ -83,9 +83,68 @@ int gpt2_tensor_shape(const llm_config *cfg, int i, int64_t shape[3]) {
 // ----------------------------------------------------------------------------
 // backends and memory
 
-static const llm_ops *find_backend(const char *device) {
-    if (!device || strcmp(device, "cpu") == 0) return &llm_cpu_ops;
+// Backends by (device, precision). The CPU's fp32 table is always there; others register at
+// load time (ops.h: llm_register_backend).
+#define MAX_BACKENDS 8
+typedef struct backend_entry {
+    char device[16];
+    char precision[8];
+    const llm_ops *ops;
+} backend_entry;
+static backend_entry backends[MAX_BACKENDS] = {{"cpu", "fp32", &llm_cpu_ops}};
+static int num_backends = 1;
+
+llm_status llm_register_backend(const char *device, const char *precision, const llm_ops *ops) {
+    if (!device || !precision || !ops) return llm_fail(LLM_EINVAL, "register_backend: NULL argument");
+    if (strlen(device) >= sizeof backends[0].device || strlen(precision) >= sizeof backends[0].precision)
+        return llm_fail(LLM_EINVAL, "register_backend: name too long ('%s', '%s')", device, precision);
+    if (strcmp(precision, "fp32") != 0 && strcmp(precision, "bf16") != 0)
+        return llm_fail(LLM_EINVAL, "register_backend: precision must be 'fp32' or 'bf16', got '%s'", precision);
+    if (ops->dtype != (strcmp(precision, "bf16") == 0 ? LLM_BF16 : LLM_F32))
+        return llm_fail(LLM_EINVAL, "register_backend: table dtype does not match precision '%s'", precision);
+    int i = 0;
+    while (i < num_backends && !(strcmp(backends[i].device, device) == 0 && strcmp(backends[i].precision, precision) == 0))
+        i++;
+    if (i == MAX_BACKENDS) return llm_fail(LLM_EINVAL, "register_backend: more than %d backends", MAX_BACKENDS);
+    strcpy(backends[i].device, device);
+    strcpy(backends[i].precision, precision);
+    backends[i].ops = ops;
+    if (i == num_backends) num_backends++;
+    return LLM_OK;
+}
+
+static const backend_entry *find_backend(const char *device, const char *precision) {
+    for (int i = 0; i < num_backends; i++)
+        if (strcmp(backends[i].device, device) == 0 && strcmp(backends[i].precision, precision) == 0)
+            return &backends[i];
     return NULL;
+}
+
+static int device_known(const char *device) {
+    for (int i = 0; i < num_backends; i++)
+        if (strcmp(backends[i].device, device) == 0) return 1;
+    return 0;
+}
+
+// The entry for (device, precision); precision NULL: bf16 where the device has it, else fp32.
+static llm_status pick_backend(const backend_entry **out, const char *device, const char *precision) {
+    if (!device) device = "cpu";
+    if (!device_known(device)) {
+        if (strcmp(device, "cuda") == 0)
+            return llm_fail(LLM_EUNSUPPORTED,
+                            "device 'cuda' is not available: llmpy was built without the CUDA backend, or the "
+                            "CUDA backend found no GPU (llmpy.cuda_available() tells; rebuild with "
+                            "-DLLMPY_CUDA=ON on a machine with the CUDA toolkit)");
+        return llm_fail(LLM_EINVAL, "unknown device '%s' (expected 'cpu' or 'cuda')", device);
+    }
+    if (!precision) precision = find_backend(device, "bf16") ? "bf16" : "fp32";
+    if (strcmp(precision, "fp32") != 0 && strcmp(precision, "bf16") != 0)
+        return llm_fail(LLM_EINVAL, "unknown precision '%s' (expected 'fp32' or 'bf16')", precision);
+    *out = find_backend(device, precision);
+    if (!*out)
+        return llm_fail(LLM_EUNSUPPORTED, "precision '%s' is not available on device '%s'%s", precision, device,
+                        strcmp(device, "cpu") == 0 ? " (the CPU backend computes in fp32)" : "");
+    return LLM_OK;
 }
 
 static llm_status block_new(llm_block **out, const llm_ops *ops, size_t bytes) {
@@ -108,23 +167,21 @@ void llm_block_release(llm_block *b) {
     }
 }
 
-llm_status gpt2_alloc(llm_model **out, const llm_config *cfg_in, const char *device) {
+llm_status gpt2_alloc(llm_model **out, const llm_config *cfg_in, const char *device, const char *precision) {
     if (!out) return llm_fail(LLM_EINVAL, "output pointer is NULL");
     *out = NULL;
     llm_config cfg = cfg_in ? *cfg_in : (llm_config){0};
     LLM_TRY(llm_config_check(&cfg));
-    const llm_ops *ops = find_backend(device);
-    if (!ops) {
-        if (strcmp(device, "cuda") == 0)
-            return llm_fail(LLM_EUNSUPPORTED, "device 'cuda': this llmpy was built without the CUDA backend "
-                                              "(rebuild with -DLLMPY_CUDA=ON on a machine with the CUDA toolkit)");
-        return llm_fail(LLM_EINVAL, "unknown device '%s' (expected 'cpu' or 'cuda')", device);
-    }
+    const backend_entry *be;
+    LLM_TRY(pick_backend(&be, device, precision));
+    const llm_ops *ops = be->ops;
     llm_model *m = calloc(1, sizeof *m);
     if (!m) return llm_fail(LLM_ENOMEM, "out of memory allocating the model");
     m->cfg = cfg;
     m->ops = ops;
-    strncpy(m->device, ops->name, sizeof m->device - 1);
+    m->xsize = llm_dtype_size(ops->dtype);
+    strcpy(m->device, be->device);
+    strcpy(m->precision, be->precision);
     size_t total = 0;
     for (int i = 0; i < LLM_NUM_TENSORS; i++) {
         int64_t shape[3];
@@ -136,15 +193,30 @@ llm_status gpt2_alloc(llm_model **out, const llm_config *cfg_in, const char *dev
         total += n;
     }
     m->total = total;
-    llm_status s = ops->alloc((void **)&m->params, total * sizeof(float));
-    if (s == LLM_OK) s = ops->alloc((void **)&m->grads, total * sizeof(float));
+    llm_status s = ops->alloc(&m->params, total * m->xsize);
+    if (s == LLM_OK) s = ops->alloc(&m->grads, total * m->xsize);
+    if (s == LLM_OK && ops->dtype != LLM_F32) s = ops->alloc((void **)&m->master, total * sizeof(float));
     if (s != LLM_OK) {
         llm_model_free(m);
         return llm_fail(LLM_ENOMEM, "out of memory allocating %zu parameters (%.1f MiB each for values and gradients)",
-                        total, total * 4.0 / (1 << 20));
+                        total, total * (double)m->xsize / (1 << 20));
     }
     *out = m;
     return LLM_OK;
+}
+
+llm_status gpt2_set_params(llm_model *m, size_t offset, const float *src, size_t n) {
+    if (offset > m->total || n > m->total - offset)
+        return llm_fail(LLM_EINVAL, "parameter range [%zu, %zu) outside [0, %zu)", offset, offset + n, m->total);
+    if (m->master) LLM_TRY(m->ops->to_device(m->master + offset, src, n * sizeof(float)));
+    return m->ops->upload_f32((char *)m->params + offset * m->xsize, src, n);
+}
+
+llm_status gpt2_get_params(const llm_model *m, size_t offset, float *dst, size_t n) {
+    if (offset > m->total || n > m->total - offset)
+        return llm_fail(LLM_EINVAL, "parameter range [%zu, %zu) outside [0, %zu)", offset, offset + n, m->total);
+    if (m->master) return m->ops->to_host(dst, m->master + offset, n * sizeof(float));
+    return m->ops->download_f32(dst, (const char *)m->params + offset * m->xsize, n);
 }
 
 void llm_model_free(llm_model *m) {
@@ -152,9 +224,11 @@ void llm_model_free(llm_model *m) {
     const llm_ops *ops = m->ops;
     ops->free(m->params);
     ops->free(m->grads);
+    ops->free(m->master);
     ops->free(m->m);
     ops->free(m->v);
     ops->free(m->scratch);
+    ops->free(m->att_scratch);
     llm_block_release(m->act);
     llm_block_release(m->out);
     free(m);
@@ -188,9 +262,12 @@ static void init_const(float *x, size_t n, float value) {
     for (size_t i = 0; i < n; i++) x[i] = value;
 }
 
-llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, uint64_t seed) {
+llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, const char *precision,
+                            uint64_t seed) {
+    if (!out) return llm_fail(LLM_EINVAL, "output pointer is NULL");
+    *out = NULL;
     llm_model *m;
-    LLM_TRY(gpt2_alloc(&m, cfg, device));
+    LLM_TRY(gpt2_alloc(&m, cfg, device, precision));
     // build on the host, then copy to the backend tensor by tensor
     size_t largest = 0;
     for (int i = 0; i < LLM_NUM_TENSORS; i++) largest = m->sizes[i] > largest ? m->sizes[i] : largest;
@@ -211,7 +288,7 @@ llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *
         } else {
             init_const(host, n, 0.0f);
         }
-        llm_status s = m->ops->to_device(m->params + m->offsets[i], host, n * sizeof(float));
+        llm_status s = gpt2_set_params(m, m->offsets[i], host, n);
         if (s != LLM_OK) { free(host); llm_model_free(m); return s; }
     }
     free(host);
@@ -224,6 +301,7 @@ llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *
 
 llm_config llm_model_config(const llm_model *m) { return m->cfg; }
 const char *llm_model_device(const llm_model *m) { return m->device; }
+const char *llm_model_precision(const llm_model *m) { return m->precision; }
 int64_t llm_model_steps(const llm_model *m) { return m->t; }
 
 int64_t llm_model_num_parameters(const llm_model *m) {
@@ -236,8 +314,10 @@ llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *t) {
     if (!m || !t) return llm_fail(LLM_EINVAL, "model or output is NULL");
     if (i < 0 || i >= LLM_NUM_TENSORS) return llm_fail(LLM_EINVAL, "tensor index %d out of range [0, %d)", i, LLM_NUM_TENSORS);
     t->name = gpt2_tensor_names[i];
-    t->data = m->params + m->offsets[i];
-    t->grad = m->grads + m->offsets[i];
+    t->data = (char *)m->params + m->offsets[i] * m->xsize;
+    t->grad = (char *)m->grads + m->offsets[i] * m->xsize;
+    t->dtype = m->ops->dtype;
+    t->host = m->ops->host_memory;
     t->ndim = gpt2_tensor_shape(&m->cfg, i, t->shape);
     if (i == 0) t->shape[0] = m->cfg.vocab_size; // hide the padding rows
     t->row_stride = 1;
@@ -245,8 +325,41 @@ llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *t) {
     return LLM_OK;
 }
 
+// Elements of tensor i that llm_model_tensor shows (wte without its padding rows).
+static size_t visible_size(const llm_model *m, int i) {
+    return i == 0 ? (size_t)m->cfg.vocab_size * m->cfg.n_embd : m->sizes[i];
+}
+
+llm_status llm_model_read_tensor(llm_model *m, int i, int grad, float *dst) {
+    if (!m || !dst) return llm_fail(LLM_EINVAL, "model or destination is NULL");
+    if (i < 0 || i >= LLM_NUM_TENSORS) return llm_fail(LLM_EINVAL, "tensor index %d out of range [0, %d)", i, LLM_NUM_TENSORS);
+    size_t o = m->offsets[i], n = visible_size(m, i);
+    if (!grad) return gpt2_get_params(m, o, dst, n);
+    return m->ops->download_f32(dst, (const char *)m->grads + o * m->xsize, n);
+}
+
+llm_status llm_model_write_tensor(llm_model *m, int i, const float *src) {
+    if (!m || !src) return llm_fail(LLM_EINVAL, "model or source is NULL");
+    if (i < 0 || i >= LLM_NUM_TENSORS) return llm_fail(LLM_EINVAL, "tensor index %d out of range [0, %d)", i, LLM_NUM_TENSORS);
+    return gpt2_set_params(m, m->offsets[i], src, visible_size(m, i));
+}
+
+void llm_model_last_shape(const llm_model *m, int *B, int *T, int *has_targets) {
+    *B = m->B;
+    *T = m->T;
+    *has_targets = m->has_targets;
+}
+
+static llm_status host_views_only(const llm_model *m) {
+    if (!m->ops->host_memory || m->ops->dtype != LLM_F32)
+        return llm_fail(LLM_EUNSUPPORTED, "activations of a %s/%s model live on the device: copy them "
+                                          "(llm_model_copy_logits/losses)", m->device, m->precision);
+    return LLM_OK;
+}
+
 llm_status llm_model_logits(llm_model *m, float **data, int *B, int *T, int *V, int *Vp, llm_block **block) {
     if (!m->B) return llm_fail(LLM_ESTATE, "no logits yet: call forward() first");
+    LLM_TRY(host_views_only(m));
     *data = (float *)m->out->ptr;
     *B = m->B; *T = m->T; *V = m->cfg.vocab_size; *Vp = m->cfg.padded_vocab_size;
     m->out->refs++;
@@ -256,6 +369,7 @@ llm_status llm_model_logits(llm_model *m, float **data, int *B, int *T, int *V, 
 
 llm_status llm_model_losses(llm_model *m, float **data, int *B, int *T, llm_block **block) {
     if (!m->B || !m->has_targets) return llm_fail(LLM_ESTATE, "no losses yet: call forward() with targets first");
+    LLM_TRY(host_views_only(m));
     *data = (float *)m->out->ptr + (size_t)m->B * m->T * m->cfg.padded_vocab_size;
     *B = m->B; *T = m->T;
     m->out->refs++;
@@ -263,71 +377,136 @@ llm_status llm_model_losses(llm_model *m, float **data, int *B, int *T, llm_bloc
     return LLM_OK;
 }
 
+llm_status llm_model_copy_logits(llm_model *m, float *dst) {
+    if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
+    if (!m->B) return llm_fail(LLM_ESTATE, "no logits yet: call forward() first");
+    if (!dst) return llm_fail(LLM_EINVAL, "destination is NULL");
+    const size_t V = m->cfg.vocab_size, Vp = m->cfg.padded_vocab_size, rows = (size_t)m->B * m->T;
+    const char *logits = m->out->ptr;
+    if (V == Vp) return m->ops->download_f32(dst, logits, rows * Vp);
+    // whole rows through a bounded staging buffer, then drop the padding columns
+    size_t chunk = ((size_t)1 << 20) / Vp;
+    chunk = chunk ? chunk : 1;
+    float *stage = malloc(chunk * Vp * sizeof(float));
+    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory copying logits");
+    llm_status s = LLM_OK;
+    for (size_t r0 = 0; s == LLM_OK && r0 < rows; r0 += chunk) {
+        size_t n = rows - r0 < chunk ? rows - r0 : chunk;
+        s = m->ops->download_f32(stage, logits + r0 * Vp * m->xsize, n * Vp);
+        for (size_t r = 0; s == LLM_OK && r < n; r++) memcpy(dst + (r0 + r) * V, stage + r * Vp, V * sizeof(float));
+    }
+    free(stage);
+    return s;
+}
+
+llm_status llm_model_copy_losses(llm_model *m, float *dst) {
+    if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
+    if (!m->B || !m->has_targets) return llm_fail(LLM_ESTATE, "no losses yet: call forward() with targets first");
+    if (!dst) return llm_fail(LLM_EINVAL, "destination is NULL");
+    const size_t rows = (size_t)m->B * m->T;
+    const char *losses = (const char *)m->out->ptr + rows * m->cfg.padded_vocab_size * m->xsize;
+    return m->ops->to_host(dst, losses, rows * sizeof(float));
+}
+
 // ----------------------------------------------------------------------------
 // activations: pointers into m->act for the current (B, T)
 
 typedef struct acts {
     int32_t *inputs, *targets; // (B,T)
-    float *encoded;            // (B,T,C)
-    float *ln1, *ln1_mean, *ln1_rstd; // (L,B,T,C), (L,B,T), (L,B,T)
-    float *qkv;                // (L,B,T,3C)
-    float *atty;               // (L,B,T,C)
-    float *att;                // (L,B,NH,T,T)
-    float *res2;               // (L,B,T,C) residual after attention
-    float *ln2, *ln2_mean, *ln2_rstd;
-    float *fch, *fch_gelu;     // (L,B,T,4C)
-    float *res3;               // (L,B,T,C) residual after the MLP
-    float *lnf, *lnf_mean, *lnf_rstd; // (B,T,C), (B,T), (B,T)
+    floatX *encoded;           // (B,T,C)
+    floatX *ln1;               // (L,B,T,C)
+    float *ln1_mean, *ln1_rstd; // (L,B,T)
+    floatX *qkv;               // (L,B,T,3C)
+    floatX *atty;              // (L,B,T,C)
+    void *att;                 // L x the attention op's saved state (ops->attention_state_bytes)
+    floatX *res2;              // (L,B,T,C) residual after attention
+    floatX *ln2;
+    float *ln2_mean, *ln2_rstd;
+    floatX *fch, *fch_gelu;    // (L,B,T,4C)
+    floatX *res3;              // (L,B,T,C) residual after the MLP
+    floatX *lnf;               // (B,T,C)
+    float *lnf_mean, *lnf_rstd; // (B,T)
 } acts;
 
-// Lays out the activations at base (or only counts when base is NULL); returns the float count.
-static size_t acts_layout(acts *a, float *base, const llm_config *cfg, int B, int T) {
-    size_t L = cfg->n_layer, C = cfg->n_embd, NH = cfg->n_head, BT = (size_t)B * T;
+// Lays out the activations at base (or only counts when base is NULL); returns the byte count.
+// Every buffer starts on a 256-byte boundary (vector loads on every backend).
+static size_t acts_layout(acts *a, void *base, const llm_model *m, int B, int T) {
+    const llm_config *cfg = &m->cfg;
+    const size_t L = cfg->n_layer, C = cfg->n_embd, BT = (size_t)B * T, xs = m->xsize;
+    const size_t att = m->ops->attention_state_bytes(B, T, cfg->n_embd, cfg->n_head);
     size_t used = 0;
-#define TAKE(field, type, count) (a->field = (type *)(base ? base + used : NULL), used += (count))
-    TAKE(inputs, int32_t, BT);
-    TAKE(targets, int32_t, BT);
-    TAKE(encoded, float, BT * C);
-    TAKE(ln1, float, L * BT * C);
-    TAKE(ln1_mean, float, L * BT);
-    TAKE(ln1_rstd, float, L * BT);
-    TAKE(qkv, float, L * BT * 3 * C);
-    TAKE(atty, float, L * BT * C);
-    TAKE(att, float, L * B * NH * T * T);
-    TAKE(res2, float, L * BT * C);
-    TAKE(ln2, float, L * BT * C);
-    TAKE(ln2_mean, float, L * BT);
-    TAKE(ln2_rstd, float, L * BT);
-    TAKE(fch, float, L * BT * 4 * C);
-    TAKE(fch_gelu, float, L * BT * 4 * C);
-    TAKE(res3, float, L * BT * C);
-    TAKE(lnf, float, BT * C);
-    TAKE(lnf_mean, float, BT);
-    TAKE(lnf_rstd, float, BT);
+#define TAKE(field, bytes) \
+    (a->field = base ? (void *)((char *)base + used) : NULL, used += ((bytes) + 255) / 256 * 256)
+    TAKE(inputs, BT * sizeof(int32_t));
+    TAKE(targets, BT * sizeof(int32_t));
+    TAKE(encoded, BT * C * xs);
+    TAKE(ln1, L * BT * C * xs);
+    TAKE(ln1_mean, L * BT * sizeof(float));
+    TAKE(ln1_rstd, L * BT * sizeof(float));
+    TAKE(qkv, L * BT * 3 * C * xs);
+    TAKE(atty, L * BT * C * xs);
+    TAKE(att, L * att);
+    TAKE(res2, L * BT * C * xs);
+    TAKE(ln2, L * BT * C * xs);
+    TAKE(ln2_mean, L * BT * sizeof(float));
+    TAKE(ln2_rstd, L * BT * sizeof(float));
+    TAKE(fch, L * BT * 4 * C * xs);
+    TAKE(fch_gelu, L * BT * 4 * C * xs);
+    TAKE(res3, L * BT * C * xs);
+    TAKE(lnf, BT * C * xs);
+    TAKE(lnf_mean, BT * sizeof(float));
+    TAKE(lnf_rstd, BT * sizeof(float));
 #undef TAKE
     return used;
 }
 
-// Grows m->act and m->out for (B, T). A block still referenced by Python stays alive.
+// Bytes of the logits (B,T,Vp) floatX, rounded up so the fp32 losses after them stay aligned.
+static size_t logits_bytes(const llm_model *m, int B, int T) {
+    return ((size_t)B * T * m->cfg.padded_vocab_size * m->xsize + 255) / 256 * 256;
+}
+
+// Grows m->act, m->out and the attention scratch for (B, T). A block still referenced by
+// Python stays alive.
 static llm_status ensure_activations(llm_model *m, int B, int T) {
     acts a;
-    size_t need = acts_layout(&a, NULL, &m->cfg, B, T) * sizeof(float);
+    size_t need = acts_layout(&a, NULL, m, B, T);
     if (!m->act || m->act->bytes < need) {
         llm_block_release(m->act);
         m->act = NULL;
         LLM_TRY(block_new(&m->act, m->ops, need));
     }
-    size_t need_out = (size_t)B * T * ((size_t)m->cfg.padded_vocab_size + 1) * sizeof(float);
+    size_t need_out = logits_bytes(m, B, T) + (size_t)B * T * sizeof(float);
     if (!m->out || m->out->bytes < need_out) {
         llm_block_release(m->out);
         m->out = NULL;
         LLM_TRY(block_new(&m->out, m->ops, need_out));
     }
+    size_t need_att = m->ops->attention_scratch_bytes(B, T, m->cfg.n_embd, m->cfg.n_head);
+    if (m->att_scratch_bytes < need_att) {
+        m->ops->free(m->att_scratch);
+        m->att_scratch = NULL;
+        m->att_scratch_bytes = 0;
+        LLM_TRY(m->ops->alloc(&m->att_scratch, need_att));
+        m->att_scratch_bytes = need_att;
+    }
     return LLM_OK;
 }
 
-static float *param(const llm_model *m, int i) { return m->params + m->offsets[i]; }
-static float *grad(const llm_model *m, int i) { return m->grads + m->offsets[i]; }
+// Element i of a floatX buffer (pointer arithmetic in bytes: the element size is the backend's).
+#define AT(p, i) ((floatX *)((char *)(p) + (size_t)(i) * xs))
+// Parameter / gradient tensor k, from element i on.
+#define PARAM(k, i) AT(m->params, m->offsets[k] + (size_t)(i))
+#define GRAD(k, i) AT(m->grads, m->offsets[k] + (size_t)(i))
+
+// residual = inp1 + inp2, then out = layernorm(residual): one fused op where the backend has it.
+static llm_status residual_layernorm(const llm_ops *ops, floatX *residual, floatX *out, float *mean, float *rstd,
+                                     const floatX *inp1, const floatX *inp2, const floatX *w, const floatX *b, int B,
+                                     int T, int C) {
+    if (ops->residual_layernorm_forward)
+        return ops->residual_layernorm_forward(residual, out, mean, rstd, inp1, inp2, w, b, B, T, C);
+    LLM_TRY(ops->residual_forward(residual, inp1, inp2, (size_t)B * T * C));
+    return ops->layernorm_forward(out, mean, rstd, residual, w, b, B, T, C);
+}
 
 // ----------------------------------------------------------------------------
 // forward
@@ -354,40 +533,53 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
     m->has_targets = 0;
     LLM_TRY(ensure_activations(m, B, T));
     const llm_ops *ops = m->ops;
+    const size_t xs = m->xsize;
     const int L = cfg->n_layer, C = cfg->n_embd, NH = cfg->n_head, V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
-    const size_t BTC = BT * C;
+    const size_t BTC = BT * C, att_bytes = ops->attention_state_bytes(B, T, C, NH);
     acts a;
-    acts_layout(&a, m->act->ptr, cfg, B, T);
-    float *logits = (float *)m->out->ptr, *losses = logits + BT * Vp;
+    acts_layout(&a, m->act->ptr, m, B, T);
+    floatX *logits = m->out->ptr;
+    float *losses = (float *)((char *)m->out->ptr + logits_bytes(m, B, T));
 
     LLM_TRY(ops->to_device(a.inputs, idx, BT * sizeof(int32_t)));
     if (targets) LLM_TRY(ops->to_device(a.targets, targets, BT * sizeof(int32_t)));
 
-    LLM_TRY(ops->encoder_forward(a.encoded, a.inputs, param(m, 0), param(m, 1), B, T, C));
-    const float *residual = a.encoded;
+    LLM_TRY(ops->encoder_forward(a.encoded, a.inputs, PARAM(0, 0), PARAM(1, 0), B, T, C));
+    // layer 0's first LayerNorm; the later ones are fused with the residual addition before them
+    LLM_TRY(ops->layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, PARAM(2, 0), PARAM(3, 0), B, T, C));
+    const floatX *residual = a.encoded;
     for (int l = 0; l < L; l++) {
-        float *ln1 = a.ln1 + l * BTC, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
-        float *qkv = a.qkv + l * BTC * 3, *atty = a.atty + l * BTC;
-        float *att = a.att + (size_t)l * B * NH * T * T, *res2 = a.res2 + l * BTC;
-        float *ln2 = a.ln2 + l * BTC, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        float *fch = a.fch + l * BTC * 4, *fch_gelu = a.fch_gelu + l * BTC * 4, *res3 = a.res3 + l * BTC;
+        floatX *ln1 = AT(a.ln1, l * BTC), *qkv = AT(a.qkv, l * BTC * 3), *atty = AT(a.atty, l * BTC);
+        void *att = (char *)a.att + (size_t)l * att_bytes;
+        floatX *res2 = AT(a.res2, l * BTC), *ln2 = AT(a.ln2, l * BTC);
+        float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
+        floatX *fch = AT(a.fch, l * BTC * 4), *fch_gelu = AT(a.fch_gelu, l * BTC * 4), *res3 = AT(a.res3, l * BTC);
         size_t c = (size_t)l * C;
 
-        LLM_TRY(ops->layernorm_forward(ln1, ln1_mean, ln1_rstd, residual, param(m, 2) + c, param(m, 3) + c, B, T, C));
-        LLM_TRY(ops->matmul_forward(qkv, ln1, param(m, 4) + c * 3 * C, param(m, 5) + 3 * c, B, T, C, 3 * C));
-        LLM_TRY(ops->attention_forward(atty, att, qkv, B, T, C, NH));
+        LLM_TRY(ops->matmul_forward(qkv, ln1, PARAM(4, c * 3 * C), PARAM(5, 3 * c), B, T, C, 3 * C));
+        LLM_TRY(ops->attention_forward(atty, att, m->att_scratch, qkv, B, T, C, NH));
         // the projection lands in res2, then the residual is added in place
-        LLM_TRY(ops->matmul_forward(res2, atty, param(m, 6) + c * C, param(m, 7) + c, B, T, C, C));
-        LLM_TRY(ops->residual_forward(res2, res2, residual, BTC));
-        LLM_TRY(ops->layernorm_forward(ln2, ln2_mean, ln2_rstd, res2, param(m, 8) + c, param(m, 9) + c, B, T, C));
-        LLM_TRY(ops->matmul_forward(fch, ln2, param(m, 10) + c * 4 * C, param(m, 11) + 4 * c, B, T, C, 4 * C));
-        LLM_TRY(ops->gelu_forward(fch_gelu, fch, BTC * 4));
-        LLM_TRY(ops->matmul_forward(res3, fch_gelu, param(m, 12) + c * 4 * C, param(m, 13) + c, B, T, 4 * C, C));
-        LLM_TRY(ops->residual_forward(res3, res3, res2, BTC));
+        LLM_TRY(ops->matmul_forward(res2, atty, PARAM(6, c * C), PARAM(7, c), B, T, C, C));
+        LLM_TRY(residual_layernorm(ops, res2, ln2, ln2_mean, ln2_rstd, res2, residual, PARAM(8, c), PARAM(9, c), B, T,
+                                   C));
+        if (ops->matmul_gelu_forward) {
+            LLM_TRY(ops->matmul_gelu_forward(fch, fch_gelu, ln2, PARAM(10, c * 4 * C), PARAM(11, 4 * c), B, T, C,
+                                             4 * C));
+        } else {
+            LLM_TRY(ops->matmul_forward(fch, ln2, PARAM(10, c * 4 * C), PARAM(11, 4 * c), B, T, C, 4 * C));
+            LLM_TRY(ops->gelu_forward(fch_gelu, fch, BTC * 4));
+        }
+        LLM_TRY(ops->matmul_forward(res3, fch_gelu, PARAM(12, c * 4 * C), PARAM(13, c), B, T, 4 * C, C));
+        if (l + 1 < L) // res3 += res2, then the next layer's ln1
+            LLM_TRY(residual_layernorm(ops, res3, AT(a.ln1, (l + 1) * BTC), a.ln1_mean + (l + 1) * BT,
+                                       a.ln1_rstd + (l + 1) * BT, res3, res2, PARAM(2, c + C), PARAM(3, c + C), B, T,
+                                       C));
+        else // res3 += res2, then the final LayerNorm
+            LLM_TRY(residual_layernorm(ops, res3, a.lnf, a.lnf_mean, a.lnf_rstd, res3, res2, PARAM(14, 0),
+                                       PARAM(15, 0), B, T, C));
         residual = res3;
     }
-    LLM_TRY(ops->layernorm_forward(a.lnf, a.lnf_mean, a.lnf_rstd, residual, param(m, 14), param(m, 15), B, T, C));
-    LLM_TRY(ops->matmul_forward(logits, a.lnf, param(m, 0), NULL, B, T, C, Vp));
+    LLM_TRY(ops->matmul_forward(logits, a.lnf, PARAM(0, 0), NULL, B, T, C, Vp));
 
     m->B = B;
     m->T = T;
@@ -414,7 +606,7 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
 
 llm_status llm_zero_grad(llm_model *m) {
     if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
-    LLM_TRY(m->ops->zero(m->grads, m->total * sizeof(float)));
+    LLM_TRY(m->ops->zero(m->grads, m->total * m->xsize));
     m->has_grad = 0;
     return LLM_OK;
 }
@@ -426,78 +618,80 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     if (!isfinite(loss_scale)) return llm_fail(LLM_EINVAL, "loss_scale must be finite, got %g", loss_scale);
     const llm_config *cfg = &m->cfg;
     const llm_ops *ops = m->ops;
+    const size_t xs = m->xsize;
     const int B = m->B, T = m->T, L = cfg->n_layer, C = cfg->n_embd, NH = cfg->n_head;
-    const int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
-    const size_t BT = (size_t)B * T, BTC = BT * C;
+    const int V = cfg->vocab_size;
+    const size_t BT = (size_t)B * T, BTC = BT * C, att_bytes = ops->attention_state_bytes(B, T, C, NH);
 
     // The lm_head and cross-entropy backward run a slice of vc vocabulary columns at a time, so
-    // dlogits exist for one slice only (about LM_HEAD_SLICE_FLOATS floats), never as (BT,Vp).
-    size_t vc = LM_HEAD_SLICE_FLOATS / BT / 128 * 128;
+    // dlogits exist for one slice only (about LM_HEAD_SLICE_ELEMS elements), never as (BT,Vp).
+    size_t vc = LM_HEAD_SLICE_ELEMS / BT / 128 * 128;
     vc = vc < 128 ? 128 : (vc > (size_t)V ? (size_t)V : vc);
     // scratch: dlogits slice (BT,vc), dres/dln/datty (BT,C) each, dqkv (BT,3C), dfch/dfch_gelu (BT,4C) each
-    size_t need = (BT * vc + BTC * (3 + 3 + 8)) * sizeof(float);
+    size_t need = (BT * vc + BTC * (3 + 3 + 8)) * xs;
     if (m->scratch_bytes < need) {
         ops->free(m->scratch);
         m->scratch = NULL;
         m->scratch_bytes = 0;
-        LLM_TRY(ops->alloc((void **)&m->scratch, need));
+        LLM_TRY(ops->alloc(&m->scratch, need));
         m->scratch_bytes = need;
     }
-    float *dlogits = m->scratch, *dres = dlogits + BT * vc, *dln = dres + BTC, *datty = dln + BTC;
-    float *dqkv = datty + BTC, *dfch = dqkv + 3 * BTC, *dfch_gelu = dfch + 4 * BTC;
+    floatX *dlogits = m->scratch, *dres = AT(dlogits, BT * vc), *dln = AT(dres, BTC), *datty = AT(dln, BTC);
+    floatX *dqkv = AT(datty, BTC), *dfch = AT(dqkv, 3 * BTC), *dfch_gelu = AT(dfch, 4 * BTC);
     acts a;
-    acts_layout(&a, m->act->ptr, cfg, B, T);
-    const float *logits = (const float *)m->out->ptr, *losses = logits + BT * Vp;
+    acts_layout(&a, m->act->ptr, m, B, T);
+    const floatX *logits = m->out->ptr;
+    const float *losses = (const float *)((const char *)m->out->ptr + logits_bytes(m, B, T));
 
     // the objective is loss_scale * mean over positions; the padding columns (>= V) have zero
     // gradient and are skipped
-    LLM_TRY(ops->zero(dln, BTC * sizeof(float)));
+    LLM_TRY(ops->zero(dln, BTC * xs));
     for (size_t v0 = 0; v0 < (size_t)V; v0 += vc) {
         const int n = (int)((size_t)V - v0 < vc ? (size_t)V - v0 : vc);
         LLM_TRY(ops->crossentropy_backward_cols(dlogits, logits, losses, a.targets, loss_scale / (float)BT, B, T, V,
-                                                Vp, (int)v0, n));
-        LLM_TRY(ops->matmul_backward(dln, grad(m, 0) + v0 * C, NULL, dlogits, a.lnf, param(m, 0) + v0 * C, B, T, C,
-                                     n));
+                                                cfg->padded_vocab_size, (int)v0, n));
+        LLM_TRY(ops->matmul_backward(dln, GRAD(0, v0 * C), NULL, dlogits, a.lnf, PARAM(0, v0 * C), B, T, C, n));
     }
-    LLM_TRY(ops->zero(dres, BTC * sizeof(float)));
-    const float *last = a.res3 + (size_t)(L - 1) * BTC;
-    LLM_TRY(ops->layernorm_backward(dres, grad(m, 14), grad(m, 15), dln, last, param(m, 14), a.lnf_mean, a.lnf_rstd, B, T, C));
+    LLM_TRY(ops->zero(dres, BTC * xs));
+    const floatX *last = AT(a.res3, (size_t)(L - 1) * BTC);
+    LLM_TRY(ops->layernorm_backward(dres, GRAD(14, 0), GRAD(15, 0), dln, last, PARAM(14, 0), a.lnf_mean, a.lnf_rstd, B,
+                                    T, C));
 
     // dres carries the gradient of the residual stream from the top down; each residual
     // addition passes it through unchanged, and each LayerNorm adds its input gradient to it.
     for (int l = L - 1; l >= 0; l--) {
-        const float *residual = l == 0 ? a.encoded : a.res3 + (size_t)(l - 1) * BTC;
-        const float *ln1 = a.ln1 + l * BTC, *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
-        const float *qkv = a.qkv + l * BTC * 3, *atty = a.atty + l * BTC;
-        const float *att = a.att + (size_t)l * B * NH * T * T, *res2 = a.res2 + l * BTC;
-        const float *ln2 = a.ln2 + l * BTC, *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
-        const float *fch = a.fch + l * BTC * 4, *fch_gelu = a.fch_gelu + l * BTC * 4;
+        const floatX *residual = l == 0 ? a.encoded : AT(a.res3, (size_t)(l - 1) * BTC);
+        const floatX *ln1 = AT(a.ln1, l * BTC), *qkv = AT(a.qkv, l * BTC * 3), *atty = AT(a.atty, l * BTC);
+        const float *ln1_mean = a.ln1_mean + l * BT, *ln1_rstd = a.ln1_rstd + l * BT;
+        const void *att = (const char *)a.att + (size_t)l * att_bytes;
+        const floatX *res2 = AT(a.res2, l * BTC), *ln2 = AT(a.ln2, l * BTC);
+        const float *ln2_mean = a.ln2_mean + l * BT, *ln2_rstd = a.ln2_rstd + l * BT;
+        const floatX *fch = AT(a.fch, l * BTC * 4), *fch_gelu = AT(a.fch_gelu, l * BTC * 4);
         size_t c = (size_t)l * C;
 
         // MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2))))
-        LLM_TRY(ops->zero(dfch_gelu, 4 * BTC * sizeof(float)));
-        LLM_TRY(ops->matmul_backward(dfch_gelu, grad(m, 12) + c * 4 * C, grad(m, 13) + c, dres, fch_gelu,
-                                     param(m, 12) + c * 4 * C, B, T, 4 * C, C));
-        LLM_TRY(ops->zero(dfch, 4 * BTC * sizeof(float)));
+        LLM_TRY(ops->zero(dfch_gelu, 4 * BTC * xs));
+        LLM_TRY(ops->matmul_backward(dfch_gelu, GRAD(12, c * 4 * C), GRAD(13, c), dres, fch_gelu, PARAM(12, c * 4 * C),
+                                     B, T, 4 * C, C));
+        LLM_TRY(ops->zero(dfch, 4 * BTC * xs));
         LLM_TRY(ops->gelu_backward(dfch, fch, dfch_gelu, 4 * BTC));
-        LLM_TRY(ops->zero(dln, BTC * sizeof(float)));
-        LLM_TRY(ops->matmul_backward(dln, grad(m, 10) + c * 4 * C, grad(m, 11) + 4 * c, dfch, ln2,
-                                     param(m, 10) + c * 4 * C, B, T, C, 4 * C));
-        LLM_TRY(ops->layernorm_backward(dres, grad(m, 8) + c, grad(m, 9) + c, dln, res2, param(m, 8) + c,
-                                        ln2_mean, ln2_rstd, B, T, C));
+        LLM_TRY(ops->zero(dln, BTC * xs));
+        LLM_TRY(ops->matmul_backward(dln, GRAD(10, c * 4 * C), GRAD(11, 4 * c), dfch, ln2, PARAM(10, c * 4 * C), B, T,
+                                     C, 4 * C));
+        LLM_TRY(ops->layernorm_backward(dres, GRAD(8, c), GRAD(9, c), dln, res2, PARAM(8, c), ln2_mean, ln2_rstd, B, T,
+                                        C));
         // attention: res2 = residual + attproj(attn(qkv(ln1(residual))))
-        LLM_TRY(ops->zero(datty, BTC * sizeof(float)));
-        LLM_TRY(ops->matmul_backward(datty, grad(m, 6) + c * C, grad(m, 7) + c, dres, atty, param(m, 6) + c * C,
-                                     B, T, C, C));
-        LLM_TRY(ops->zero(dqkv, 3 * BTC * sizeof(float)));
-        LLM_TRY(ops->attention_backward(dqkv, datty, qkv, att, B, T, C, NH));
-        LLM_TRY(ops->zero(dln, BTC * sizeof(float)));
-        LLM_TRY(ops->matmul_backward(dln, grad(m, 4) + c * 3 * C, grad(m, 5) + 3 * c, dqkv, ln1,
-                                     param(m, 4) + c * 3 * C, B, T, C, 3 * C));
-        LLM_TRY(ops->layernorm_backward(dres, grad(m, 2) + c, grad(m, 3) + c, dln, residual, param(m, 2) + c,
-                                        ln1_mean, ln1_rstd, B, T, C));
+        LLM_TRY(ops->zero(datty, BTC * xs));
+        LLM_TRY(ops->matmul_backward(datty, GRAD(6, c * C), GRAD(7, c), dres, atty, PARAM(6, c * C), B, T, C, C));
+        LLM_TRY(ops->zero(dqkv, 3 * BTC * xs));
+        LLM_TRY(ops->attention_backward(dqkv, m->att_scratch, datty, qkv, atty, att, B, T, C, NH));
+        LLM_TRY(ops->zero(dln, BTC * xs));
+        LLM_TRY(ops->matmul_backward(dln, GRAD(4, c * 3 * C), GRAD(5, 3 * c), dqkv, ln1, PARAM(4, c * 3 * C), B, T, C,
+                                     3 * C));
+        LLM_TRY(ops->layernorm_backward(dres, GRAD(2, c), GRAD(3, c), dln, residual, PARAM(2, c), ln1_mean, ln1_rstd, B,
+                                        T, C));
     }
-    LLM_TRY(ops->encoder_backward(grad(m, 0), grad(m, 1), dres, a.inputs, B, T, C));
+    LLM_TRY(ops->encoder_backward(GRAD(0, 0), GRAD(1, 0), dres, a.inputs, B, T, C));
     m->has_grad = 1;
     return LLM_OK;
 }
@@ -515,6 +709,7 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
     if (!(eps >= 0.0f) || !(weight_decay >= 0.0f))
         return llm_fail(LLM_EINVAL, "eps and weight_decay must be >= 0, got %g and %g", eps, weight_decay);
     const llm_ops *ops = m->ops;
+    const size_t xs = m->xsize;
     if (!m->m) {
         LLM_TRY(ops->alloc((void **)&m->m, m->total * sizeof(float)));
         LLM_TRY(ops->alloc((void **)&m->v, m->total * sizeof(float)));
@@ -531,8 +726,11 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
     m->t++;
     for (int i = 0; i < LLM_NUM_TENSORS; i++) {
         size_t o = m->offsets[i];
-        LLM_TRY(ops->adamw_update(m->params + o, m->grads + o, m->m + o, m->v + o, m->sizes[i], lr, beta1, beta2,
-                                  eps, is_matrix(i) ? weight_decay : 0.0f, scale, m->t));
+        // the stochastic rounding of mixed precision draws from (step, tensor)
+        uint32_t seed = (uint32_t)mix64((uint64_t)m->t * LLM_NUM_TENSORS + (uint64_t)i);
+        LLM_TRY(ops->adamw_update(PARAM(i, 0), m->master ? m->master + o : NULL, GRAD(i, 0), m->m + o, m->v + o,
+                                  m->sizes[i], lr, beta1, beta2, eps, is_matrix(i) ? weight_decay : 0.0f, scale, m->t,
+                                  seed));
     }
     if (norm) *norm = gnorm;
     return LLM_OK;

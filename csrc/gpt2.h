@@ -25,14 +25,17 @@ struct llm_model {
     llm_config cfg;
     const llm_ops *ops;
     char device[16];
+    char precision[8]; // "fp32" or "bf16"
 
     // parameters, gradients and AdamW moments: one contiguous buffer each, 16 tensors in
     // llm.c order; sizes[i] counts elements (wte with Vp rows).
     size_t sizes[LLM_NUM_TENSORS];
     size_t offsets[LLM_NUM_TENSORS];
-    size_t total;     // elements in each of params/grads/m/v
-    float *params;
-    float *grads;
+    size_t total;     // elements in each of params/grads/master/m/v
+    size_t xsize;     // bytes of one floatX element (ops->dtype)
+    floatX *params;   // what the ops compute with
+    floatX *grads;
+    float *master;    // fp32 master weights under mixed precision (NULL when params are fp32)
     float *m, *v;     // allocated on the first step()
     int64_t t;        // AdamW steps taken
     int has_grad;     // a backward() ran since the last zero_grad()/creation
@@ -40,15 +43,22 @@ struct llm_model {
     // activations of the last forward, sized for act_BT / act_T (grown on demand)
     llm_block *act;   // inputs, targets, per-layer activations
     llm_block *out;   // logits (B,T,Vp) then losses (B,T): what Python views
-    float *scratch;   // backward-only buffers, allocated on first backward
+    void *scratch;    // backward-only buffers, allocated on first backward
     size_t scratch_bytes;
+    void *att_scratch; // the attention op's temporary memory (ops->attention_scratch_bytes)
+    size_t att_scratch_bytes;
     int B, T;         // shape of the last forward (0 = none yet)
     int has_targets;  // the last forward had targets
     float loss;       // mean loss of the last forward with targets
 };
 
-// Allocates the model (parameters zero, grads zero) for a checked configuration.
-llm_status gpt2_alloc(llm_model **out, const llm_config *cfg, const char *device);
+// Allocates the model (parameters zero, grads zero) for a checked configuration on the backend
+// registered for (device, precision); precision NULL = the device's default.
+llm_status gpt2_alloc(llm_model **out, const llm_config *cfg, const char *device, const char *precision);
+// Parameters as host fp32, elements [offset, offset + n) of the flat layout: set (the master copy
+// and the compute copy) and get (from the master copy when there is one).
+llm_status gpt2_set_params(llm_model *m, size_t offset, const float *src, size_t n);
+llm_status gpt2_get_params(const llm_model *m, size_t offset, float *dst, size_t n);
 // Tensor i's shape in the model-file layout (wte with Vp rows).
 int gpt2_tensor_shape(const llm_config *cfg, int i, int64_t shape[3]);
 extern const char *const gpt2_tensor_names[LLM_NUM_TENSORS];

@@ -42,6 +42,13 @@ const char *llm_last_error(void);
 const char *llm_status_name(llm_status s);
 
 // ----------------------------------------------------------------------------
+// element types
+
+// Element type of a backend's parameters, gradients and activations. The CPU computes in fp32;
+// CUDA in fp32 ("fp32") or in bf16 with fp32 master weights and optimizer state ("bf16").
+typedef enum llm_dtype { LLM_F32 = 0, LLM_BF16 = 1 } llm_dtype;
+
+// ----------------------------------------------------------------------------
 // configuration
 
 typedef struct llm_config {
@@ -61,11 +68,15 @@ llm_status llm_config_check(llm_config *cfg);
 
 typedef struct llm_model llm_model;
 
-// device: "cpu" (other backends report LLM_EUNSUPPORTED until built).
+// device: "cpu", or "cuda" when a CUDA backend is registered in this process (llmpy._cuda, the
+// CUDA build of train_gpt2); otherwise LLM_EUNSUPPORTED. precision: "fp32" or "bf16" (mixed:
+// bf16 parameters/activations, fp32 master weights and AdamW moments); NULL picks the device's
+// default (cpu: fp32, cuda: bf16). The CPU backend is fp32 only.
 // GPT-2 init: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2*L), biases 0, LN weights 1.
-llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, uint64_t seed);
+llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, const char *precision,
+                            uint64_t seed);
 // Reads an llm.c model file (version 3 = fp32, 5 = bf16).
-llm_status llm_model_load(llm_model **out, const char *path, const char *device);
+llm_status llm_model_load(llm_model **out, const char *path, const char *device, const char *precision);
 // Writes an llm.c fp32 model file (version 3) atomically (temp file + rename).
 llm_status llm_model_save(const llm_model *m, const char *path);
 void llm_model_free(llm_model *m);
@@ -81,6 +92,8 @@ llm_config llm_model_config(const llm_model *m);
 // Number of real parameters (wte counted with V rows, not Vp): what PyTorch reports.
 int64_t llm_model_num_parameters(const llm_model *m);
 const char *llm_model_device(const llm_model *m);
+// "fp32" or "bf16".
+const char *llm_model_precision(const llm_model *m);
 
 // Forward pass on idx (B,T). With targets (B,T) computes per-position losses and *loss (mean);
 // targets may be NULL (inference), then *loss is left untouched and backward() is refused.
@@ -103,14 +116,22 @@ int64_t llm_model_steps(const llm_model *m);
 
 typedef struct llm_tensor {
     const char *name;   // "wte", "wpe", "ln1w", ...
-    float *data;        // parameter values (host memory on the CPU backend)
-    float *grad;        // its gradient
+    void *data;         // parameter values in backend memory (element type: dtype)
+    void *grad;         // its gradient (same type and layout)
+    llm_dtype dtype;    // element type of data and grad
+    int host;           // 1: data/grad are host memory the caller may read and write in place
     int ndim;           // 1..3
     int64_t shape[3];   // visible shape (wte: (V, C) — the padding rows are hidden)
     int64_t row_stride; // elements between rows of the first dim (for wte: C, rows are contiguous)
 } llm_tensor;
 
 llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *out);
+// Copies tensor i (its visible shape, as llm_model_tensor reports it) to host fp32: the parameter
+// (the fp32 master copy under mixed precision, so nothing is lost) or, with grad != 0, its gradient.
+llm_status llm_model_read_tensor(llm_model *m, int i, int grad, float *dst);
+// Sets parameter tensor i from host fp32 values (visible shape); mixed precision keeps them as the
+// master copy and rounds them to bf16 for the compute copy.
+llm_status llm_model_write_tensor(llm_model *m, int i, const float *src);
 // Name of tensor i ("wte", ...), NULL when out of range.
 const char *llm_tensor_name(int i);
 
@@ -119,10 +140,16 @@ typedef struct llm_block llm_block;
 void llm_block_release(llm_block *b);
 
 // Logits of the last forward: data points at (B,T,Vp) floats; callers show the first V of each row.
+// Host fp32 backends only (LLM_EUNSUPPORTED otherwise: use llm_model_copy_logits).
 // On success *block holds a reference the caller must release.
 llm_status llm_model_logits(llm_model *m, float **data, int *B, int *T, int *V, int *Vp, llm_block **block);
-// Per-position losses (B,T) of the last forward with targets.
+// Per-position losses (B,T) of the last forward with targets (host backends only, as above).
 llm_status llm_model_losses(llm_model *m, float **data, int *B, int *T, llm_block **block);
+// Shape of the last forward (0, 0 when there is none) and whether it had targets.
+void llm_model_last_shape(const llm_model *m, int *B, int *T, int *has_targets);
+// Copies of the same for any backend: dst (B,T,V) logits (padding columns dropped) / (B,T) losses, fp32.
+llm_status llm_model_copy_logits(llm_model *m, float *dst);
+llm_status llm_model_copy_losses(llm_model *m, float *dst);
 
 // ----------------------------------------------------------------------------
 // runtime

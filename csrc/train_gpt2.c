@@ -156,7 +156,7 @@ static int load_latest(llm_model **m, const options *o, char **json) {
         ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
         if (!file_exists(state_path)) continue;
         ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
-        if (llm_model_load(m, model_path, "cpu") == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
+        if (llm_model_load(m, model_path, "cpu", NULL) == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
             return step;
         fprintf(stderr, "warning: skipping damaged checkpoint of step %d: %s\n", step, llm_last_error());
         llm_model_free(*m);
@@ -264,14 +264,14 @@ int main(int argc, char **argv) {
             if (dot && (!strcmp(dot, ".bin") || !strcmp(dot, ".state"))) *dot = '\0';
             snprintf(model_path, sizeof model_path, "%s.bin", stem);
             snprintf(state_path, sizeof state_path, "%s.state", stem);
-            CHECK(llm_model_load(&m, model_path, "cpu"));
+            CHECK(llm_model_load(&m, model_path, "cpu", NULL));
             CHECK(llm_model_load_state(m, state_path, &json));
             long long v;
             if (!json_int(json, "step", &v)) DIE("%s: not a checkpoint of train_gpt2", state_path);
             step = (int)v;
         }
     } else {
-        CHECK(llm_model_load(&m, o.init_from, "cpu"));
+        CHECK(llm_model_load(&m, o.init_from, "cpu", NULL));
     }
     llm_config cfg = llm_model_config(m);
     if (o.seq_len > cfg.block_size) DIE("--seq-len %d exceeds the model's block size %d", o.seq_len, cfg.block_size);

@@ -239,3 +239,23 @@ def test_bad_device_and_step_arguments(model):
         model.step(1e-3, beta1=1.0)
     with pytest.raises(ValueError, match="lr"):
         model.step(float("nan"))
+
+
+def test_precision_and_load_parameters(model):
+    assert model.precision == "fp32"
+    with pytest.raises(NotImplementedError, match="CPU backend computes in fp32"):
+        llmpy.GPT2(CFG, precision="bf16")
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        llmpy.GPT2(CFG, precision="fp16")
+    assert not llmpy.cuda_available() or llmpy.build_info()["cuda"]
+    new = np.linspace(-1, 1, CFG.n_embd, dtype=np.float32)
+    model.load_parameters({"lnfb": new, "lnfw": new.tolist()})
+    np.testing.assert_array_equal(model.parameters()["lnfb"], new)
+    np.testing.assert_array_equal(model.parameters()["lnfw"], new)
+    wte = np.full((CFG.vocab_size, CFG.n_embd), 0.5, np.float32)
+    model.load_parameters({"wte": wte})  # the visible rows only; padding rows stay zero
+    np.testing.assert_array_equal(model.parameters()["wte"], wte)
+    with pytest.raises(KeyError, match="unknown tensor 'nope'"):
+        model.load_parameters({"nope": new})
+    with pytest.raises(ValueError, match=r"lnfb: shape \(3,\) does not match"):
+        model.load_parameters({"lnfb": np.zeros(3, np.float32)})

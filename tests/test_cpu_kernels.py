@@ -106,7 +106,7 @@ def test_attention_each_isa(isa, rng):
     dout = randn(rng, B, T, C)
     ref.backward(t64(dout))
     dqkv = zeros(B, T, 3 * C)
-    ops.attention_backward(dqkv, dout, qkv, att, B, T, C, NH)
+    ops.attention_backward(dqkv, dout, qkv, out, att, B, T, C, NH)
     assert_close(f"[{isa}] attention dqkv", dqkv, x.grad)
 
 

@@ -200,7 +200,7 @@ def test_attention(rng, B, T, C, NH):
     ref_out.backward(t64(dout))
     dqkv = zeros(B, T, 3 * C)
     for k in (1, 2):
-        ops.attention_backward(dqkv, dout, qkv, att, B, T, C, NH)
+        ops.attention_backward(dqkv, dout, qkv, out, att, B, T, C, NH)
         assert_close(f"attention dqkv (call {k})", dqkv, k * x.grad)
 
 
@@ -334,7 +334,7 @@ def test_thread_count_does_not_change_results(rng):
         out, att = zeros(B, T, C), zeros(B, NH, T, T)
         ops.attention_forward(out, att, qkv, B, T, C, NH)
         dqkv = zeros(B, T, OC)
-        ops.attention_backward(dqkv, dqkv_in, qkv, att, B, T, C, NH)
+        ops.attention_backward(dqkv, dqkv_in, qkv, out, att, B, T, C, NH)
         dinp, dweight, dbias = zeros(B, T, C), zeros(OC, C), zeros(OC)
         ops.matmul_backward(dinp, dweight, dbias, dqkv, inp, weight, B, T, C, OC)
         return qkv, out, att, dqkv, dinp, dweight, dbias

@@ -1,9 +1,9 @@
 /*
  * cpu_ops.h — the CPU backend's ops, one source file each (csrc/cpu/<op>.c).
  *
- * Every cpu_<op> function has exactly the signature of the matching llm_ops member in
- * csrc/ops.h, where the shapes and the gradient convention are documented; ops_cpu_isa.c
- * collects them into a table. Pointers are host memory. Shape letters: see ops.h.
+ * Every cpu_<op> function implements the matching llm_ops member of csrc/ops.h (where the
+ * shapes and the gradient convention are documented) with floatX = float; ops_cpu_isa.c
+ * collects them into a cpu_kernels table. Pointers are host memory. Shape letters: see ops.h.
  *
  * Instruction-set variants. The op files (and ops_cpu_isa.c) are compiled once per ISA that
  * the build targets — on x86-64 `avx512` (x86-64-v4 flags), `avx2` (x86-64-v3) and `generic`
@@ -125,8 +125,37 @@ llm_status cpu_adamw_update(float *params, const float *grads, float *m, float *
 
 // --- ops_cpu_isa.c --------------------------------------------------------------
 llm_status cpu_norm_squared(double *out, const float *x, size_t N);
-// This variant's ops (the memory members are NULL: ops_cpu.c owns memory).
-extern const llm_ops cpu_isa_ops;
+
+// One ISA variant's kernels: the signatures above, with the element type spelled out (float).
+// ops_cpu.c adapts them to the llm_ops table (floatX = float on the CPU).
+typedef struct cpu_kernels {
+    const char *name;
+    llm_status (*encoder_forward)(float *, const int32_t *, const float *, const float *, int, int, int);
+    llm_status (*encoder_backward)(float *, float *, const float *, const int32_t *, int, int, int);
+    llm_status (*layernorm_forward)(float *, float *, float *, const float *, const float *, const float *, int, int,
+                                    int);
+    llm_status (*layernorm_backward)(float *, float *, float *, const float *, const float *, const float *,
+                                     const float *, const float *, int, int, int);
+    llm_status (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int, int);
+    llm_status (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int,
+                                  int, int);
+    llm_status (*attention_forward)(float *, float *, const float *, int, int, int, int);
+    llm_status (*attention_backward)(float *, const float *, const float *, const float *, int, int, int, int);
+    llm_status (*gelu_forward)(float *, const float *, size_t);
+    llm_status (*gelu_backward)(float *, const float *, const float *, size_t);
+    llm_status (*residual_forward)(float *, const float *, const float *, size_t);
+    llm_status (*residual_backward)(float *, float *, const float *, size_t);
+    llm_status (*crossentropy_forward)(float *, const float *, const int32_t *, int, int, int, int);
+    llm_status (*crossentropy_backward)(float *, const float *, const int32_t *, float, int, int, int, int);
+    llm_status (*crossentropy_backward_cols)(float *, const float *, const float *, const int32_t *, float, int, int,
+                                             int, int, int, int);
+    llm_status (*adamw_update)(float *, const float *, float *, float *, size_t, float, float, float, float, float,
+                               float, int64_t);
+    llm_status (*norm_squared)(double *, const float *, size_t);
+} cpu_kernels;
+
+// This variant's kernels.
+extern const cpu_kernels cpu_isa_ops;
 
 // --- internal: blocked GEMM (matmul.c) -----------------------------------------
 

@@ -180,7 +180,7 @@ float *cpu_scratch(int slot, size_t floats) {
 
 typedef struct isa_variant {
     const char *name;
-    const llm_ops *ops;
+    const cpu_kernels *ops;
     int (*supported)(void);
 } isa_variant;
 
@@ -198,7 +198,7 @@ static int has_avx512(void) {
     return 0;
 #endif
 }
-extern const llm_ops cpu_isa_ops_avx512;
+extern const cpu_kernels cpu_isa_ops_avx512;
 #endif
 
 #ifdef LLMPY_CPU_HAVE_AVX2
@@ -210,14 +210,14 @@ static int has_avx2(void) {
     return 0;
 #endif
 }
-extern const llm_ops cpu_isa_ops_avx2;
+extern const cpu_kernels cpu_isa_ops_avx2;
 #endif
 
 #ifdef LLMPY_CPU_HAVE_NATIVE
-extern const llm_ops cpu_isa_ops_native;
+extern const cpu_kernels cpu_isa_ops_native;
 #endif
 #ifdef LLMPY_CPU_HAVE_GENERIC
-extern const llm_ops cpu_isa_ops_generic;
+extern const cpu_kernels cpu_isa_ops_generic;
 #endif
 
 // best first
@@ -303,79 +303,112 @@ llm_status llm_set_cpu_isa(const char *name) {
 
 #define ISA (variant()->ops)
 
-static llm_status encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe, int B, int T,
+// floatX is float on the CPU: the void pointers of the table convert implicitly.
+static llm_status encoder_forward(floatX *out, const int32_t *inp, const floatX *wte, const floatX *wpe, int B, int T,
                                   int C) {
     return ISA->encoder_forward(out, inp, wte, wpe, B, T, C);
 }
-static llm_status encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp, int B, int T,
+static llm_status encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp, int B, int T,
                                    int C) {
     return ISA->encoder_backward(dwte, dwpe, dout, inp, B, T, C);
 }
-static llm_status layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                                    const float *bias, int B, int T, int C) {
+static llm_status layernorm_forward(floatX *out, float *mean, float *rstd, const floatX *inp, const floatX *weight,
+                                    const floatX *bias, int B, int T, int C) {
     return ISA->layernorm_forward(out, mean, rstd, inp, weight, bias, B, T, C);
 }
-static llm_status layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                                     const float *weight, const float *mean, const float *rstd, int B, int T, int C) {
+static llm_status layernorm_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
+                                     const floatX *inp, const floatX *weight, const float *mean, const float *rstd,
+                                     int B, int T, int C) {
     return ISA->layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, B, T, C);
 }
-static llm_status matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int B, int T,
-                                 int C, int OC) {
+static llm_status matmul_forward(floatX *out, const floatX *inp, const floatX *weight, const floatX *bias, int B,
+                                 int T, int C, int OC) {
     return ISA->matmul_forward(out, inp, weight, bias, B, T, C, OC);
 }
-static llm_status matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                                  const float *weight, int B, int T, int C, int OC) {
+static llm_status matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout, const floatX *inp,
+                                  const floatX *weight, int B, int T, int C, int OC) {
     return ISA->matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC);
 }
-static llm_status attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH) {
-    return ISA->attention_forward(out, att, qkv, B, T, C, NH);
+// The CPU attention saves the (B,NH,T,T) probabilities and needs no scratch of its own.
+static size_t attention_state_bytes(int B, int T, int C, int NH) {
+    (void)C;
+    return (size_t)B * NH * T * T * sizeof(float);
 }
-static llm_status attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att, int B, int T,
-                                     int C, int NH) {
-    return ISA->attention_backward(dqkv, dout, qkv, att, B, T, C, NH);
+static size_t attention_scratch_bytes(int B, int T, int C, int NH) {
+    (void)B, (void)T, (void)C, (void)NH;
+    return 0;
 }
-static llm_status gelu_forward(float *out, const float *inp, size_t N) { return ISA->gelu_forward(out, inp, N); }
-static llm_status gelu_backward(float *dinp, const float *inp, const float *dout, size_t N) {
+static llm_status attention_forward(floatX *out, void *state, void *scratch, const floatX *qkv, int B, int T, int C,
+                                    int NH) {
+    (void)scratch;
+    return ISA->attention_forward(out, state, qkv, B, T, C, NH);
+}
+static llm_status attention_backward(floatX *dqkv, void *scratch, const floatX *dout, const floatX *qkv,
+                                     const floatX *out, const void *state, int B, int T, int C, int NH) {
+    (void)scratch, (void)out;
+    return ISA->attention_backward(dqkv, dout, qkv, state, B, T, C, NH);
+}
+static llm_status gelu_forward(floatX *out, const floatX *inp, size_t N) { return ISA->gelu_forward(out, inp, N); }
+static llm_status gelu_backward(floatX *dinp, const floatX *inp, const floatX *dout, size_t N) {
     return ISA->gelu_backward(dinp, inp, dout, N);
 }
-static llm_status residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
+static llm_status residual_forward(floatX *out, const floatX *inp1, const floatX *inp2, size_t N) {
     return ISA->residual_forward(out, inp1, inp2, N);
 }
-static llm_status residual_backward(float *dinp1, float *dinp2, const float *dout, size_t N) {
+static llm_status residual_backward(floatX *dinp1, floatX *dinp2, const floatX *dout, size_t N) {
     return ISA->residual_backward(dinp1, dinp2, dout, N);
 }
-static llm_status crossentropy_forward(float *losses, const float *logits, const int32_t *targets, int B, int T,
+static llm_status crossentropy_forward(float *losses, const floatX *logits, const int32_t *targets, int B, int T,
                                        int V, int Vp) {
     return ISA->crossentropy_forward(losses, logits, targets, B, T, V, Vp);
 }
-static llm_status crossentropy_backward(float *dlogits, const float *logits, const int32_t *targets, float dloss,
+static llm_status crossentropy_backward(floatX *dlogits, const floatX *logits, const int32_t *targets, float dloss,
                                         int B, int T, int V, int Vp) {
     return ISA->crossentropy_backward(dlogits, logits, targets, dloss, B, T, V, Vp);
 }
-static llm_status crossentropy_backward_cols(float *dlogits, const float *logits, const float *losses,
+static llm_status crossentropy_backward_cols(floatX *dlogits, const floatX *logits, const float *losses,
                                              const int32_t *targets, float dloss, int B, int T, int V, int Vp, int v0,
                                              int n) {
     return ISA->crossentropy_backward_cols(dlogits, logits, losses, targets, dloss, B, T, V, Vp, v0, n);
 }
-static llm_status adamw_update(float *params, const float *grads, float *m, float *v, size_t N, float lr,
-                               float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t) {
+// fp32 only: the parameters are their own master copy, and no rounding needs a seed.
+static llm_status adamw_update(floatX *params, float *master, const floatX *grads, float *m, float *v, size_t N,
+                               float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                               int64_t t, uint32_t seed) {
+    (void)seed;
+    if (master) return llm_fail(LLM_EUNSUPPORTED, "the CPU backend has no mixed precision (master weights given)");
     return ISA->adamw_update(params, grads, m, v, N, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
 }
-static llm_status norm_squared(double *out, const float *x, size_t N) { return ISA->norm_squared(out, x, N); }
+static llm_status norm_squared(double *out, const floatX *x, size_t N) { return ISA->norm_squared(out, x, N); }
+// Host fp32 both sides: conversions are copies.
+static llm_status upload_f32(floatX *dst, const float *src_host, size_t N) {
+    return cpu_to_device(dst, src_host, N * sizeof(float));
+}
+static llm_status download_f32(float *dst_host, const floatX *src, size_t N) {
+    return cpu_to_host(dst_host, src, N * sizeof(float));
+}
 
 const llm_ops llm_cpu_ops = {
     .name = "cpu",
+    .dtype = LLM_F32,
+    .host_memory = 1,
     .alloc = cpu_alloc,
     .free = cpu_free,
     .zero = cpu_zero,
     .to_device = cpu_to_device,
     .to_host = cpu_to_host,
+    .upload_f32 = upload_f32,
+    .download_f32 = download_f32,
     .encoder_forward = encoder_forward,
     .encoder_backward = encoder_backward,
     .layernorm_forward = layernorm_forward,
     .layernorm_backward = layernorm_backward,
+    .residual_layernorm_forward = NULL,
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,
+    .matmul_gelu_forward = NULL,
+    .attention_state_bytes = attention_state_bytes,
+    .attention_scratch_bytes = attention_scratch_bytes,
     .attention_forward = attention_forward,
     .attention_backward = attention_backward,
     .gelu_forward = gelu_forward,

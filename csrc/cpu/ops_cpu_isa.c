@@ -4,8 +4,8 @@
  *
  * Compiled once per ISA variant, like the op files (see cpu_ops.h): cpu_isa_ops becomes
  * cpu_isa_ops_avx512, cpu_isa_ops_avx2, ... and ops_cpu.c forwards the public table
- * llm_cpu_ops to the variant it picks at run time. The memory members stay NULL here:
- * memory is the same for every variant and lives in ops_cpu.c.
+ * llm_cpu_ops to the variant it picks at run time. Memory is the same for every variant and
+ * lives in ops_cpu.c.
  */
 #include "../common.h"
 #include "../ops.h"
@@ -28,7 +28,7 @@ llm_status cpu_norm_squared(double *out, const float *x, size_t N) {
 #define CPU_STR_(x) #x
 #define CPU_STR(x) CPU_STR_(x)
 
-const llm_ops cpu_isa_ops = {
+const cpu_kernels cpu_isa_ops = {
 #ifdef LLMPY_CPU_ISA
     .name = CPU_STR(LLMPY_CPU_ISA),
 #else

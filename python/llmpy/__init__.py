@@ -48,6 +48,17 @@ def set_cpu_isa(name: str = "auto") -> str:
     return _C.build_info()["cpu_isa"]
 
 
+def cuda_available() -> bool:
+    """True when this llmpy has the CUDA backend and a GPU is visible (``device="cuda"`` works).
+
+    >>> llmpy.cuda_available()  # on a machine without a GPU
+    False
+    """
+    from . import cuda
+
+    return cuda.available()
+
+
 def build_info() -> dict:
     """What this build of llmpy contains.
 
@@ -68,4 +79,4 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["GPT2", "GPT2Config", "build_info", "formats", "get_num_threads", "set_cpu_isa", "set_num_threads"]
+__all__ = ["GPT2", "GPT2Config", "build_info", "cuda_available", "formats", "get_num_threads", "set_cpu_isa", "set_num_threads"]

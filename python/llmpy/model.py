@@ -35,6 +35,17 @@ class GPT2Config:
     block_size: int = 1024
 
 
+def _backend(device: str):
+    """(extension module, device name for the C core) for a device string: 'cpu', 'cuda', 'cuda:N'."""
+    if not isinstance(device, str):
+        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
+    if device == "cuda" or device.startswith("cuda:"):
+        from . import cuda
+
+        return cuda.module(device), "cuda"
+    return _C, device
+
+
 def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
     """Validates a (B, T) integer array and returns it as C-contiguous int32 (no copy if it is)."""
     a = x if isinstance(x, np.ndarray) else np.asarray(x)
@@ -64,21 +75,29 @@ class GPT2:
     >>> loss = m.forward(x[:, :-1].copy(), x[:, 1:].copy())
     >>> m.zero_grad(); m.backward(); norm = m.step(lr=1e-3, weight_decay=0.1, grad_clip=1.0)
 
+    Devices and precision: ``device="cpu"`` (fp32) or ``device="cuda"`` / ``"cuda:N"`` (when
+    llmpy was built with the CUDA backend; ``precision="bf16"`` by default there — bf16
+    parameters and activations with fp32 master weights and AdamW state — or ``"fp32"``).
+
     Views: on the CPU, ``parameters()``, ``gradients()``, ``logits()`` and ``losses()`` return
     numpy arrays that share memory with the engine (no copies). Parameter and gradient views are
     valid as long as the model (they keep it alive); writing into ``parameters()`` changes the
     model. ``logits()``/``losses()`` show the last forward's results and are overwritten by the
     next ``forward()`` with the same or a smaller batch; after a larger batch they keep showing
     the old (still valid, no longer updated) memory. Copy them to keep values across forwards.
+    On CUDA the same methods return float32 host copies (parameters from the fp32 master
+    weights); ``load_parameters()`` writes values on every device.
     """
 
-    def __init__(self, config: GPT2Config, device: str = "cpu", seed: int = 0, *, _handle=None):
+    def __init__(self, config: GPT2Config, device: str = "cpu", seed: int = 0, *,
+                 precision: Optional[str] = None, _handle=None):
         if _handle is None:
             if not isinstance(config, GPT2Config):
                 raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
             if seed < 0:
                 raise ValueError(f"seed must be >= 0, got {seed}")
-            _handle = _C.Model.create(**asdict(config), device=device, seed=int(seed))
+            module, dev = _backend(device)
+            _handle = module.Model.create(**asdict(config), device=dev, seed=int(seed), precision=precision)
         self._m = _handle
         c = _handle.config
         self.config = GPT2Config(c["n_layer"], c["n_head"], c["n_embd"], c["vocab_size"], c["block_size"])
@@ -86,9 +105,11 @@ class GPT2:
     # -- files -----------------------------------------------------------------
 
     @classmethod
-    def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu") -> "GPT2":
+    def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu",
+                        precision: Optional[str] = None) -> "GPT2":
         """Loads an llm.c model file (version 3 = fp32 or 5 = bf16)."""
-        return cls(None, _handle=_C.Model.load(str(path), device))
+        module, dev = _backend(device)
+        return cls(None, _handle=module.Model.load(str(path), dev, precision))
 
     @classmethod
     def from_pretrained(cls, name_or_dir: Union[str, PathLike], device: str = "cpu", *,
@@ -219,16 +240,17 @@ class GPT2:
     # -- tensors ---------------------------------------------------------------
 
     def parameters(self, torch: bool = False) -> dict:
-        """name -> float32 view of each of the 16 tensors (llm.c names and shapes).
+        """name -> float32 array of each of the 16 tensors (llm.c names and shapes): views of the
+        model's memory on the CPU, copies (of the fp32 master weights) on CUDA.
 
         ``torch=True`` gives torch tensors sharing the same memory (``torch.from_numpy``), so
         PyTorch code reads and writes the model's parameters in place. On the CPU only for now;
-        the CUDA backend will hand out its device memory through DLPack.
+        device memory through DLPack is still to come (load_parameters() writes on any device).
         """
         return self._views(self._m.tensor, torch)
 
     def gradients(self, torch: bool = False) -> dict:
-        """name -> float32 view of each gradient, same names and shapes as parameters()."""
+        """name -> float32 array of each gradient, same names and shapes as parameters()."""
         return self._views(self._m.grad, torch)
 
     def _views(self, get, as_torch: bool) -> dict:
@@ -242,19 +264,29 @@ class GPT2:
             views = {name: torch.from_numpy(v) for name, v in views.items()}
         return views
 
-    def load_parameters(self, params: dict) -> None:
-        """Copies arrays into the named parameters (any subset of the 16, llm.c shapes, float32).
+    def load_parameters(self, values: dict) -> None:
+        """Sets parameters from ``name -> array`` (any subset of the 16 names, shapes as
+        ``parameters()`` shows them), on any device.
 
-        >>> m.load_parameters({"lnfw": np.ones(m.config.n_embd, dtype=np.float32)})
+        >>> m.load_parameters({"lnfw": np.ones(m.config.n_embd, np.float32)})
         """
-        views = self.parameters()
-        for name, a in params.items():
-            if name not in views:
-                raise KeyError(f"unknown parameter {name!r}; the names are {', '.join(TENSOR_NAMES)}")
-            a = np.asarray(a)
-            if a.shape != views[name].shape:
-                raise ValueError(f"parameter {name}: shape {a.shape}, the model's is {views[name].shape}")
-            views[name][...] = a
+        index = {name: i for i, name in enumerate(TENSOR_NAMES)}
+        for name, value in values.items():
+            if name not in index:
+                raise KeyError(f"unknown tensor {name!r}; expected one of {', '.join(TENSOR_NAMES)}")
+            a = np.asarray(value, dtype=np.float32)
+            want = self._tensor_shape(name)
+            if a.shape != want:
+                raise ValueError(f"{name}: shape {a.shape} does not match the model's {want}")
+            self._m.write_tensor(index[name], np.ascontiguousarray(a))
+
+    def _tensor_shape(self, name: str) -> tuple:
+        """Shape of a parameter tensor as parameters() shows it (llm.c layout, wte with V rows)."""
+        c = self.config
+        L, C = c.n_layer, c.n_embd
+        return {"wte": (c.vocab_size, C), "wpe": (c.block_size, C), "qkvw": (L, 3 * C, C), "qkvb": (L, 3 * C),
+                "attprojw": (L, C, C), "fcw": (L, 4 * C, C), "fcb": (L, 4 * C), "fcprojw": (L, C, 4 * C),
+                "lnfw": (C,), "lnfb": (C,)}.get(name, (L, C))
 
     @property
     def num_parameters(self) -> int:
@@ -264,6 +296,11 @@ class GPT2:
     @property
     def device(self) -> str:
         return self._m.device
+
+    @property
+    def precision(self) -> str:
+        """'fp32', or 'bf16' (mixed precision, CUDA)."""
+        return self._m.precision
 
     @property
     def steps(self) -> int:

@@ -207,7 +207,7 @@ static int check_grads(llm_model *m, const state *s, const llm_config *cfg) {
         size_t ref_rows = i == 0 ? (size_t)cfg->padded_vocab_size : rows;
         double max_abs = 0.0, diff2 = 0.0, ref2 = 0.0;
         for (size_t r = 0; r < rows; r++) {
-            const float *g = t.grad + r * stride;
+            const float *g = (const float *)t.grad + r * stride;
             const float *gr = ref + r * inner;
             for (size_t j = 0; j < inner; j++) {
                 double d = (double)g[j] - (double)gr[j];
@@ -241,7 +241,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     llm_model *m = NULL;
-    if (llm_model_load(&m, argv[1], "cpu") != LLM_OK) {
+    if (llm_model_load(&m, argv[1], "cpu", NULL) != LLM_OK) {
         fprintf(stderr, "llm_model_load(%s): %s\n", argv[1], llm_last_error());
         return 1;
     }
