@@ -1,0 +1,52 @@
+/*
+ * ops_cuda.h — the CUDA backend's C entry points (usable from C and C++; no CUDA headers).
+ *
+ * llm_cuda_init() must come first: it selects the GPU, creates the stream and the cuBLAS(Lt)
+ * handles, and registers the two op tables with the core under ("cuda", "fp32") and
+ * ("cuda", "bf16"). Every op runs on one stream (llm_cuda_get_stream()); ops are asynchronous
+ * except the memory copies, norm_squared and encoder_backward, which synchronise it.
+ *
+ * Attention: "flash" (the default: cuda/flash_attention.cu, head sizes 64 and 128; other head
+ * sizes fall back to the reference automatically, decided per call from C/NH) or "reference"
+ * (cuda/attention.cu: batched cuBLAS products + a causal-softmax kernel, saves (B,NH,T,T)
+ * probabilities). The choice decides what the forward saves, so switch only between a backward
+ * and the next forward (the model re-sizes its state buffers at every forward).
+ */
+#ifndef LLMPY_OPS_CUDA_H
+#define LLMPY_OPS_CUDA_H
+
+#include <stddef.h>
+
+#include "../csrc/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// The two op tables (name "cuda", host_memory 0): fp32, and bf16 with fp32 master weights.
+extern const llm_ops llm_cuda_ops_fp32;
+extern const llm_ops llm_cuda_ops_bf16;
+
+// Selects GPU `device`, creates the stream, handles and workspace, and registers both tables.
+// Idempotent for the same device; LLM_EINVAL for another device once initialised;
+// LLM_EUNSUPPORTED when there is no driver or GPU.
+llm_status llm_cuda_init(int device);
+// "flash" (default) or "reference"; LLM_EINVAL for any other name.
+llm_status llm_cuda_set_attention(const char *name);
+const char *llm_cuda_attention(void);
+// Number of usable GPUs; 0 when there is no driver or GPU (never fails).
+int llm_cuda_device_count(void);
+// Name of the initialised device (device 0 before llm_cuda_init), NUL-terminated, truncated to n.
+llm_status llm_cuda_device_name(char *buf, size_t n);
+// Waits for all work on the backend's stream; reports asynchronous errors. OK before init.
+llm_status llm_cuda_synchronize(void);
+// The backend's cudaStream_t (NULL before init), e.g. for NCCL.
+void *llm_cuda_get_stream(void);
+// *used_peak: the most device memory llmpy held at once (tables' allocations, scratch,
+// workspace); *total: the device's memory. LLM_ESTATE before llm_cuda_init.
+llm_status llm_cuda_memory(size_t *used_peak, size_t *total);
+
+#ifdef __cplusplus
+}
+#endif
+#endif // LLMPY_OPS_CUDA_H
