@@ -20,7 +20,6 @@
 #include "formats.h"
 #include "hellaswag.h"
 
-#define HS_VERSION 1
 #define HS_START 65535u
 #define E LLM_HELLASWAG_ENDINGS
 
@@ -100,10 +99,10 @@ llm_status llm_hellaswag_load(llm_hellaswag **out, const char *path) {
         fclose(f);
         return llm_fail(LLM_EFORMAT, "%s is truncated: smaller than the %zu-byte header", path, sizeof header);
     }
-    if (header[0] != LLM_HELLASWAG_MAGIC || header[1] != HS_VERSION || header[2] < 0) {
+    if (header[0] != LLM_HELLASWAG_MAGIC || header[1] != LLM_HELLASWAG_VERSION || header[2] < 0) {
         fclose(f);
         return llm_fail(LLM_EFORMAT, "%s is not a HellaSwag eval file (magic %d version %d, expected %d version %d)",
-                        path, header[0], header[1], LLM_HELLASWAG_MAGIC, HS_VERSION);
+                        path, header[0], header[1], LLM_HELLASWAG_MAGIC, LLM_HELLASWAG_VERSION);
     }
     // the rest of the file: uint16 words
     size_t cap = 1 << 20, n = 0;

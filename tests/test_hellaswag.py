@@ -247,6 +247,22 @@ def test_bad_input_names_the_line(tmp_path, line, match):
     assert len(hs.load_examples(path, limit=2)) == 2  # the lines before it are fine
 
 
+def test_download_into_cache_and_offline_error(tmp_path, monkeypatch):
+    from llmpy.data import DownloadError
+
+    src = write_jsonl(tmp_path / "official.jsonl", synthetic(3))
+    monkeypatch.setenv("LLMPY_DATA_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(hs, "HELLASWAG_URL", src.as_uri())  # file:// stands in for the server
+    assert hs.load_examples() == synthetic(3)
+    assert (tmp_path / "cache" / "hellaswag" / "hellaswag_val.jsonl").read_bytes() == src.read_bytes()
+    monkeypatch.setenv("LLMPY_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.setattr(hs, "HELLASWAG_URL", (tmp_path / "unreachable.jsonl").as_uri())
+    with pytest.raises(DownloadError) as e:
+        hs.load_examples()
+    msg = str(e.value)
+    assert "hellaswag_val.jsonl" in msg and "--data FILE.jsonl" in msg, msg
+
+
 # ----------------------------------------------------------------------------
 # the CLI
 

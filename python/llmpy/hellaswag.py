@@ -68,7 +68,6 @@ NUM_ENDINGS = 4
 # Tokens per forward (B * T) when packing examples: large enough to keep the GEMMs busy, small
 # enough that a 124M model's activations stay under ~2 GB. train_gpt2 uses the same value.
 DEFAULT_MAX_TOKENS = 2048
-EVAL_FILE_VERSION = 1
 _START_EXAMPLE = 65535  # uint16 delimiter of an example in llm.c's eval file
 
 PathArg = Union[str, "PathLike[str]"]
@@ -425,7 +424,7 @@ def write_eval_file(path: PathArg, rendered: Sequence[Rendered]) -> Path:
         longest = max(longest, ex.nbytes)
         parts.append(ex)
     header = np.zeros(formats["HEADER_INTS"], dtype="<i4")
-    header[:4] = (formats["HELLASWAG_MAGIC"], EVAL_FILE_VERSION, len(rendered), longest)
+    header[:4] = (formats["HELLASWAG_MAGIC"], formats["HELLASWAG_VERSION"], len(rendered), longest)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(header.tobytes())
