@@ -223,7 +223,8 @@ llm_status llm_hellaswag_eval(llm_model *m, const llm_hellaswag *h, int max_toke
     if (world_size < 1 || rank < 0 || rank >= world_size)
         return llm_fail(LLM_EINVAL, "need 0 <= rank < world_size, got rank %d, world_size %d", rank, world_size);
     *out = (llm_hellaswag_result){0, 0, 0};
-    const int block = llm_model_config(m).block_size;
+    const llm_config cfg = llm_model_config(m);
+    const int block = cfg.block_size;
     int64_t mine = h->n > rank ? (h->n - rank + world_size - 1) / world_size : 0;
     if (mine == 0) return LLM_OK;
     hs_item *items = malloc((size_t)mine * sizeof *items);
@@ -231,8 +232,16 @@ llm_status llm_hellaswag_eval(llm_model *m, const llm_hellaswag *h, int max_toke
     int widest = 0;
     for (int64_t k = 0; k < mine; k++) {
         const hs_example *ex = &h->ex[rank + k * world_size];
-        int e_max = 0;
+        int e_max = 0, bad = -1;
         for (int j = 0; j < E; j++) e_max = ex->end_len[j] > e_max ? ex->end_len[j] : e_max;
+        // its tokens lie between the context's first and the last ending's last (parse order)
+        for (int64_t t = ex->ctx; t < ex->end[E - 1] + ex->end_len[E - 1]; t++)
+            if (h->tokens[t] >= cfg.vocab_size) bad = h->tokens[t];
+        if (bad >= 0) {
+            free(items);
+            return llm_fail(LLM_EINVAL, "HellaSwag example %lld holds token id %d, outside the model's vocabulary "
+                            "of %d", (long long)(rank + k * world_size), bad, cfg.vocab_size);
+        }
         int keep = block + 1 - e_max < ex->ctx_len ? block + 1 - e_max : ex->ctx_len;
         if (keep < 1) {
             free(items);

@@ -309,8 +309,9 @@ int main(int argc, char **argv) {
     llm_tokenizer *tok = NULL;
     if (o.tokenizer) CHECK(llm_tokenizer_load(&tok, o.tokenizer));
     llm_hellaswag *hs = NULL;
-    if (o.hellaswag_every && !o.hellaswag) DIE("--hellaswag-every needs --hellaswag FILE.bin");
-    if (o.hellaswag && o.hellaswag_every) CHECK(llm_hellaswag_load(&hs, o.hellaswag));
+    if (o.hellaswag_every < 0 || !o.hellaswag != !o.hellaswag_every)
+        DIE("--hellaswag FILE.bin and --hellaswag-every N (> 0) go together");
+    if (o.hellaswag) CHECK(llm_hellaswag_load(&hs, o.hellaswag));
 
     // log: a fresh run truncates it; a resumed run drops records after its step
     char log_path[4096];

@@ -376,14 +376,30 @@ def test_binary_matches_python(oracle, tmp_path, monkeypatch, gpt2_tok):
     assert py == [{"step": 1, "hellaswag_acc_norm": res.acc_norm}], f"training hook {py} vs {res.acc_norm}"
 
 
-def test_binary_rejects_bad_eval_file(oracle, tmp_path):
+@pytest.mark.parametrize(
+    "damage,match",
+    [
+        ("magic", "is not a HellaSwag eval file"),
+        ("truncated", "example 2"),
+        ("label", "example 0 has label 7"),
+        ("no-every", "--hellaswag FILE.bin and --hellaswag-every N (> 0) go together"),
+    ],
+)
+def test_binary_rejects_bad_eval_file(oracle, tmp_path, gpt2_tok, damage, match):
     _, _, model = make_pair(oracle, tmp_path)
     write_shard(tmp_path / "d_train.bin", np.zeros(1024, dtype=np.uint16))
     write_shard(tmp_path / "d_val.bin", np.zeros(1024, dtype=np.uint16))
-    bad = tmp_path / "bad.bin"
-    bad.write_bytes(np.array([20240520, 1, 0] + [0] * 253, dtype="<i4").tobytes())
+    path = hs.write_eval_file(tmp_path / "hs.bin", hs.render_all(synthetic(3), gpt2_tok))
+    data = bytearray(path.read_bytes())
+    if damage == "magic":
+        data[0:4] = np.array([20240520], dtype="<i4").tobytes()
+    elif damage == "truncated":
+        data = data[:-6]
+    elif damage == "label":
+        data[1024 + 6:1024 + 8] = np.array([7], dtype="<u2").tobytes()  # word 3 of example 0
+    path.write_bytes(bytes(data))
+    every = [] if damage == "no-every" else ["--hellaswag-every", "1"]
     cmd = [find_binary(), "--init-from", str(model), "--data", str(tmp_path / "d_train.bin"), "--hellaswag",
-           str(bad), "--hellaswag-every", "1", "--max-steps", "1", "--seq-len", "16",
-           "--out-dir", str(tmp_path / "o")]
+           str(path), *every, "--max-steps", "1", "--seq-len", "16", "--out-dir", str(tmp_path / "o")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
-    assert r.returncode == 1 and "is not a HellaSwag eval file" in r.stderr, r.stderr
+    assert r.returncode == 1 and match in r.stderr, r.stderr
