@@ -35,8 +35,13 @@
 #define LLM_TOKENIZER_VERSION 2
 
 // ----------------------------------------------------------------------------
-// HellaSwag eval file for the binary (as llm.c writes it).
+// HellaSwag eval file for the binary (as llm.c writes it; python -m llmpy.hellaswag --write-eval-file).
+// header[0] magic, [1] version, [2] number of examples, [3] size in bytes of the longest example.
+// Payload, per example, uint16: 65535 (start marker), the example's size in bytes (these fields
+// included), its index, its label, the number of endings (4), the context length, the context
+// tokens, then for each ending its length and its tokens (GPT-2 tokens of " " + ending).
 #define LLM_HELLASWAG_MAGIC 20240522
+#define LLM_HELLASWAG_VERSION 1
 
 // ----------------------------------------------------------------------------
 // Training state (ours): what a model file lacks for an exact resume.

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "dataloader.h"
+#include "hellaswag.h"
 #include "llmpy.h"
 #include "tokenizer.h"
 
@@ -28,6 +29,8 @@
 
 typedef struct options {
     const char *init_from, *data, *val_data, *tokenizer, *out_dir, *resume, *log_file, *lr_schedule;
+    const char *hellaswag; // llm.c eval file (python -m llmpy.hellaswag --write-eval-file)
+    int hellaswag_every;
     int batch_size, seq_len, total_batch_size, max_steps, warmup_steps, shuffle, eval_every, val_steps;
     int sample_every, sample_tokens, checkpoint_every, keep_checkpoints, threads;
     double lr, min_lr_frac; // the schedule is computed in double, as in Python
@@ -48,7 +51,9 @@ static void usage(FILE *f) {
             "  --min-lr-frac F (0.1) --beta1 (0.9) --beta2 (0.95) --weight-decay (0.1) --grad-clip (1.0; 0 off)\n"
             "  --seed S (1337) --shuffle | --no-shuffle --threads N (0: all cores)\n"
             "  --eval-every N (50) --val-steps N (10) --sample-every N (100) --sample-tokens N (64)\n"
-            "  --checkpoint-every N (100) --keep-checkpoints K (3; 0 all) --log-file PATH (OUT/log.jsonl)\n");
+            "  --checkpoint-every N (100) --keep-checkpoints K (3; 0 all) --log-file PATH (OUT/log.jsonl)\n"
+            "  --hellaswag FILE.bin    HellaSwag eval file (python -m llmpy.hellaswag --write-eval-file)\n"
+            "  --hellaswag-every N (0: off) steps between HellaSwag evaluations (and at the end)\n");
 }
 
 static int parse_options(int argc, char **argv, options *o) {
@@ -70,7 +75,8 @@ static int parse_options(int argc, char **argv, options *o) {
 #define FLT(name, field) if (!strcmp(k, name)) { o->field = strtod(v, &end); goto check; }
         STR("--init-from", init_from) STR("--data", data) STR("--val-data", val_data)
         STR("--tokenizer", tokenizer) STR("--out-dir", out_dir) STR("--resume", resume)
-        STR("--log-file", log_file) STR("--lr-schedule", lr_schedule)
+        STR("--log-file", log_file) STR("--lr-schedule", lr_schedule) STR("--hellaswag", hellaswag)
+        INT("--hellaswag-every", hellaswag_every)
         INT("--batch-size", batch_size) INT("--seq-len", seq_len) INT("--total-batch-size", total_batch_size)
         INT("--max-steps", max_steps) INT("--warmup-steps", warmup_steps) INT("--eval-every", eval_every)
         INT("--val-steps", val_steps) INT("--sample-every", sample_every) INT("--sample-tokens", sample_tokens)
@@ -302,6 +308,10 @@ int main(int argc, char **argv) {
     }
     llm_tokenizer *tok = NULL;
     if (o.tokenizer) CHECK(llm_tokenizer_load(&tok, o.tokenizer));
+    llm_hellaswag *hs = NULL;
+    if (o.hellaswag_every < 0 || !o.hellaswag != !o.hellaswag_every)
+        DIE("--hellaswag FILE.bin and --hellaswag-every N (> 0) go together");
+    if (o.hellaswag) CHECK(llm_hellaswag_load(&hs, o.hellaswag));
 
     // log: a fresh run truncates it; a resumed run drops records after its step
     char log_path[4096];
@@ -377,6 +387,15 @@ int main(int argc, char **argv) {
             fflush(logf);
             printf("step %5d | val loss %.4f\n", step, vl);
         }
+        if (hs && (step % o.hellaswag_every == 0 || last)) {
+            llm_hellaswag_result r;
+            CHECK(llm_hellaswag_eval(m, hs, LLM_HELLASWAG_MAX_TOKENS, 0, 1, &r, NULL));
+            double acc_norm = r.n ? (double)r.correct_norm / (double)r.n : 0.0;
+            fprintf(logf, "{\"step\": %d, \"hellaswag_acc_norm\": %.17g}\n", step, acc_norm);
+            fflush(logf);
+            printf("step %5d | hellaswag acc_norm %.4f (%lld/%lld), acc %.4f\n", step, acc_norm,
+                   (long long)r.correct_norm, (long long)r.n, r.n ? (double)r.correct / (double)r.n : 0.0);
+        }
         if (tok && o.sample_every && (step % o.sample_every == 0 || last))
             print_sample(m, tok, o.sample_tokens, sbuf, cfg.block_size, &rng);
         if (o.checkpoint_every && (step % o.checkpoint_every == 0 || last))
@@ -394,6 +413,7 @@ int main(int argc, char **argv) {
     free(y);
     free(sbuf);
     llm_tokenizer_free(tok);
+    llm_hellaswag_free(hs);
     llm_dataloader_free(train);
     llm_dataloader_free(val);
     llm_model_free(m);

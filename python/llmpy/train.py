@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sample-every", type=int, default=100, help="steps between samples")
     g.add_argument("--sample-tokens", type=int, default=64, help="tokens per sample")
     g.add_argument("--hellaswag-every", type=int, default=0, help="steps between HellaSwag evaluations")
+    g.add_argument("--hellaswag-data", default=None, metavar="FILE.jsonl",
+                   help="HellaSwag jsonl (default: the validation set in the data cache, downloaded once)")
+    g.add_argument("--hellaswag-limit", type=int, default=0,
+                   help="evaluate the first N HellaSwag examples (0: all 10,042; a few hundred keep small runs quick)")
     g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     g.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints to keep (0: all)")
     g.add_argument("--out-dir", default=None, help="run folder (default: runs/<data>-<date>-<time>)")
@@ -242,8 +246,8 @@ class Run:
         for name in ("batch_size", "seq_len", "max_steps", "val_steps"):
             if getattr(a, name) < 1:
                 raise Stop(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
-        if a.hellaswag_every:
-            raise Stop("--hellaswag-every: HellaSwag evaluation is not available in this version yet")
+        if a.hellaswag_every < 0 or a.hellaswag_limit < 0:
+            raise Stop("--hellaswag-every and --hellaswag-limit must be >= 0")
         self.device = _resolve_device(a.device)
         precision = a.precision if a.precision != "auto" else ("bf16" if self.device == "cuda" else "fp32")
         if precision != "fp32":
@@ -303,6 +307,12 @@ class Run:
             raise Stop(f"--seq-len {T} exceeds the model's block size {cfg.block_size}")
         if cfg.vocab_size < self.enc.n_vocab:
             raise Stop(f"the model's vocabulary ({cfg.vocab_size}) is smaller than GPT-2's ({self.enc.n_vocab})")
+        self.hellaswag = None
+        if a.hellaswag_every:  # rendered once, before the first step, so bad data fails early
+            from . import hellaswag
+
+            examples = hellaswag.load_examples(a.hellaswag_data, limit=a.hellaswag_limit or None)
+            self.hellaswag = hellaswag.render_all(examples, self.enc)
 
     def _extra(self) -> dict:
         """Everything besides the model and AdamW state that an exact resume needs."""
@@ -340,6 +350,11 @@ class Run:
         self.val_loader.reset()
         losses = [self.model.forward(*self.val_loader.next_batch()) for _ in range(self.args.val_steps)]
         return float(np.mean(losses))
+
+    def evaluate_hellaswag(self) -> float:
+        from . import hellaswag
+
+        return hellaswag.evaluate(self.model, self.hellaswag).acc_norm
 
     def sample(self) -> str:
         eot = self.enc.eot_token
@@ -413,6 +428,10 @@ class Run:
                     self.log({"step": self.step, "val_loss": val_loss})
                     self.say(f"step {self.step:5d} | val loss {val_loss:.4f}")
                     _plot(self.log_path, self.png_path)
+                if a.hellaswag_every and (self.step % a.hellaswag_every == 0 or last):
+                    acc_norm = self.evaluate_hellaswag()
+                    self.log({"step": self.step, "hellaswag_acc_norm": acc_norm})
+                    self.say(f"step {self.step:5d} | hellaswag acc_norm {acc_norm:.4f}")
                 if a.sample_every and (self.step % a.sample_every == 0 or last):
                     self.say(f"--- sample at step {self.step}:\n{self.sample()}\n---")
                 if a.checkpoint_every and (self.step % a.checkpoint_every == 0 or last):
