@@ -143,10 +143,10 @@ class Stop(Exception):
 
 
 def _resolve_device(device: str) -> str:
-    from . import build_info
+    from . import cuda_available
 
     if device == "auto":
-        return "cuda" if build_info()["cuda"] else "cpu"
+        return "cuda" if cuda_available() else "cpu"
     if device not in ("cpu", "cuda"):
         raise Stop(f"--device must be auto, cpu or cuda, got {device!r}")
     return device
@@ -250,8 +250,9 @@ class Run:
             raise Stop("--hellaswag-every and --hellaswag-limit must be >= 0")
         self.device = _resolve_device(a.device)
         precision = a.precision if a.precision != "auto" else ("bf16" if self.device == "cuda" else "fp32")
-        if precision != "fp32":
+        if precision != "fp32" and self.device != "cuda":
             raise Stop(f"--precision {precision} needs the CUDA backend; the CPU computes in fp32")
+        self.precision = precision
         if a.threads:
             llmpy.set_num_threads(a.threads)
         B, T = a.batch_size, a.seq_len
@@ -298,7 +299,8 @@ class Run:
         else:
             self.step = 0
             if a.init_from == "scratch":
-                self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed)
+                self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed,
+                                  precision=self.precision)
             else:
                 self.model = load_weights(a.init_from, device=self.device)
             self.log_path.write_text("")
