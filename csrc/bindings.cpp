@@ -24,21 +24,14 @@ namespace py = pybind11;
 void llmpy_register_ops(py::module_ &m);       // bindings_ops.cpp
 void llmpy_register_data(py::module_ &m);      // bindings_data.cpp
 void llmpy_register_tokenizer(py::module_ &m); // bindings_tokenizer.cpp
+void llmpy_register_dist(py::module_ &m);      // bindings_dist.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
 #endif
 
 // ----------------------------------------------------------------------------
-// the model handle
-
-struct Model {
-    llm_model *m = nullptr;
-    explicit Model(llm_model *p) : m(p) {}
-    Model(const Model &) = delete;
-    Model &operator=(const Model &) = delete;
-    ~Model() { llm_model_free(m); }
-};
+// the model handle (struct Model: bindings.h)
 
 using TokenArray = py::array_t<int32_t, py::array::c_style>;
 
@@ -226,4 +219,6 @@ PYBIND11_MODULE(_C, mod) {
     llmpy_register_data(data);
     py::module_ tok = mod.def_submodule("tokenizer", "BPE training hot loop and token decoding");
     llmpy_register_tokenizer(tok);
+    py::module_ dist = mod.def_submodule("dist", "data parallelism: MPI process group, gradient averaging, ZeRO-1");
+    llmpy_register_dist(dist);
 }
