@@ -308,7 +308,7 @@ llm_status llm_dist_all_reduce_grads(llm_model *m) {
     LLM_TRY(host_fp32(m));
     if (!active()) return LLM_OK;
 #ifdef LLMPY_HAVE_MPI
-    float *grads = m->grads;
+    float *grads = (float *)m->grads; // device hook: NCCL all-reduce (bf16 or fp32) on CUDA
     for (size_t i = 0; i < m->total; i += MPI_CHUNK) {
         int c = (int)(m->total - i < MPI_CHUNK ? m->total - i : MPI_CHUNK);
         LLM_TRY(mpi_ok(MPI_Allreduce(MPI_IN_PLACE, grads + i, c, MPI_FLOAT, MPI_SUM, g.comm), "MPI_Allreduce"));
@@ -424,7 +424,7 @@ llm_status llm_zero_step(llm_zero *z, float lr, float beta1, float beta2, float 
     LLM_TRY(zero_moments(z));
     const llm_ops *ops = m->ops;
     size_t lo = z->lo, n = z->hi - z->lo;
-    float *grads = m->grads, *params = m->params; // device hook: NCCL reduce-scatter/all-gather on CUDA
+    float *grads = (float *)m->grads, *params = (float *)m->params; // device hook: NCCL on CUDA
 
     // 1. this rank's shard of the mean gradient
 #ifdef LLMPY_HAVE_MPI

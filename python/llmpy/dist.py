@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 from . import _C
 
-__all__ = ["init", "barrier", "all_reduce_mean", "all_reduce_sum", "broadcast_object", "abort", "finalize"]
+__all__ = ["abort", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "finalize", "init"]
 
 _info: Optional[dict] = None
 _finalized = False
