@@ -11,7 +11,8 @@ and, on the same ranks, the gradient all-reduce alone (``model.all_reduce_gradie
 sum over ranks plus the division) for the model's gradients: 124M fp32 gradients = 498 MB per
 rank for ``--config 124m``. Each configuration runs in its own processes; medians over
 ``--steps`` timed steps after ``--warmup``, every rank timing between barriers and reporting
-rank 0's figure.
+rank 0's figure; ``--rounds R`` repeats the set R times, interleaved, and reports the median of
+the rounds' medians and the overall minimum (on a busy machine the minimum is the quiet figure).
 
 Usage::
 
@@ -118,6 +119,7 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2, help="threads of the single-rank run")
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=1, help="repeat the set, interleaved; medians of the rounds' medians")
     p.add_argument("--zero", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--rank-mode", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--markdown", action="store_true", help="print a RESULTS.md table row block")
@@ -130,14 +132,23 @@ def main() -> None:
         sys.exit("needs an MPI build of llmpy and mpirun (apt-get install openmpi-bin libopenmpi-dev)")
     shape, B, T = CONFIGS[a.config]
     load = os.getloadavg()[0]
-    runs = [
-        (f"1 rank x {a.threads} threads, B={B}", launch(a, 1, a.threads, 0)),
-        (f"{a.ranks} ranks x 1 thread, B={B // a.ranks} each", launch(a, a.ranks, 1, 0)),
-        (f"{a.ranks} ranks x 1 thread, ZeRO-1", launch(a, a.ranks, 1, 1)),
+    setups = [
+        (f"1 rank x {a.threads} threads, B={B}", 1, a.threads, 0),
+        (f"{a.ranks} ranks x 1 thread, B={B // a.ranks} each", a.ranks, 1, 0),
+        (f"{a.ranks} ranks x 1 thread, B={B // a.ranks} each, ZeRO-1", a.ranks, 1, 1),
     ]
+    rounds = [[launch(a, n, t, z) for _, n, t, z in setups] for _ in range(a.rounds)]  # interleaved
+    runs = []
+    for i, (name, *_) in enumerate(setups):
+        rs = [rnd[i] for rnd in rounds]
+        reduce_ms = [r["reduce_ms"] for r in rs if r["reduce_ms"] is not None]
+        runs.append((name, {"step_ms": statistics.median(r["step_ms"] for r in rs),
+                            "step_min": min(r["step_min"] for r in rs), "tokens": rs[0]["tokens"],
+                            "grad_bytes": rs[0]["grad_bytes"],
+                            "reduce_ms": statistics.median(reduce_ms) if reduce_ms else None}))
     base = runs[0][1]["step_ms"]
-    print(f"config {a.config}: {shape}, global batch {B} x {T} = {B * T} tokens/step; "
-          f"load average at start {load:.2f}")
+    print(f"config {a.config}: {shape}, global batch {B} x {T} = {B * T} tokens/step; {a.rounds} round(s); "
+          f"load average at start {load:.2f}, at the end {os.getloadavg()[0]:.2f}")
     if a.markdown:
         print("| configuration | ms/step (median) | min | tokens/s | vs 1 rank |")
         print("|---|---:|---:|---:|---:|")

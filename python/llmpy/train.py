@@ -304,7 +304,13 @@ class Run:
         self.log_path = Path(a.log_file) if a.log_file else self.out_dir / "log.jsonl"
         self.png_path = self.out_dir / "loss.png"
 
+        # one rank per machine prepares the data (download, tokenize) while the others wait
+        first_on_machine = dist.local_rank == 0
+        if not first_on_machine:
+            dist.barrier()
         train_pattern, val_pattern, self.data_name = _data_patterns(a)
+        if first_on_machine and W > 1:
+            dist.barrier()
         self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W, shuffle=a.shuffle,
                                        seed=a.seed)
         self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
