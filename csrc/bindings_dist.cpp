@@ -116,9 +116,15 @@ void llmpy_register_dist(py::module_ &m) {
                 llmpy_check(llmpy_nogil([&] { return llm_zero_save_state(z.z, path.c_str(), json.c_str()); }));
             },
             py::arg("path"), py::arg("json") = "")
-        .def_property_readonly("shard", [](Zero &z) {
-            size_t lo, hi;
-            llm_zero_shard(z.z, &lo, &hi);
-            return py::make_tuple(lo, hi);
-        });
+        .def_property_readonly(
+            "shard",
+            [](Zero &z) {
+                size_t n = llm_zero_parts(z.z, nullptr, nullptr, 0);
+                std::vector<size_t> starts(n), lens(n);
+                llm_zero_parts(z.z, starts.data(), lens.data(), n);
+                py::list parts;
+                for (size_t k = 0; k < n; k++) parts.append(py::make_tuple(starts[k], starts[k] + lens[k]));
+                return parts;
+            },
+            "this rank's parts of the flat parameter buffer (wte with its padding rows): [(start, stop), ...]");
 }

@@ -88,12 +88,25 @@ static struct {
     int we_init;       // we called MPI_Init, so we call MPI_Finalize
     MPI_Comm comm;     // our duplicate of MPI_COMM_WORLD; errors are returned, not fatal
     MPI_Comm shutdown; // a second duplicate that carries only the shutdown barrier
+    int *counts;       // (world_size) scratch: per-rank element counts of one chunk
+    int *displs;       // (world_size) and their offsets
+    float *scratch;    // (CHUNK / world_size + 1) reduce-scatter output
 #endif
 } g = {0, 0, {0, 1, 0, 1, 0}
 #ifdef LLMPY_HAVE_MPI
-       , 0, 0, 0
+       , 0, 0, 0, NULL, NULL, NULL
 #endif
 };
+
+// Floats per collective on gradients and parameters (16 MB): the flat buffers are cut into
+// chunks of CHUNK floats and every collective moves one chunk. Open MPI allocates scratch memory
+// as large as the message in every call; fresh pages for 500 MB (124M gradients) per step cost
+// more than the communication (2 ranks, 2-core VM: reduce-scatter 400-630 ms whole, 60-130 ms
+// in chunks).
+#define CHUNK ((size_t)1 << 22)
+
+// Rank k's part of a chunk of n floats: [n*k/W, n*(k+1)/W) from the chunk's start.
+static size_t part_start(size_t n, int k, int W) { return n * (size_t)k / (size_t)W; }
 
 llm_dist_info llm_dist_get(void) { return g.info; }
 
@@ -130,8 +143,22 @@ static llm_status mpi_start(void) {
     MPI_Comm_rank(node, &g.info.local_rank);
     MPI_Comm_size(node, &g.info.local_size);
     MPI_Comm_free(&node);
+    int W = g.info.world_size;
+    g.counts = malloc((size_t)W * sizeof(int));
+    g.displs = malloc((size_t)W * sizeof(int));
+    g.scratch = malloc((CHUNK / (size_t)W + 1) * sizeof(float));
+    if (!g.counts || !g.displs || !g.scratch) return llm_fail(LLM_ENOMEM, "out of memory (MPI scratch)");
     g.info.mpi = 1;
     return LLM_OK;
+}
+
+// Fills g.counts/g.displs for a chunk of n floats.
+static void chunk_layout(size_t n) {
+    int W = g.info.world_size;
+    for (int k = 0; k < W; k++) {
+        g.displs[k] = (int)part_start(n, k, W);
+        g.counts[k] = (int)(part_start(n, k + 1, W) - part_start(n, k, W));
+    }
 }
 #endif
 
@@ -185,6 +212,11 @@ llm_status llm_dist_finalize(double timeout_s) {
         }
         MPI_Comm_free(&g.comm);
         MPI_Comm_free(&g.shutdown);
+        free(g.counts);
+        free(g.displs);
+        free(g.scratch);
+        g.counts = g.displs = NULL;
+        g.scratch = NULL;
         g.finalized = 1;
         if (g.we_init) LLM_TRY(mpi_ok(MPI_Finalize(), "MPI_Finalize"));
         return LLM_OK;
@@ -209,12 +241,8 @@ void llm_dist_abort(int code) {
 // ----------------------------------------------------------------------------
 // host collectives
 
-// Elements per MPI call: MPI counts are int.
+// Elements per MPI call of the small collectives: MPI counts are int.
 #define MPI_CHUNK ((size_t)1 << 30)
-// Floats per gradient all-reduce call (16 MB): Open MPI allocates a scratch buffer as large as
-// the message in every call, and 500 MB of fresh pages per step cost more than the extra calls
-// (124M float gradients over 2 ranks on the 2-core test VM: about 640 -> 480 ms per all-reduce).
-#define REDUCE_CHUNK ((size_t)1 << 22)
 
 static llm_status need_init(void) {
     if (!g.initialised) return llm_fail(LLM_ESTATE, "distributed calls need llm_dist_init() first");
@@ -306,22 +334,39 @@ llm_status llm_dist_setup_model(llm_model *m, int zero_stage) {
     return LLM_OK;
 }
 
+#ifdef LLMPY_HAVE_MPI
+// This rank's part of the mean over the ranks of the chunk x[0..n): reduce-scatter, then the
+// sum divided by the world size (exact for a power of two, so that 2 ranks reproduce 1 rank
+// accumulating 2 micro-batches with loss_scale 1/2). Leaves g.counts/g.displs for the chunk.
+static llm_status reduce_scatter_mean(float *x, size_t n) {
+    chunk_layout(n);
+    int r = g.info.rank;
+    LLM_TRY(mpi_ok(MPI_Reduce_scatter(x, g.scratch, g.counts, MPI_FLOAT, MPI_SUM, g.comm), "MPI_Reduce_scatter"));
+    const float W = (float)g.info.world_size;
+    float *dst = x + g.displs[r];
+    const float *src = g.scratch;
+#pragma omp parallel for
+    for (long long i = 0; i < (long long)g.counts[r]; i++) dst[i] = src[i] / W;
+    return LLM_OK;
+}
+#endif
+
 llm_status llm_dist_all_reduce_grads(llm_model *m) {
     LLM_TRY(need_init());
     if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
     LLM_TRY(host_fp32(m));
     if (!active()) return LLM_OK;
 #ifdef LLMPY_HAVE_MPI
+    // all-reduce = reduce-scatter + all-gather, a chunk at a time (the ring algorithm's traffic;
+    // faster here than MPI_Allreduce on whole buffers)
     float *grads = (float *)m->grads; // device hook: NCCL all-reduce (bf16 or fp32) on CUDA
-    for (size_t i = 0; i < m->total; i += REDUCE_CHUNK) {
-        int c = (int)(m->total - i < REDUCE_CHUNK ? m->total - i : REDUCE_CHUNK);
-        LLM_TRY(mpi_ok(MPI_Allreduce(MPI_IN_PLACE, grads + i, c, MPI_FLOAT, MPI_SUM, g.comm), "MPI_Allreduce"));
+    for (size_t c0 = 0; c0 < m->total; c0 += CHUNK) {
+        size_t n = m->total - c0 < CHUNK ? m->total - c0 : CHUNK;
+        LLM_TRY(reduce_scatter_mean(grads + c0, n));
+        LLM_TRY(mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, grads + c0, g.counts, g.displs, MPI_FLOAT,
+                                      g.comm),
+                       "MPI_Allgatherv"));
     }
-    // the mean: the sum rounded once, then divided (exact for a power-of-two world size, so that
-    // 2 ranks reproduce 1 rank accumulating 2 micro-batches with loss_scale 1/2)
-    const float W = (float)g.info.world_size;
-#pragma omp parallel for
-    for (long long i = 0; i < (long long)m->total; i++) grads[i] /= W;
 #endif
     return LLM_OK;
 }
@@ -329,50 +374,37 @@ llm_status llm_dist_all_reduce_grads(llm_model *m) {
 // ----------------------------------------------------------------------------
 // ZeRO-1
 
+// Rank r's shard is its part of every CHUNK of the flat buffer (chunk_layout), so that every
+// collective moves one chunk; its moments are stored in that order, contiguously.
 struct llm_zero {
     llm_model *model;
-    size_t lo, hi;     // this rank's shard of the flat parameter buffer
-    float *m, *v;      // AdamW moments of the shard (hi - lo), allocated on the first step
-    float *recv;       // reduce-scatter output (hi - lo)
-    int *counts;       // per rank: shard size
-    int *displs;       // per rank: shard start
+    size_t n;      // elements in this rank's shard
+    float *m, *v;  // AdamW moments of the shard (n), allocated on the first step
 };
 
 // Tensors that get weight decay: the 2-D matrices. Same rule as is_matrix() in gpt2.c.
 static int decays(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
 
-// Start of rank r's shard; N <= INT_MAX (checked), so N * r fits in 64 bits.
-static size_t shard_start(size_t N, int r, int W) { return (size_t)((uint64_t)N * (uint64_t)r / (uint64_t)W); }
+// This rank's part of the chunk starting at c0: [*a, *a + *len) in the flat buffer.
+static void my_part(size_t total, size_t c0, size_t *a, size_t *len) {
+    size_t n = total - c0 < CHUNK ? total - c0 : CHUNK;
+    int r = g.info.rank, W = g.info.world_size;
+    *a = c0 + part_start(n, r, W);
+    *len = part_start(n, r + 1, W) - part_start(n, r, W);
+}
 
 llm_status llm_zero_create(llm_zero **out, llm_model *m) {
     if (!out || !m) return llm_fail(LLM_EINVAL, "zero: NULL argument");
     *out = NULL;
     LLM_TRY(need_init());
     LLM_TRY(host_fp32(m));
-    int W = g.info.world_size, r = g.info.rank;
-    if (m->total > (size_t)INT_MAX)
-        return llm_fail(LLM_EUNSUPPORTED, "ZeRO-1 over MPI supports up to %d parameters, the model has %zu", INT_MAX,
-                        m->total);
     llm_zero *z = calloc(1, sizeof *z);
     if (!z) return llm_fail(LLM_ENOMEM, "out of memory (ZeRO-1 state)");
     z->model = m;
-    z->counts = malloc((size_t)W * sizeof(int));
-    z->displs = malloc((size_t)W * sizeof(int));
-    if (!z->counts || !z->displs) {
-        llm_zero_free(z);
-        return llm_fail(LLM_ENOMEM, "out of memory (ZeRO-1 state)");
-    }
-    for (int k = 0; k < W; k++) {
-        size_t a = shard_start(m->total, k, W), b = shard_start(m->total, k + 1, W);
-        z->displs[k] = (int)a;
-        z->counts[k] = (int)(b - a);
-    }
-    z->lo = shard_start(m->total, r, W);
-    z->hi = shard_start(m->total, r + 1, W);
-    llm_status s = m->ops->alloc((void **)&z->recv, (z->hi - z->lo + 1) * sizeof(float));
-    if (s != LLM_OK) {
-        llm_zero_free(z);
-        return s;
+    for (size_t c0 = 0; c0 < m->total; c0 += CHUNK) {
+        size_t a, len;
+        my_part(m->total, c0, &a, &len);
+        z->n += len;
     }
     *out = z;
     return LLM_OK;
@@ -380,18 +412,22 @@ llm_status llm_zero_create(llm_zero **out, llm_model *m) {
 
 void llm_zero_free(llm_zero *z) {
     if (!z) return;
-    const llm_ops *ops = z->model->ops;
-    ops->free(z->m);
-    ops->free(z->v);
-    ops->free(z->recv);
-    free(z->counts);
-    free(z->displs);
+    z->model->ops->free(z->m);
+    z->model->ops->free(z->v);
     free(z);
 }
 
-void llm_zero_shard(const llm_zero *z, size_t *lo, size_t *hi) {
-    if (lo) *lo = z ? z->lo : 0;
-    if (hi) *hi = z ? z->hi : 0;
+size_t llm_zero_parts(const llm_zero *z, size_t *starts, size_t *lens, size_t max) {
+    size_t k = 0;
+    for (size_t c0 = 0; z && c0 < z->model->total; c0 += CHUNK, k++) {
+        size_t a, len;
+        my_part(z->model->total, c0, &a, &len);
+        if (k < max) {
+            if (starts) starts[k] = a;
+            if (lens) lens[k] = len;
+        }
+    }
+    return k;
 }
 
 // Moments of the shard: taken from the model's full buffers when it holds some (a loaded
@@ -399,14 +435,19 @@ void llm_zero_shard(const llm_zero *z, size_t *lo, size_t *hi) {
 static llm_status zero_moments(llm_zero *z) {
     llm_model *m = z->model;
     const llm_ops *ops = m->ops;
-    size_t n = z->hi - z->lo;
     if (!z->m) {
-        LLM_TRY(ops->alloc((void **)&z->m, (n + 1) * sizeof(float)));
-        LLM_TRY(ops->alloc((void **)&z->v, (n + 1) * sizeof(float)));
+        LLM_TRY(ops->alloc((void **)&z->m, (z->n + 1) * sizeof(float)));
+        LLM_TRY(ops->alloc((void **)&z->v, (z->n + 1) * sizeof(float)));
     }
     if (m->m) {
-        memcpy(z->m, m->m + z->lo, n * sizeof(float));
-        memcpy(z->v, m->v + z->lo, n * sizeof(float));
+        size_t off = 0;
+        for (size_t c0 = 0; c0 < m->total; c0 += CHUNK) {
+            size_t a, len;
+            my_part(m->total, c0, &a, &len);
+            memcpy(z->m + off, m->m + a, len * sizeof(float));
+            memcpy(z->v + off, m->v + a, len * sizeof(float));
+            off += len;
+        }
         ops->free(m->m);
         ops->free(m->v);
         m->m = m->v = NULL;
@@ -427,24 +468,22 @@ llm_status llm_zero_step(llm_zero *z, float lr, float beta1, float beta2, float 
         return llm_fail(LLM_EINVAL, "eps and weight_decay must be >= 0, got %g and %g", eps, weight_decay);
     LLM_TRY(zero_moments(z));
     const llm_ops *ops = m->ops;
-    size_t lo = z->lo, n = z->hi - z->lo;
+    const size_t N = m->total;
     float *grads = (float *)m->grads, *params = (float *)m->params; // device hook: NCCL on CUDA
 
-    // 1. this rank's shard of the mean gradient
-#ifdef LLMPY_HAVE_MPI
-    if (active()) {
-        LLM_TRY(mpi_ok(MPI_Reduce_scatter(grads, z->recv, z->counts, MPI_FLOAT, MPI_SUM, g.comm),
-                       "MPI_Reduce_scatter"));
-        const float W = (float)g.info.world_size;
-        float *dst = grads + lo;
-        const float *src = z->recv;
-#pragma omp parallel for
-        for (long long i = 0; i < (long long)n; i++) dst[i] = src[i] / W;
-    }
-#endif
-    // 2. global norm from the shards, clipping as llm_step (PyTorch's clip_grad_norm_)
+    // 1. this rank's shard of the mean gradient, and its squared norm
     double sq = 0.0;
-    if (n) LLM_TRY(ops->norm_squared(&sq, grads + lo, n));
+    for (size_t c0 = 0; c0 < N; c0 += CHUNK) {
+        size_t a, len;
+        my_part(N, c0, &a, &len);
+#ifdef LLMPY_HAVE_MPI
+        if (active()) LLM_TRY(reduce_scatter_mean(grads + c0, N - c0 < CHUNK ? N - c0 : CHUNK));
+#endif
+        double part = 0.0;
+        if (len) LLM_TRY(ops->norm_squared(&part, grads + a, len));
+        sq += part;
+    }
+    // 2. the global norm, clipping as llm_step (PyTorch's clip_grad_norm_)
     LLM_TRY(llm_dist_all_reduce_sum_f64(&sq, 1));
     float gnorm = (float)sqrt(sq);
     float scale = 1.0f;
@@ -452,24 +491,32 @@ llm_status llm_zero_step(llm_zero *z, float lr, float beta1, float beta2, float 
         float c = grad_clip / (gnorm + 1e-6f);
         scale = c < 1.0f ? c : 1.0f;
     }
-    // 3. AdamW on the shard, tensor by tensor (weight decay differs between tensors).
-    // With the CUDA backend's signature this call also takes the fp32 master weights and a seed.
+    // 3. AdamW on the shard, tensor by tensor (weight decay differs between tensors); then every
+    // rank gets every part of the updated parameters.
+    // With the CUDA backend's signature adamw_update also takes the fp32 master weights and a seed.
     m->t++;
-    for (int i = 0; i < LLM_NUM_TENSORS; i++) {
-        size_t a = m->offsets[i], b = m->offsets[i] + m->sizes[i];
-        if (a < lo) a = lo;
-        if (b > z->hi) b = z->hi;
-        if (a >= b) continue;
-        LLM_TRY(ops->adamw_update(params + a, grads + a, z->m + (a - lo), z->v + (a - lo), b - a, lr, beta1, beta2,
-                                  eps, decays(i) ? weight_decay : 0.0f, scale, m->t));
-    }
-    // 4. every rank gets every shard of the updated parameters
+    size_t off = 0;
+    for (size_t c0 = 0; c0 < N; c0 += CHUNK) {
+        size_t a, len;
+        my_part(N, c0, &a, &len);
+        for (int i = 0; i < LLM_NUM_TENSORS; i++) {
+            size_t lo = m->offsets[i] > a ? m->offsets[i] : a;
+            size_t hi = m->offsets[i] + m->sizes[i] < a + len ? m->offsets[i] + m->sizes[i] : a + len;
+            if (lo >= hi) continue;
+            size_t k = off + (lo - a);
+            LLM_TRY(ops->adamw_update(params + lo, grads + lo, z->m + k, z->v + k, hi - lo, lr, beta1, beta2, eps,
+                                      decays(i) ? weight_decay : 0.0f, scale, m->t));
+        }
+        off += len;
 #ifdef LLMPY_HAVE_MPI
-    if (active())
-        LLM_TRY(mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params, z->counts, z->displs, MPI_FLOAT,
-                                      g.comm),
-                       "MPI_Allgatherv"));
+        if (active()) {
+            chunk_layout(N - c0 < CHUNK ? N - c0 : CHUNK);
+            LLM_TRY(mpi_ok(MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, params + c0, g.counts, g.displs,
+                                          MPI_FLOAT, g.comm),
+                           "MPI_Allgatherv"));
+        }
 #endif
+    }
     if (norm) *norm = gnorm;
     return LLM_OK;
 }
@@ -483,7 +530,6 @@ llm_status llm_zero_save_state(llm_zero *z, const char *path, const char *json) 
     // the model's own state is the full state
     if (!z->m || m->m) return root ? llm_model_save_state(m, path, json) : LLM_OK;
     const llm_ops *ops = m->ops;
-    size_t n = z->hi - z->lo;
     float *mm = NULL, *vv = NULL;
     llm_status s = LLM_OK;
     if (root) {
@@ -496,18 +542,28 @@ llm_status llm_zero_save_state(llm_zero *z, const char *path, const char *json) 
     if (s == LLM_OK && s2 != LLM_OK) s = s2;
     if (s == LLM_OK && failed > 0)
         s = llm_fail(LLM_ENOMEM, "rank 0 could not allocate the full optimizer state for %s", path);
-    if (s == LLM_OK && !active()) { // one rank: the shard is everything
-        memcpy(mm, z->m, n * sizeof(float));
-        memcpy(vv, z->v, n * sizeof(float));
-    }
+    size_t off = 0;
+    for (size_t c0 = 0; s == LLM_OK && c0 < m->total; c0 += CHUNK) {
+        size_t a, len;
+        my_part(m->total, c0, &a, &len);
+        if (!active()) { // one rank: its part is the chunk
+            memcpy(mm + a, z->m + off, len * sizeof(float));
+            memcpy(vv + a, z->v + off, len * sizeof(float));
+        }
 #ifdef LLMPY_HAVE_MPI
-    if (s == LLM_OK && active()) {
-        s = mpi_ok(MPI_Gatherv(z->m, (int)n, MPI_FLOAT, mm, z->counts, z->displs, MPI_FLOAT, 0, g.comm), "MPI_Gatherv");
-        if (s == LLM_OK)
-            s = mpi_ok(MPI_Gatherv(z->v, (int)n, MPI_FLOAT, vv, z->counts, z->displs, MPI_FLOAT, 0, g.comm),
+        if (active()) {
+            chunk_layout(m->total - c0 < CHUNK ? m->total - c0 : CHUNK);
+            s = mpi_ok(MPI_Gatherv(z->m + off, (int)len, MPI_FLOAT, root ? mm + c0 : NULL, g.counts, g.displs,
+                                   MPI_FLOAT, 0, g.comm),
                        "MPI_Gatherv");
-    }
+            if (s == LLM_OK)
+                s = mpi_ok(MPI_Gatherv(z->v + off, (int)len, MPI_FLOAT, root ? vv + c0 : NULL, g.counts, g.displs,
+                                       MPI_FLOAT, 0, g.comm),
+                           "MPI_Gatherv");
+        }
 #endif
+        off += len;
+    }
     if (s == LLM_OK && root) {
         m->m = mm; // lent to the file writer, taken back below
         m->v = vv;

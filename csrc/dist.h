@@ -81,14 +81,17 @@ llm_status llm_dist_all_reduce_grads(llm_model *m);
 
 typedef struct llm_zero llm_zero;
 
-// Rank r owns the elements [lo_r, hi_r) of the flat parameter buffer: lo_r = floor(r*N/W).
+// The shard: the flat parameter buffer is cut into chunks of 2^22 floats (every collective
+// moves one chunk) and rank r owns [c0 + n*r/W, c0 + n*(r+1)/W) of each chunk [c0, c0 + n).
 llm_status llm_zero_create(llm_zero **out, llm_model *m);
 void llm_zero_free(llm_zero *z);
-void llm_zero_shard(const llm_zero *z, size_t *lo, size_t *hi);
+// This rank's parts of the flat buffer: writes up to max (start, length) pairs (either array may
+// be NULL) and returns how many there are.
+size_t llm_zero_parts(const llm_zero *z, size_t *starts, size_t *lens, size_t max);
 // Collective. One AdamW step of the data-parallel model, the same arguments and result as
 // llm_step(): reduce-scatter (mean) of the gradients, the global gradient norm, clipping,
-// AdamW on this rank's shard, all-gather of the parameters. After it, this rank's slice of the
-// gradients holds the averaged gradients (the rest holds this rank's own). If the model holds
+// AdamW on this rank's shard, all-gather of the parameters. After it, this rank's parts of the
+// gradients hold the averaged gradients (the rest is scratch). If the model holds
 // full moments (llm_model_load_state after a checkpoint), this rank's shard is taken from them
 // and the full buffers are released.
 llm_status llm_zero_step(llm_zero *z, float lr, float beta1, float beta2, float eps, float weight_decay,

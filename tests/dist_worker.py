@@ -39,6 +39,8 @@ def main() -> int:
     p.add_argument("--accum", type=int, default=1)
     p.add_argument("--zero", type=int, default=0)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-embd", type=int, default=CFG["n_embd"])
+    p.add_argument("--vocab", type=int, default=CFG["vocab_size"], help="> 4M parameters: several ZeRO chunks")
     p.add_argument("--save-at", type=int, default=0, help="write ckpt.bin/.state after this step")
     p.add_argument("--resume", default=None, help="checkpoint stem to start from")
     p.add_argument("--fail", choices=["raise", "kill", "config"], default=None)
@@ -46,9 +48,9 @@ def main() -> int:
 
     llmpy.set_num_threads(1)
     r, W = dist.rank, dist.world_size
-    cfg = dict(CFG)
+    cfg = dict(CFG, n_embd=a.n_embd, vocab_size=a.vocab)
     if a.fail == "config" and r == 1:
-        cfg["n_embd"] = 48
+        cfg["n_embd"] += 16
     if a.resume:
         model = GPT2.from_checkpoint(a.resume + ".bin")
         model.load_state(a.resume + ".state")
@@ -63,7 +65,7 @@ def main() -> int:
             if a.fail == "raise":
                 raise RuntimeError("rank 1 fails on purpose")
             os.kill(os.getpid(), signal.SIGKILL)
-        rows = np.random.default_rng([7, step]).integers(0, CFG["vocab_size"], size=(A * W * B, T + 1))
+        rows = np.random.default_rng([7, step]).integers(0, a.vocab, size=(A * W * B, T + 1))
         model.zero_grad()
         loss = 0.0
         for k in range(A):
@@ -81,9 +83,10 @@ def main() -> int:
     n = model.num_parameters
     V, C, Vp = cfg["vocab_size"], cfg["n_embd"], model._m.config["padded_vocab_size"]
     internal = np.arange(n) + np.where(np.arange(n) < V * C, 0, (Vp - V) * C)
-    lo, hi = model._zero.shard if model._zero is not None else (0, internal[-1] + 1)
+    parts = model._zero.shard if model._zero is not None else [(0, internal[-1] + 1)]
+    mine = np.logical_or.reduce([(internal >= lo) & (internal < hi) for lo, hi in parts])
     np.savez(os.path.join(a.out, f"rank{r}.npz"), params=flat(model.parameters()), grads=flat(model.gradients()),
-             mean_grads=(internal >= lo) & (internal < hi), losses=np.array(losses), norms=np.array(norms), world=W)
+             mean_grads=mine, losses=np.array(losses), norms=np.array(norms), world=W)
     dist.barrier()
     dist.finalize()
     return 0
