@@ -1,8 +1,8 @@
 /*
  * dist.c — data-parallel training across processes (see dist.h): the MPI bootstrap from the
- * launcher's environment, gradient averaging with MPI_Allreduce on the CPU, ZeRO-1, a bounded
- * shutdown; and, in a build without MPI, stubs that run one process and refuse a launch with
- * several ranks.
+ * launcher's environment, gradient averaging over MPI on the CPU (reduce-scatter + all-gather,
+ * a 16 MB chunk at a time), ZeRO-1, a bounded shutdown; and, in a build without MPI, stubs that
+ * run one process and refuse a launch with several ranks.
  *
  * Layout: launcher environment | the process group (init, finalize, abort) | host collectives |
  * the model across ranks | ZeRO-1.

@@ -7,7 +7,8 @@ rows; micro-step k of rank r takes rows ``[(k * world_size + r) * B, ... + B)`` 
 the rank-aware DataLoader — so 1 rank accumulating 2 micro-batches sees what 2 ranks see.
 
 Modes (``--fail``): ``raise`` makes rank 1 raise at step 2; ``kill`` makes rank 1 SIGKILL itself
-at step 2; ``config`` gives rank 1 another model width. Used to check that the job then ends.
+at step 2; ``exit`` makes rank 1 exit with status 0 at step 2; ``config`` gives rank 1 another
+model width. Used to check that the job then ends.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def main() -> int:
     p.add_argument("--vocab", type=int, default=CFG["vocab_size"], help="> 4M parameters: several ZeRO chunks")
     p.add_argument("--save-at", type=int, default=0, help="write ckpt.bin/.state after this step")
     p.add_argument("--resume", default=None, help="checkpoint stem to start from")
-    p.add_argument("--fail", choices=["raise", "kill", "config"], default=None)
+    p.add_argument("--fail", choices=["raise", "kill", "config", "exit"], default=None)
     a = p.parse_args()
 
     llmpy.set_num_threads(1)
@@ -64,6 +65,8 @@ def main() -> int:
         if a.fail and step == 2 and r == 1:
             if a.fail == "raise":
                 raise RuntimeError("rank 1 fails on purpose")
+            if a.fail == "exit":  # a clean exit while rank 0 waits in a collective
+                sys.exit(0)
             os.kill(os.getpid(), signal.SIGKILL)
         rows = np.random.default_rng([7, step]).integers(0, a.vocab, size=(A * W * B, T + 1))
         model.zero_grad()

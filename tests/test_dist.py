@@ -281,8 +281,9 @@ def test_binary_two_ranks_equal_one_rank(env):
 
 
 @needs_mpi
-@pytest.mark.parametrize("fail", ["raise", "kill", "config"])
-def test_failing_rank_ends_the_job(env, fail):
+@pytest.mark.parametrize("fail", ["raise", "kill", "config", "exit"])
+def test_failing_rank_ends_the_job(env, fail, monkeypatch):
+    monkeypatch.setenv("LLMPY_DIST_SHUTDOWN_TIMEOUT", "5")  # "exit": how long rank 1 waits for rank 0
     t0 = time.monotonic()
     res = subprocess.run([*mpirun(2), sys.executable, str(WORKER), "--out", str(env), "--steps", "5", "--fail", fail],
                          capture_output=True, text=True, timeout=120)
@@ -294,6 +295,8 @@ def test_failing_rank_ends_the_job(env, fail):
         assert "the ranks disagree on the model" in res.stderr
     if fail == "raise":
         assert "rank 1 fails on purpose" in res.stderr
+    if fail == "exit":
+        assert "did not reach the end within 5 s" in res.stderr
     assert not (env / "rank0.npz").exists()  # rank 0 did not finish on its own
 
 
