@@ -270,7 +270,7 @@ class Run:
                        f"{B} x {T} x {W} = {B * T * W}")
         self.accum = total // (B * T * W)
         # every rank must run the same command: compare with rank 0's flags
-        mine = {k: v for k, v in vars(a).items()}
+        mine = dict(vars(a))
         ref = dist.broadcast_object(mine)
         if ref != mine:
             diff = sorted(k for k in mine if mine[k] != ref.get(k))
