@@ -145,6 +145,9 @@ def test_distribute_rejects_bad_zero_stage():
     m = GPT2(GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=16, block_size=8))
     with pytest.raises(ValueError, match="zero_stage must be 0 or 1"):
         m.distribute(zero_stage=3)
+    assert m.distribute(zero_stage=1) is m and m.distribute(zero_stage=1) is m
+    with pytest.raises(ValueError, match="already distributed with zero_stage=1"):
+        m.distribute(zero_stage=0)
 
 
 # ----------------------------------------------------------------------------

@@ -195,6 +195,10 @@ class GPT2:
 
         if zero_stage not in (0, 1):
             raise ValueError(f"zero_stage must be 0 or 1, got {zero_stage}")
+        if self._distributed:  # again: keep the ZeRO-1 moments, refuse a change of stage
+            if zero_stage != self.zero_stage:
+                raise ValueError(f"the model is already distributed with zero_stage={self.zero_stage}")
+            return self
         dist.init()
         _C.dist.setup_model(self._m, int(zero_stage))
         self._zero = _C.dist.Zero(self._m) if zero_stage == 1 else None
