@@ -26,6 +26,7 @@ void llmpy_register_model(py::module_ &m);     // bindings_model.cpp
 void llmpy_register_ops(py::module_ &m, const llm_ops *be); // bindings_ops.cpp
 void llmpy_register_data(py::module_ &m);      // bindings_data.cpp
 void llmpy_register_tokenizer(py::module_ &m); // bindings_tokenizer.cpp
+void llmpy_register_dist(py::module_ &m);      // bindings_dist.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -82,4 +83,6 @@ PYBIND11_MODULE(_C, mod) {
     llmpy_register_data(data);
     py::module_ tok = mod.def_submodule("tokenizer", "BPE training hot loop and token decoding");
     llmpy_register_tokenizer(tok);
+    py::module_ dist = mod.def_submodule("dist", "data parallelism: MPI process group, gradient averaging, ZeRO-1");
+    llmpy_register_dist(dist);
 }

@@ -38,4 +38,13 @@ template <typename F> llm_status llmpy_nogil(F &&f) {
     return f();
 }
 
+// The Python handle of a model (llmpy._C.Model), shared by the binding files that take one.
+struct Model {
+    llm_model *m = nullptr;
+    explicit Model(llm_model *p) : m(p) {}
+    Model(const Model &) = delete;
+    Model &operator=(const Model &) = delete;
+    ~Model() { llm_model_free(m); }
+};
+
 #endif // LLMPY_BINDINGS_H

@@ -21,13 +21,7 @@ namespace py = pybind11;
 
 namespace {
 
-struct Model {
-    llm_model *m = nullptr;
-    explicit Model(llm_model *p) : m(p) {}
-    Model(const Model &) = delete;
-    Model &operator=(const Model &) = delete;
-    ~Model() { llm_model_free(m); }
-};
+// struct Model (the handle): bindings.h, shared with bindings_dist.cpp
 
 void check_tokens(const py::array &a, const char *what) {
     if (a.ndim() != 2) throw py::value_error(std::string(what) + " must be a 2-D (B, T) array");

@@ -8,6 +8,11 @@
  *   train_gpt2 --init-from model.bin --data 'dir/tiny_shakespeare_train.bin' --out-dir run \
  *              --batch-size 8 --seq-len 128 --max-steps 100 --lr 1e-3 [--tokenizer gpt2_tokenizer.bin]
  *
+ * Data parallel: `mpirun -np N train_gpt2 ...` runs N ranks (csrc/dist.h): each reads its slice
+ * of every global batch (--batch-size is per rank), gradients are averaged over the ranks
+ * (--zero-stage 1 shards the AdamW moments), only rank 0 prints and writes files; an error on any
+ * rank aborts the whole job.
+ *
  * `train_gpt2 --help` lists every flag. Only this file may exit(); the library returns statuses.
  */
 #include <errno.h>
@@ -21,6 +26,7 @@
 
 #include "dataloader.h"
 #include "hellaswag.h"
+#include "dist.h"
 #include "llmpy.h"
 #include "tokenizer.h"
 
@@ -32,7 +38,7 @@ typedef struct options {
     const char *hellaswag; // llm.c eval file (python -m llmpy.hellaswag --write-eval-file)
     int hellaswag_every;
     int batch_size, seq_len, total_batch_size, max_steps, warmup_steps, shuffle, eval_every, val_steps;
-    int sample_every, sample_tokens, checkpoint_every, keep_checkpoints, threads;
+    int sample_every, sample_tokens, checkpoint_every, keep_checkpoints, threads, zero_stage;
     double lr, min_lr_frac; // the schedule is computed in double, as in Python
     float beta1, beta2, weight_decay, grad_clip;
     unsigned long long seed;
@@ -46,14 +52,16 @@ static void usage(FILE *f) {
             "  --tokenizer PATH        llm.c tokenizer file, for samples (default: no samples)\n"
             "  --out-dir DIR           checkpoints and log (default: run)\n"
             "  --resume latest|PATH    continue from the newest checkpoint in --out-dir, or PATH (.bin/.state)\n"
-            "  --batch-size B (8) --seq-len T (128) --total-batch-size TOKENS (B*T; gradient accumulation)\n"
+            "  --batch-size B (8, per rank) --seq-len T (128)\n"
+            "  --total-batch-size TOKENS (B*T*ranks; more: gradient accumulation)\n"
             "  --max-steps N (300) --lr LR (2e-3) --warmup-steps N (20) --lr-schedule cosine|linear|constant\n"
             "  --min-lr-frac F (0.1) --beta1 (0.9) --beta2 (0.95) --weight-decay (0.1) --grad-clip (1.0; 0 off)\n"
             "  --seed S (1337) --shuffle | --no-shuffle --threads N (0: all cores)\n"
             "  --eval-every N (50) --val-steps N (10) --sample-every N (100) --sample-tokens N (64)\n"
             "  --checkpoint-every N (100) --keep-checkpoints K (3; 0 all) --log-file PATH (OUT/log.jsonl)\n"
             "  --hellaswag FILE.bin    HellaSwag eval file (python -m llmpy.hellaswag --write-eval-file)\n"
-            "  --hellaswag-every N (0: off) steps between HellaSwag evaluations (and at the end)\n");
+            "  --hellaswag-every N (0: off) steps between HellaSwag evaluations (and at the end)\n"
+            "  --zero-stage 0|1 (0; 1: AdamW moments sharded across the ranks of mpirun -np N, ZeRO-1)\n");
 }
 
 static int parse_options(int argc, char **argv, options *o) {
@@ -81,7 +89,7 @@ static int parse_options(int argc, char **argv, options *o) {
         INT("--max-steps", max_steps) INT("--warmup-steps", warmup_steps) INT("--eval-every", eval_every)
         INT("--val-steps", val_steps) INT("--sample-every", sample_every) INT("--sample-tokens", sample_tokens)
         INT("--checkpoint-every", checkpoint_every) INT("--keep-checkpoints", keep_checkpoints)
-        INT("--threads", threads)
+        INT("--threads", threads) INT("--zero-stage", zero_stage)
         FLT("--lr", lr) FLT("--min-lr-frac", min_lr_frac) FLT("--beta1", beta1) FLT("--beta2", beta2)
         FLT("--weight-decay", weight_decay) FLT("--grad-clip", grad_clip)
         if (!strcmp(k, "--seed")) { o->seed = strtoull(v, &end, 10); goto check; }
@@ -131,7 +139,9 @@ static int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
-static llm_status save_checkpoint(llm_model *m, const options *o, int step, llm_dataloader *dl, uint64_t rng) {
+// Collective with several ranks (ZeRO-1 gathers the moments); rank 0 writes.
+static llm_status save_checkpoint(llm_model *m, llm_zero *zero, int main_rank, const options *o, int step,
+                                  llm_dataloader *dl, uint64_t rng) {
     char model_path[4096], state_path[4096], json[1024];
     ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
     ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
@@ -140,9 +150,10 @@ static llm_status save_checkpoint(llm_model *m, const options *o, int step, llm_
              "{\"binary\": 1, \"step\": %d, \"epoch\": %lld, \"shard\": %lld, \"batch\": %lld, "
              "\"sample_rng\": %llu}",
              step, (long long)pos.epoch, (long long)pos.shard, (long long)pos.batch, (unsigned long long)rng);
-    llm_status s = llm_model_save(m, model_path);
-    if (s == LLM_OK) s = llm_model_save_state(m, state_path, json);
-    if (s != LLM_OK || o->keep_checkpoints <= 0) return s;
+    llm_status s = main_rank ? llm_model_save(m, model_path) : LLM_OK;
+    if (s == LLM_OK && zero) s = llm_zero_save_state(zero, state_path, json);
+    else if (s == LLM_OK && main_rank) s = llm_model_save_state(m, state_path, json);
+    if (s != LLM_OK || o->keep_checkpoints <= 0 || !main_rank) return s;
     // keep the newest K: checkpoints are written every checkpoint_every steps (and at the end)
     for (int old = step - 1, kept = 1; old > 0; old--) {
         ckpt_path(state_path, sizeof state_path, o->out_dir, old, "state");
@@ -236,19 +247,31 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-#define DIE(...) do { fprintf(stderr, "error: " __VA_ARGS__); fputc('\n', stderr); return 1; } while (0)
+// With several ranks an error must end them all (the others may wait in a collective).
+static int fail_code(void) {
+    if (llm_dist_get().world_size > 1) llm_dist_abort(1);
+    return 1;
+}
+#define DIE(...) do { fprintf(stderr, "error: " __VA_ARGS__); fputc('\n', stderr); return fail_code(); } while (0)
 #define CHECK(call) do { if ((call) != LLM_OK) DIE("%s", llm_last_error()); } while (0)
 
 int main(int argc, char **argv) {
     options o;
     if (!parse_options(argc, argv, &o)) return 2;
+    llm_dist_info dist;
+    CHECK(llm_dist_init(&dist));
+    const int main_rank = dist.rank == 0, W = dist.world_size;
+    if (!main_rank) { // only rank 0 talks; errors still reach stderr
+        if (!freopen("/dev/null", "w", stdout)) DIE("cannot silence stdout of rank %d", dist.rank);
+    }
+    if (o.zero_stage != 0 && o.zero_stage != 1) DIE("--zero-stage must be 0 or 1");
     if (!o.data) { usage(stderr); DIE("--data is required"); }
     if (!o.init_from && !o.resume) DIE("--init-from MODEL.bin (or --resume) is required");
     if (o.batch_size < 1 || o.seq_len < 1 || o.max_steps < 1 || o.val_steps < 1) DIE("sizes must be >= 1");
-    int tokens_per_micro = o.batch_size * o.seq_len;
+    int tokens_per_micro = o.batch_size * o.seq_len * W; // over all ranks
     int total = o.total_batch_size ? o.total_batch_size : tokens_per_micro;
     if (total % tokens_per_micro)
-        DIE("--total-batch-size %d is not a multiple of batch-size x seq-len = %d", total, tokens_per_micro);
+        DIE("--total-batch-size %d is not a multiple of batch-size x seq-len x ranks = %d", total, tokens_per_micro);
     int accum = total / tokens_per_micro;
     if (strcmp(o.lr_schedule, "cosine") && strcmp(o.lr_schedule, "linear") && strcmp(o.lr_schedule, "constant"))
         DIE("--lr-schedule must be cosine, linear or constant");
@@ -279,6 +302,10 @@ int main(int argc, char **argv) {
     } else {
         CHECK(llm_model_load(&m, o.init_from, "cpu", NULL));
     }
+    // every rank: the same model (checked), rank 0's parameters
+    CHECK(llm_dist_setup_model(m, o.zero_stage));
+    llm_zero *zero = NULL;
+    if (o.zero_stage == 1) CHECK(llm_zero_create(&zero, m));
     llm_config cfg = llm_model_config(m);
     if (o.seq_len > cfg.block_size) DIE("--seq-len %d exceeds the model's block size %d", o.seq_len, cfg.block_size);
 
@@ -293,8 +320,8 @@ int main(int argc, char **argv) {
         o.val_data = val_glob;
     }
     llm_dataloader *train = NULL, *val = NULL;
-    CHECK(llm_dataloader_open(&train, &o.data, 1, o.batch_size, o.seq_len, 0, 1, o.shuffle, o.seed));
-    CHECK(llm_dataloader_open(&val, &o.val_data, 1, o.batch_size, o.seq_len, 0, 1, 0, 0));
+    CHECK(llm_dataloader_open(&train, &o.data, 1, o.batch_size, o.seq_len, dist.rank, W, o.shuffle, o.seed));
+    CHECK(llm_dataloader_open(&val, &o.val_data, 1, o.batch_size, o.seq_len, dist.rank, W, 0, 0));
     uint64_t rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
     if (json) {
         long long e, s, b, r;
@@ -317,7 +344,7 @@ int main(int argc, char **argv) {
     char log_path[4096];
     if (o.log_file) snprintf(log_path, sizeof log_path, "%s", o.log_file);
     else snprintf(log_path, sizeof log_path, "%s/log.jsonl", o.out_dir);
-    if (step > 0) {
+    if (step > 0 && main_rank) {
         FILE *in = fopen(log_path, "r");
         char tmp_path[4200];
         snprintf(tmp_path, sizeof tmp_path, "%s.tmp", log_path);
@@ -331,21 +358,27 @@ int main(int argc, char **argv) {
         if (outf) fclose(outf);
         if (outf) rename(tmp_path, log_path);
     }
-    FILE *logf = fopen(log_path, step > 0 ? "a" : "w");
+    FILE *logf = fopen(main_rank ? log_path : "/dev/null", step > 0 ? "a" : "w");
     if (!logf) DIE("cannot write %s: %s", log_path, strerror(errno));
 
     size_t BT = (size_t)o.batch_size * o.seq_len;
     int32_t *x = malloc(BT * sizeof(int32_t)), *y = malloc(BT * sizeof(int32_t));
     int32_t *sbuf = malloc(((size_t)o.sample_tokens + 1) * sizeof(int32_t));
     if (!x || !y || !sbuf) DIE("out of memory");
-    printf("train_gpt2 | threads %d | model L=%d NH=%d C=%d V=%d | %lld parameters\n", llm_get_num_threads(),
-           cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, (long long)llm_model_num_parameters(m));
-    printf("batch: %d x %d tokens x %d accumulation = %d tokens/step; %d steps\n", o.batch_size, o.seq_len, accum,
-           total, o.max_steps);
+    printf("train_gpt2 | threads %d | ranks %d%s | model L=%d NH=%d C=%d V=%d | %lld parameters\n",
+           llm_get_num_threads(), W, zero ? " (ZeRO-1)" : "", cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size,
+           (long long)llm_model_num_parameters(m));
+    printf("batch: %d x %d tokens x %d accumulation x %d ranks = %d tokens/step; %d steps\n", o.batch_size,
+           o.seq_len, accum, W, total, o.max_steps);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    while (step < o.max_steps && !stop_signal) {
+    for (;;) {
+        // stop together: a signal on any rank stops every rank at the same step
+        double stop = stop_signal != 0;
+        CHECK(llm_dist_all_reduce_sum_f64(&stop, 1));
+        if (stop > 0 && !stop_signal) stop_signal = SIGTERM;
+        if (step >= o.max_steps || stop > 0) break;
         double t0 = now();
         double lr = lr_at(&o, step);
         CHECK(llm_zero_grad(m));
@@ -357,13 +390,20 @@ int main(int argc, char **argv) {
             CHECK(llm_backward(m, 1.0f / accum));
             loss += (double)l / accum;
         }
+        CHECK(llm_dist_all_reduce_sum_f64(&loss, 1)); // the mean over the ranks, the same everywhere
+        loss /= W;
         if (!isfinite(loss)) {
             fprintf(stderr, "error: loss is %f at step %d: stopping; the last good checkpoint in %s is untouched\n",
                     loss, step + 1, o.out_dir);
-            return 1;
+            return fail_code();
         }
         float norm;
-        CHECK(llm_step(m, (float)lr, o.beta1, o.beta2, 1e-8f, o.weight_decay, o.grad_clip, &norm));
+        if (zero) {
+            CHECK(llm_zero_step(zero, (float)lr, o.beta1, o.beta2, 1e-8f, o.weight_decay, o.grad_clip, &norm));
+        } else {
+            CHECK(llm_dist_all_reduce_grads(m));
+            CHECK(llm_step(m, (float)lr, o.beta1, o.beta2, 1e-8f, o.weight_decay, o.grad_clip, &norm));
+        }
         step++;
         double ms = (now() - t0) * 1000.0, tps = total / (ms / 1000.0);
         // %.17g round-trips a double: the log holds the exact value (as Python's json does)
@@ -383,11 +423,13 @@ int main(int argc, char **argv) {
                 vl += l;
             }
             vl /= o.val_steps;
+            CHECK(llm_dist_all_reduce_sum_f64(&vl, 1));
+            vl /= W;
             fprintf(logf, "{\"step\": %d, \"val_loss\": %.17g}\n", step, vl);
             fflush(logf);
             printf("step %5d | val loss %.4f\n", step, vl);
         }
-        if (hs && (step % o.hellaswag_every == 0 || last)) {
+        if (hs && main_rank && (step % o.hellaswag_every == 0 || last)) {
             llm_hellaswag_result r;
             CHECK(llm_hellaswag_eval(m, hs, LLM_HELLASWAG_MAX_TOKENS, 0, 1, &r, NULL));
             double acc_norm = r.n ? (double)r.correct_norm / (double)r.n : 0.0;
@@ -396,14 +438,14 @@ int main(int argc, char **argv) {
             printf("step %5d | hellaswag acc_norm %.4f (%lld/%lld), acc %.4f\n", step, acc_norm,
                    (long long)r.correct_norm, (long long)r.n, r.n ? (double)r.correct / (double)r.n : 0.0);
         }
-        if (tok && o.sample_every && (step % o.sample_every == 0 || last))
+        if (tok && main_rank && o.sample_every && (step % o.sample_every == 0 || last))
             print_sample(m, tok, o.sample_tokens, sbuf, cfg.block_size, &rng);
         if (o.checkpoint_every && (step % o.checkpoint_every == 0 || last))
-            CHECK(save_checkpoint(m, &o, step, train, rng));
+            CHECK(save_checkpoint(m, zero, main_rank, &o, step, train, rng));
         fflush(stdout);
     }
     if (stop_signal) {
-        CHECK(save_checkpoint(m, &o, step, train, rng));
+        CHECK(save_checkpoint(m, zero, main_rank, &o, step, train, rng));
         printf("%s: saved a checkpoint of step %d in %s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step,
                o.out_dir);
     }
@@ -416,6 +458,9 @@ int main(int argc, char **argv) {
     llm_hellaswag_free(hs);
     llm_dataloader_free(train);
     llm_dataloader_free(val);
+    llm_zero_free(zero);
     llm_model_free(m);
+    CHECK(llm_dist_barrier()); // rank 0 may still be sampling; then leave together
+    CHECK(llm_dist_finalize(30.0));
     return 0;
 }

@@ -66,6 +66,12 @@ def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
     return a
 
 
+def _is_main() -> bool:
+    from . import dist
+
+    return dist.is_main
+
+
 class GPT2:
     """GPT-2 with its parameters, gradients, activations and AdamW state held by the C engine.
 
@@ -99,6 +105,8 @@ class GPT2:
             module, dev = _backend(device)
             _handle = module.Model.create(**asdict(config), device=dev, seed=int(seed), precision=precision)
         self._m = _handle
+        self._distributed = False  # set by distribute()
+        self._zero = None  # ZeRO-1 state (llmpy._C.dist.Zero) when distribute(zero_stage=1)
         c = _handle.config
         self.config = GPT2Config(c["n_layer"], c["n_head"], c["n_embd"], c["vocab_size"], c["block_size"])
 
@@ -145,17 +153,27 @@ class GPT2:
         save_pretrained(self, directory, dtype=dtype, progress=progress)
 
     def save(self, path: Union[str, PathLike]) -> None:
-        """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename)."""
+        """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename).
+
+        After ``distribute()`` only rank 0 writes (every rank may call it).
+        """
+        if self._distributed and not _is_main():
+            return
         self._m.save(str(path))
 
     def save_state(self, path: Union[str, PathLike], extra: Optional[dict] = None) -> None:
         """Writes the AdamW state (moments, step) and ``extra`` (JSON-serialisable) atomically.
 
         Together with ``save()`` this is everything an exact resume needs; the training loop puts
-        its schedule position, RNG states and data position in ``extra``.
+        its schedule position, RNG states and data position in ``extra``. After ``distribute()``
+        every rank must call it (with ZeRO-1 the moment shards are gathered) and rank 0 writes
+        the full state, which resumes on any number of ranks.
         """
         text = json.dumps(extra if extra is not None else {}, sort_keys=True)
-        self._m.save_state(str(path), text)
+        if self._zero is not None:
+            self._zero.save_state(str(path), text)
+        elif not self._distributed or _is_main():
+            self._m.save_state(str(path), text)
 
     def load_state(self, path: Union[str, PathLike]) -> dict:
         """Restores the AdamW state written by ``save_state()`` and returns its ``extra`` dict."""
@@ -205,7 +223,56 @@ class GPT2:
         clip = 0.0 if grad_clip is None else float(grad_clip)
         if grad_clip is not None and clip <= 0.0:
             raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
-        return self._m.step(float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), clip)
+        args = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), clip)
+        if self._zero is not None:
+            return self._zero.step(*args)
+        if self._distributed:
+            _C.dist.all_reduce_grads(self._m)
+        return self._m.step(*args)
+
+    # -- data parallelism (llmpy.dist) -------------------------------------------
+
+    def distribute(self, zero_stage: int = 0) -> "GPT2":
+        """Makes this model one replica of a data-parallel model (collective: every rank calls it).
+
+        Checks that every rank holds the same model shape and ``zero_stage`` (ValueError naming
+        the rank that differs), copies rank 0's parameters to every rank, and from then on
+        ``step()`` averages the gradients over the ranks before AdamW. With ``zero_stage=1``
+        (ZeRO-1) each rank keeps only its 1/world_size shard of the AdamW moments: ``step()``
+        reduce-scatters the gradients, updates its shard and all-gathers the parameters.
+        ``save()``/``save_state()`` then write on rank 0 only; the state file holds the full
+        moments. With one process this changes nothing. Returns ``self``.
+
+        >>> m = GPT2(cfg).distribute(zero_stage=1)
+        """
+        from . import dist
+
+        if zero_stage not in (0, 1):
+            raise ValueError(f"zero_stage must be 0 or 1, got {zero_stage}")
+        if self._distributed:  # again: keep the ZeRO-1 moments, refuse a change of stage
+            if zero_stage != self.zero_stage:
+                raise ValueError(f"the model is already distributed with zero_stage={self.zero_stage}")
+            return self
+        dist.init()
+        _C.dist.setup_model(self._m, int(zero_stage))
+        self._zero = _C.dist.Zero(self._m) if zero_stage == 1 else None
+        self._distributed = True
+        return self
+
+    def all_reduce_gradients(self) -> None:
+        """Gradients <- their mean over the ranks (collective). ``step()`` already does this after
+        ``distribute()``; calling both is harmless (the mean of equal values is that value)."""
+        from . import dist
+
+        dist.init()
+        _C.dist.all_reduce_grads(self._m)
+
+    @property
+    def zero_stage(self) -> Optional[int]:
+        """None before ``distribute()``, else 0 or 1."""
+        if not self._distributed:
+            return None
+        return 1 if self._zero is not None else 0
 
     def generate(self, prompt, max_new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,
                  num_samples: int = 1, seed: Optional[int] = None,

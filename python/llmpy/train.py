@@ -7,6 +7,12 @@ reproduction on FineWeb; ``--resume latest`` continues a run bit-for-bit.
 
 The loop is policy only (data order, schedule, accumulation, evaluation, checkpoints); every
 forward, backward and AdamW step is the C engine's (``llmpy.GPT2``).
+
+Data parallel: ``mpirun -np N python -m llmpy.train ...`` runs N ranks (``llmpy.dist``). Each
+reads its own slice of every global batch (``--batch-size`` is per rank, so a step sees
+``N x B x T x accumulation`` tokens), gradients are averaged over the ranks (``--zero-stage 1``
+shards the AdamW moments instead), and only rank 0 prints and writes files. Resuming needs the
+run folder on a file system every rank can read.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import checkpoint
+from . import checkpoint, dist
 from .hf import load as load_weights  # an llm.c file, a Hugging Face directory or a hub name
 from .model import GPT2, GPT2Config
 
@@ -95,10 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'tinyshakespeare', or a glob of train shards (e.g. 'dir/fineweb_train_*.bin')")
     g.add_argument("--val-data", default=None,
                    help="glob of val shards (default: --data with 'train' replaced by 'val')")
-    g.add_argument("--batch-size", type=int, default=8, help="micro-batch size B (sequences per forward)")
+    g.add_argument("--batch-size", type=int, default=8, help="micro-batch size B (sequences per forward, per rank)")
     g.add_argument("--seq-len", type=int, default=128, help="sequence length T")
     g.add_argument("--total-batch-size", type=int, default=0,
-                   help="tokens per optimizer step (0: B*T); must be a multiple of B*T (gradient accumulation)")
+                   help="tokens per optimizer step over all ranks (0: B*T*ranks); must be a multiple of "
+                        "B*T*ranks (gradient accumulation)")
     g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="permute shards and sequences every epoch")
     g = p.add_argument_group("optimisation")
@@ -112,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on 2-D tensors")
     g.add_argument("--grad-clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
     g.add_argument("--seed", type=int, default=1337, help="seed of the init, data order and samples")
+    g.add_argument("--zero-stage", type=int, default=0, choices=[0, 1],
+                   help="with several ranks (mpirun): 1 shards the AdamW moments across ranks (ZeRO-1)")
     g = p.add_argument_group("evaluation, checkpoints and logs (every '--...-every' = 0 disables)")
     g.add_argument("--eval-every", type=int, default=50, help="steps between val-loss evaluations")
     g.add_argument("--val-steps", type=int, default=10, help="val batches per evaluation")
@@ -231,8 +240,15 @@ class Run:
 
     def __init__(self, args):
         self.args = args
-        self.say = (lambda msg: print(msg, file=sys.stderr, flush=True)) if args.json else (
-            lambda msg: print(msg, flush=True))
+        info = dist.init()
+        self.rank, self.world = info["rank"], info["world_size"]
+        self.main = self.rank == 0  # only rank 0 prints and writes files
+        if not self.main:
+            self.say = lambda msg: None
+        elif args.json:
+            self.say = lambda msg: print(msg, file=sys.stderr, flush=True)
+        else:
+            self.say = lambda msg: print(msg, flush=True)
         self.stop_signal = None
 
     # -- setup ------------------------------------------------------------------
@@ -255,11 +271,19 @@ class Run:
         self.precision = precision
         if a.threads:
             llmpy.set_num_threads(a.threads)
-        B, T = a.batch_size, a.seq_len
-        total = a.total_batch_size or B * T
-        if total % (B * T):
-            raise Stop(f"--total-batch-size {total} is not a multiple of batch-size x seq-len = {B * T}")
-        self.accum = total // (B * T)
+        B, T, W = a.batch_size, a.seq_len, self.world
+        total = a.total_batch_size or B * T * W
+        if total % (B * T * W):
+            raise Stop(f"--total-batch-size {total} is not a multiple of batch-size x seq-len x ranks = "
+                       f"{B} x {T} x {W} = {B * T * W}")
+        self.accum = total // (B * T * W)
+        # every rank must run the same command: compare with rank 0's flags
+        mine = dict(vars(a))
+        ref = dist.broadcast_object(mine)
+        if ref != mine:
+            diff = sorted(k for k in mine if mine[k] != ref.get(k))
+            raise Stop(f"rank {self.rank} was started with other flags than rank 0 ({', '.join(diff)}); "
+                       f"start every rank with the same command")
         self.enc = gpt2()
 
         # resume or start
@@ -282,19 +306,29 @@ class Run:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             name = a.data if a.data == "tinyshakespeare" else "run"
             self.out_dir = Path(a.out_dir) if a.out_dir else Path("runs") / f"{name}-{stamp}"
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.out_dir = Path(dist.broadcast_object(str(self.out_dir)))  # rank 0's clock names it
+        if self.main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = Path(a.log_file) if a.log_file else self.out_dir / "log.jsonl"
         self.png_path = self.out_dir / "loss.png"
 
+        # one rank per machine prepares the data (download, tokenize) while the others wait
+        first_on_machine = dist.local_rank == 0
+        if not first_on_machine:
+            dist.barrier()
         train_pattern, val_pattern, self.data_name = _data_patterns(a)
-        self.train_loader = DataLoader(train_pattern, B, T, shuffle=a.shuffle, seed=a.seed)
-        self.val_loader = DataLoader(val_pattern, B, T, shuffle=False)
+        if first_on_machine and W > 1:
+            dist.barrier()
+        self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W, shuffle=a.shuffle,
+                                       seed=a.seed)
+        self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
         self.sample_rng = np.random.default_rng([a.seed, 1])
 
         if resume is not None:
             self.model, extra, self.step = resume
             self._restore(extra)
-            self._truncate_log(self.step)
+            if self.main:
+                self._truncate_log(self.step)
             self.say(f"resumed from step {self.step} in {self.out_dir}")
         else:
             self.step = 0
@@ -303,7 +337,10 @@ class Run:
                                   precision=self.precision)
             else:
                 self.model = load_weights(a.init_from, device=self.device)
-            self.log_path.write_text("")
+            if self.main:
+                self.log_path.write_text("")
+        # the same model on every rank (checked), rank 0's parameters, gradients averaged by step()
+        self.model.distribute(zero_stage=a.zero_stage)
         cfg = self.model.config
         if T > cfg.block_size:
             raise Stop(f"--seq-len {T} exceeds the model's block size {cfg.block_size}")
@@ -335,6 +372,15 @@ class Run:
         self.train_loader.load_state_dict(extra["train_loader"])
         self.sample_rng.bit_generator.state = extra["sample_rng"]
 
+    def _stopping(self) -> bool:
+        """A signal reached this rank (or, with several ranks, any rank): stop at this step boundary."""
+        if self.world == 1:
+            return self.stop_signal is not None
+        flags = dist.all_reduce_sum([1.0 if self.stop_signal is not None else 0.0])
+        if flags[0] > 0 and self.stop_signal is None:
+            self.stop_signal = "SIGTERM (another rank)"
+        return flags[0] > 0
+
     def _truncate_log(self, step: int) -> None:
         """Drops log records after ``step`` (a run that crashed after its last checkpoint)."""
         if not self.log_path.exists():
@@ -345,13 +391,15 @@ class Run:
     # -- pieces of the loop -----------------------------------------------------------
 
     def log(self, record: dict) -> None:
+        if not self.main:
+            return
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def evaluate(self) -> float:
         self.val_loader.reset()
         losses = [self.model.forward(*self.val_loader.next_batch()) for _ in range(self.args.val_steps)]
-        return float(np.mean(losses))
+        return dist.all_reduce_mean(float(np.mean(losses)))
 
     def evaluate_hellaswag(self) -> float:
         from . import hellaswag
@@ -364,19 +412,24 @@ class Run:
         return self.enc.decode([int(t) for t in out if t < eot])  # drop EOT (and padding ids)
 
     def save(self) -> Path:
-        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), self.args.keep_checkpoints)
+        """Collective: every rank calls it (ZeRO-1 gathers the moments), rank 0 writes."""
+        keep = self.args.keep_checkpoints if self.main else 0
+        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep)
 
     def banner(self) -> None:
         import llmpy
 
         a, cfg = self.args, self.model.config
-        tokens = a.batch_size * a.seq_len * self.accum
-        self.say(f"llmpy {llmpy.__version__} | device {self.device} | threads {llmpy.get_num_threads()}")
+        tokens = a.batch_size * a.seq_len * self.accum * self.world
+        ranks = f" | {self.world} ranks" + (" (ZeRO-1)" if a.zero_stage else "") if self.world > 1 else ""
+        self.say(f"llmpy {llmpy.__version__} | device {self.device} | threads {llmpy.get_num_threads()}{ranks}")
         self.say(f"model: {cfg.n_layer} layers, {cfg.n_head} heads, {cfg.n_embd} channels, "
                  f"{self.model.num_parameters / 1e6:.2f}M parameters")
         self.say(f"data: {self.data_name}: {self.train_loader.num_tokens:,} train tokens, "
                  f"{self.val_loader.num_tokens:,} val tokens")
-        self.say(f"batch: {a.batch_size} x {a.seq_len} tokens x {self.accum} accumulation = {tokens:,} tokens/step; "
+        per_rank = f" x {self.world} ranks" if self.world > 1 else ""
+        self.say(f"batch: {a.batch_size} x {a.seq_len} tokens x {self.accum} accumulation{per_rank} = {tokens:,} "
+                 f"tokens/step; "
                  f"{a.max_steps} steps, lr {a.lr:g} ({a.lr_schedule}, warmup {a.warmup_steps})")
         self.say(f"output: {self.out_dir}")
 
@@ -385,7 +438,7 @@ class Run:
     def run(self) -> dict:
         a, m = self.args, self.model
         self.banner()
-        tokens_per_step = a.batch_size * a.seq_len * self.accum
+        tokens_per_step = a.batch_size * a.seq_len * self.accum * self.world
         val_loss = None
         last_loss = None
         t_start = time.time()
@@ -399,7 +452,7 @@ class Run:
         for sig in prev:
             signal.signal(sig, on_signal)
         try:
-            while self.step < a.max_steps and self.stop_signal is None:
+            while self.step < a.max_steps and not self._stopping():
                 t0 = time.perf_counter()
                 lr = lr_at(self.step, a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
                 m.zero_grad()
@@ -408,6 +461,7 @@ class Run:
                     x, y = self.train_loader.next_batch()
                     loss += m.forward(x, y) / self.accum
                     m.backward(loss_scale=1.0 / self.accum)
+                loss = dist.all_reduce_mean(loss)  # the same on every rank, so they all stop together
                 if not math.isfinite(loss):
                     raise Stop(f"loss is {loss} at step {self.step + 1}: stopping; the last good checkpoint "
                                f"in {self.out_dir} is untouched (try a lower --lr)")
@@ -429,12 +483,13 @@ class Run:
                     val_loss = self.evaluate()
                     self.log({"step": self.step, "val_loss": val_loss})
                     self.say(f"step {self.step:5d} | val loss {val_loss:.4f}")
-                    _plot(self.log_path, self.png_path)
+                    if self.main:
+                        _plot(self.log_path, self.png_path)
                 if a.hellaswag_every and (self.step % a.hellaswag_every == 0 or last):
                     acc_norm = self.evaluate_hellaswag()
                     self.log({"step": self.step, "hellaswag_acc_norm": acc_norm})
                     self.say(f"step {self.step:5d} | hellaswag acc_norm {acc_norm:.4f}")
-                if a.sample_every and (self.step % a.sample_every == 0 or last):
+                if a.sample_every and (self.step % a.sample_every == 0 or last) and self.main:
                     self.say(f"--- sample at step {self.step}:\n{self.sample()}\n---")
                 if a.checkpoint_every and (self.step % a.checkpoint_every == 0 or last):
                     self.save()
@@ -449,7 +504,7 @@ class Run:
                      f"continue with --resume latest --out-dir {self.out_dir}")
         elif a.checkpoint_every:
             saved = checkpoint.paths(self.out_dir, self.step)[0]
-        plotted = _plot(self.log_path, self.png_path)
+        plotted = _plot(self.log_path, self.png_path) if self.main else False
         self.say(f"done: {self.step} steps in {_fmt_time(time.time() - t_start)}"
                  + (f", val loss {val_loss:.4f}" if val_loss is not None else ""))
         self.say(f"checkpoint: {saved or 'none (--checkpoint-every 0)'}")
@@ -470,16 +525,28 @@ class Run:
 
 def main(argv: Optional[list] = None) -> int:
     args = build_parser().parse_args(argv)
-    run = Run(args)
     try:
+        run = Run(args)
         run.setup()
         summary = run.run()
-    except (Stop, OSError, ValueError, ImportError) as e:  # bad flags, files, data: a message, no traceback
-        print(f"error: {e}", file=sys.stderr)
+    except (Stop, OSError, ValueError, NotImplementedError, ImportError) as e:  # bad flags, files, data, build: a message
+        world = dist.world_size if _dist_ready() else 1
+        where = f"rank {dist.rank}: " if world > 1 else ""
+        print(f"error: {where}{e}", file=sys.stderr, flush=True)
+        if world > 1:
+            dist.abort(1)  # the other ranks may be waiting in a collective: end them all
         return 1
-    if args.json:
+    if args.json and run.main:
         print(json.dumps(summary))
+    if run.world > 1:
+        dist.barrier()  # rank 0 may still be sampling or plotting; then leave together
+        dist.finalize()
     return 0
+
+
+def _dist_ready() -> bool:
+    """The process group was joined (dist.init() succeeded)."""
+    return dist._info is not None
 
 
 if __name__ == "__main__":
