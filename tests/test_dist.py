@@ -235,8 +235,12 @@ CLI = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "4",
 
 @needs_mpi
 def test_cli_two_ranks_equal_one_rank_and_zero1_resumes(env):
+    from test_hellaswag import synthetic, write_jsonl
+
     data = _shards(env)
-    train = [sys.executable, "-m", "llmpy.train", *CLI, "--data", data]
+    hs = write_jsonl(env / "hellaswag.jsonl", synthetic(7))  # 7: the ranks get 4 and 3 examples
+    train = [sys.executable, "-m", "llmpy.train", *CLI, "--data", data, "--hellaswag-every", "3",
+             "--hellaswag-data", hs]
     run([*train, "--total-batch-size", "256", "--out-dir", env / "one"])
     res = run([*mpirun(2), *train, "--zero-stage", "1", "--out-dir", env / "two"])
     assert res.stdout.count("llmpy ") == 1 and "2 ranks (ZeRO-1)" in res.stdout  # only rank 0 prints
@@ -245,6 +249,9 @@ def test_cli_two_ranks_equal_one_rank_and_zero1_resumes(env):
     l1 = [r["loss"] for r in one if "loss" in r]
     l2 = [r["loss"] for r in two if "loss" in r]
     assert_close("logged losses", l2, l1, rel=1e-6)
+    h1 = [r["hellaswag_acc_norm"] for r in one if "hellaswag_acc_norm" in r]
+    h2 = [r["hellaswag_acc_norm"] for r in two if "hellaswag_acc_norm" in r]
+    assert len(h1) == 2 and h2 == h1, f"HellaSwag over 2 ranks {h2} != one process {h1}"
     p1 = GPT2.from_checkpoint(env / "one" / "ckpt_000006.bin").parameters()
     p2 = GPT2.from_checkpoint(env / "two" / "ckpt_000006.bin").parameters()
     assert_close("parameters after 6 steps", np.concatenate([p.ravel() for p in p2.values()]),

@@ -402,9 +402,15 @@ class Run:
         return dist.all_reduce_mean(float(np.mean(losses)))
 
     def evaluate_hellaswag(self) -> float:
+        """Collective: each rank scores its share of the examples; the counts are summed."""
         from . import hellaswag
 
-        return hellaswag.evaluate(self.model, self.hellaswag).acc_norm
+        def reduce(counts):  # int64 counts summed exactly in float64 (< 2^53)
+            return np.rint(np.asarray(dist.all_reduce_sum(counts.tolist()))).astype(np.int64)
+
+        world = dist.world_size
+        return hellaswag.evaluate(self.model, self.hellaswag, rank=dist.rank, world_size=world,
+                                  reduce=reduce if world > 1 else None).acc_norm
 
     def sample(self) -> str:
         eot = self.enc.eot_token
