@@ -63,6 +63,13 @@ py::array block_view(float *data, llm_block *block, std::vector<py::ssize_t> sha
     return view(data, std::move(shape), std::move(strides), owner);
 }
 
+// True when the backend's memory is host fp32: arrays can then be views instead of copies.
+bool host_views(llm_model *m) {
+    llm_tensor t;
+    llmpy_check(llm_model_tensor(m, 0, &t));
+    return t.host && t.dtype == LLM_F32;
+}
+
 // Parameter (or gradient) tensor i: a view on host fp32 backends, else an fp32 copy.
 py::array tensor_array(py::object self, int i, bool want_grad) {
     Model &m = self.cast<Model &>();
@@ -92,9 +99,7 @@ void write_tensor(Model &m, int i, py::array_t<float, py::array::c_style | py::a
 py::array logits(Model &m) {
     int B, T, has_targets;
     llm_model_last_shape(m.m, &B, &T, &has_targets);
-    llm_tensor t;
-    llmpy_check(llm_model_tensor(m.m, 0, &t));
-    if (t.host && t.dtype == LLM_F32) {
+    if (host_views(m.m)) {
         float *p;
         int V, Vp;
         llm_block *b;
@@ -112,9 +117,7 @@ py::array logits(Model &m) {
 py::array losses(Model &m) {
     int B, T, has_targets;
     llm_model_last_shape(m.m, &B, &T, &has_targets);
-    llm_tensor t;
-    llmpy_check(llm_model_tensor(m.m, 0, &t));
-    if (t.host && t.dtype == LLM_F32) {
+    if (host_views(m.m)) {
         float *p;
         llm_block *b;
         llmpy_check(llm_model_losses(m.m, &p, &B, &T, &b));
@@ -216,11 +219,11 @@ void llmpy_register_model(py::module_ &mod) {
              "sets parameter tensor i from fp32 values (any backend)")
         .def("logits", &logits)
         .def("losses", &losses)
-        .def_property_readonly("views", [](Model &m) {
+        .def("shape", [](Model &m, int i) {
             llm_tensor t;
-            llmpy_check(llm_model_tensor(m.m, 0, &t));
-            return t.host && t.dtype == LLM_F32;
-        }, "True when tensor()/grad()/logits()/losses() are views of the model's memory (not copies)")
+            llmpy_check(llm_model_tensor(m.m, i, &t));
+            return py::tuple(py::cast(std::vector<int64_t>(t.shape, t.shape + t.ndim)));
+        }, "shape of tensor i as tensor() shows it (wte: its visible rows)")
         .def_property_readonly("config", [](Model &m) { return config_dict(llm_model_config(m.m)); })
         .def_property_readonly("num_parameters", [](Model &m) { return llm_model_num_parameters(m.m); })
         .def_property_readonly("steps", [](Model &m) { return llm_model_steps(m.m); })

@@ -342,18 +342,10 @@ class GPT2:
             if name not in index:
                 raise KeyError(f"unknown tensor {name!r}; expected one of {', '.join(TENSOR_NAMES)}")
             a = np.asarray(value, dtype=np.float32)
-            want = self._tensor_shape(name)
+            want = self._m.shape(index[name])
             if a.shape != want:
                 raise ValueError(f"{name}: shape {a.shape} does not match the model's {want}")
             self._m.write_tensor(index[name], np.ascontiguousarray(a))
-
-    def _tensor_shape(self, name: str) -> tuple:
-        """Shape of a parameter tensor as parameters() shows it (llm.c layout, wte with V rows)."""
-        c = self.config
-        L, C = c.n_layer, c.n_embd
-        return {"wte": (c.vocab_size, C), "wpe": (c.block_size, C), "qkvw": (L, 3 * C, C), "qkvb": (L, 3 * C),
-                "attprojw": (L, C, C), "fcw": (L, 4 * C, C), "fcb": (L, 4 * C), "fcprojw": (L, C, 4 * C),
-                "lnfw": (C,), "lnfb": (C,)}.get(name, (L, C))
 
     @property
     def num_parameters(self) -> int:
