@@ -57,6 +57,26 @@ PYBIND11_MODULE(_C, mod) {
         return d;
     });
     mod.def(
+        "parse_device",
+        [](const std::string &spec) {
+            llm_device d;
+            llmpy_check(llm_device_parse(spec.c_str(), &d));
+            char buf[32];
+            return std::string(llm_device_format(&d, buf, sizeof buf));
+        },
+        py::arg("spec"), "Checks a device string (auto, cpu, cuda, cuda:N) and returns it in canonical form.");
+    mod.def(
+        "resolve_device",
+        [](const std::string &spec, int cuda_count, int local_rank, const std::string &why_no_cuda) {
+            llm_device d, r;
+            llmpy_check(llm_device_parse(spec.c_str(), &d));
+            llmpy_check(llm_device_resolve(&d, cuda_count, local_rank, why_no_cuda.c_str(), &r));
+            char buf[32];
+            return std::string(llm_device_format(&r, buf, sizeof buf));
+        },
+        py::arg("spec"), py::arg("cuda_count"), py::arg("local_rank"), py::arg("why_no_cuda") = "",
+        "The device this process uses for spec: 'cpu' or 'cuda:N' (rules in csrc/device.c).");
+    mod.def(
         "set_cpu_isa", [](const std::string &name) { llmpy_check(llm_set_cpu_isa(name.c_str())); }, py::arg("name"),
         "Selects the CPU kernels' instruction-set variant ('auto' = the best this CPU supports).");
     py::dict formats;

@@ -58,6 +58,8 @@ void llmpy_register_dist(py::module_ &m) {
             return py::make_tuple(n, var ? py::object(py::str(var)) : py::object(py::none()));
         },
         "(ranks the launcher announced in the environment (-1: several, number unknown), the variable or None)");
+    m.def("local_rank", &llm_dist_local_rank,
+          "This process's rank on its machine (the group's after init, else the launcher's environment, else 0).");
     m.def(
         "finalize", [](double timeout_s) { llmpy_check(llmpy_nogil([&] { return llm_dist_finalize(timeout_s); })); },
         py::arg("timeout_s") = 30.0);

@@ -75,6 +75,11 @@ int llm_dist_launched_ranks(const char **var) {
     return launch_env(var, &launched);
 }
 
+// Rank on this machine as the launcher announces it: Open MPI, MPICH/Intel MPI (Hydra),
+// MVAPICH, Slurm.
+static const char *const LOCAL_RANK_VARS[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID",
+                                              "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID"};
+
 // ----------------------------------------------------------------------------
 // the process group
 //
@@ -109,6 +114,14 @@ static struct {
 static size_t part_start(size_t n, int k, int W) { return n * (size_t)k / (size_t)W; }
 
 llm_dist_info llm_dist_get(void) { return g.info; }
+
+int llm_dist_local_rank(void) {
+    if (g.initialised) return g.info.local_rank;
+    long v;
+    for (size_t i = 0; i < sizeof LOCAL_RANK_VARS / sizeof *LOCAL_RANK_VARS; i++)
+        if (env_int(LOCAL_RANK_VARS[i], &v) && v >= 0 && v <= INT_MAX) return (int)v;
+    return 0;
+}
 
 // MPI moves data only when there is someone to move it to.
 static int active(void) { return g.info.mpi && g.info.world_size > 1 && !g.finalized; }

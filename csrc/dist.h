@@ -50,6 +50,10 @@ llm_dist_info llm_dist_get(void);
 // -1 when launched with several ranks of unknown number. *var (may be NULL) receives the
 // variable that told (e.g. "OMPI_COMM_WORLD_SIZE"), or NULL.
 int llm_dist_launched_ranks(const char **var);
+// This process's index among the ranks on its machine (the GPU it takes): the group's once
+// llm_dist_init ran, before that what the launcher announced in the environment (Open MPI,
+// MPICH/Intel MPI, MVAPICH, Slurm), 0 without a launcher. Never joins the group.
+int llm_dist_local_rank(void);
 // Collective. Clean shutdown: waits at most timeout_s seconds for every rank to arrive, then
 // finalises MPI. If the others do not arrive (one is still training or is stuck), this rank
 // aborts the whole job (exit code 1) instead of hanging. No-op without MPI.

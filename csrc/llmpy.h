@@ -49,6 +49,31 @@ const char *llm_status_name(llm_status s);
 typedef enum llm_dtype { LLM_F32 = 0, LLM_BF16 = 1 } llm_dtype;
 
 // ----------------------------------------------------------------------------
+// devices: "auto", "cpu", "cuda" or "cuda:N", parsed and resolved here for every caller (the
+// Python package, the train_gpt2 binary) so that the rules exist once (device.c)
+
+typedef enum llm_device_kind { LLM_DEVICE_AUTO = 0, LLM_DEVICE_CPU = 1, LLM_DEVICE_CUDA = 2 } llm_device_kind;
+
+typedef struct llm_device {
+    llm_device_kind kind;
+    int index; // the GPU for LLM_DEVICE_CUDA; -1 when not given ("cuda")
+} llm_device;
+
+// Parses spec (case-sensitive, no spaces): "auto", "cpu", "cuda", "cuda:N" with N a decimal index
+// in [0, 1024). LLM_EINVAL with a message quoting spec otherwise.
+llm_status llm_device_parse(const char *spec, llm_device *out);
+// Resolves a parsed device for this process: "auto" is cuda when cuda_count > 0, else cpu;
+// "cuda" without an index is cuda:<local_rank> (local_rank < 0 counts as 0: one GPU per rank
+// under an MPI launch, GPU 0 otherwise). The result is LLM_DEVICE_CPU, or LLM_DEVICE_CUDA with
+// 0 <= index < cuda_count; a CUDA request with cuda_count == 0 is LLM_EUNSUPPORTED (why_no_cuda,
+// when not NULL, is appended to the message: "not built", "no driver", ...), an index out of
+// range LLM_EINVAL.
+llm_status llm_device_resolve(const llm_device *in, int cuda_count, int local_rank, const char *why_no_cuda,
+                              llm_device *out);
+// Writes "auto", "cpu", "cuda" or "cuda:N" into buf (always NUL-terminated); returns buf.
+const char *llm_device_format(const llm_device *d, char *buf, size_t n);
+
+// ----------------------------------------------------------------------------
 // configuration
 
 typedef struct llm_config {

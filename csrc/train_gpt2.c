@@ -36,6 +36,7 @@
 typedef struct options {
     const char *init_from, *data, *val_data, *tokenizer, *out_dir, *resume, *log_file, *lr_schedule;
     const char *hellaswag; // llm.c eval file (python -m llmpy.hellaswag --write-eval-file)
+    const char *device;    // auto | cpu | cuda | cuda:N (llmpy.h: llm_device_parse)
     int hellaswag_every;
     int batch_size, seq_len, total_batch_size, max_steps, warmup_steps, shuffle, eval_every, val_steps;
     int sample_every, sample_tokens, checkpoint_every, keep_checkpoints, threads, zero_stage;
@@ -50,6 +51,7 @@ static void usage(FILE *f) {
             "  --init-from PATH        llm.c model file to start from (required unless --resume)\n"
             "  --data GLOB             train shards; --val-data GLOB (default: 'train' -> 'val' in GLOB)\n"
             "  --tokenizer PATH        llm.c tokenizer file, for samples (default: no samples)\n"
+            "  --device D              auto (default), cpu, cuda or cuda:N; this binary runs on the CPU\n"
             "  --out-dir DIR           checkpoints and log (default: run)\n"
             "  --resume latest|PATH    continue from the newest checkpoint in --out-dir, or PATH (.bin/.state)\n"
             "  --batch-size B (8, per rank) --seq-len T (128)\n"
@@ -65,7 +67,7 @@ static void usage(FILE *f) {
 }
 
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.out_dir = "run", .lr_schedule = "cosine", .batch_size = 8, .seq_len = 128,
+    *o = (options){.out_dir = "run", .device = "auto", .lr_schedule = "cosine", .batch_size = 8, .seq_len = 128,
                    .max_steps = 300, .warmup_steps = 20, .shuffle = 1, .eval_every = 50, .val_steps = 10,
                    .sample_every = 100, .sample_tokens = 64, .checkpoint_every = 100, .keep_checkpoints = 3,
                    .lr = 2e-3, .min_lr_frac = 0.1, .beta1 = 0.9f, .beta2 = 0.95f, .weight_decay = 0.1f,
@@ -83,7 +85,7 @@ static int parse_options(int argc, char **argv, options *o) {
 #define FLT(name, field) if (!strcmp(k, name)) { o->field = strtod(v, &end); goto check; }
         STR("--init-from", init_from) STR("--data", data) STR("--val-data", val_data)
         STR("--tokenizer", tokenizer) STR("--out-dir", out_dir) STR("--resume", resume)
-        STR("--log-file", log_file) STR("--lr-schedule", lr_schedule) STR("--hellaswag", hellaswag)
+        STR("--log-file", log_file) STR("--device", device) STR("--lr-schedule", lr_schedule) STR("--hellaswag", hellaswag)
         INT("--hellaswag-every", hellaswag_every)
         INT("--batch-size", batch_size) INT("--seq-len", seq_len) INT("--total-batch-size", total_batch_size)
         INT("--max-steps", max_steps) INT("--warmup-steps", warmup_steps) INT("--eval-every", eval_every)
@@ -167,13 +169,13 @@ static llm_status save_checkpoint(llm_model *m, llm_zero *zero, int main_rank, c
 }
 
 // Newest checkpoint step in dir that loads, or 0. Damaged ones are reported and skipped.
-static int load_latest(llm_model **m, const options *o, char **json) {
+static int load_latest(llm_model **m, const options *o, const char *device, char **json) {
     char model_path[4096], state_path[4096];
     for (int step = o->max_steps; step > 0; step--) {
         ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
         if (!file_exists(state_path)) continue;
         ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
-        if (llm_model_load(m, model_path, "cpu", NULL) == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
+        if (llm_model_load(m, model_path, device, NULL) == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
             return step;
         fprintf(stderr, "warning: skipping damaged checkpoint of step %d: %s\n", step, llm_last_error());
         llm_model_free(*m);
@@ -276,6 +278,14 @@ int main(int argc, char **argv) {
     if (strcmp(o.lr_schedule, "cosine") && strcmp(o.lr_schedule, "linear") && strcmp(o.lr_schedule, "constant"))
         DIE("--lr-schedule must be cosine, linear or constant");
     if (o.threads > 0) llm_set_num_threads(o.threads);
+    // the device, by the rules every llmpy entry point shares (device.c); this binary has no
+    // CUDA backend, so a CUDA request is refused with the reason
+    llm_device want, dev;
+    CHECK(llm_device_parse(o.device, &want));
+    CHECK(llm_device_resolve(&want, 0, llm_dist_local_rank(), "this train_gpt2 is built without the CUDA "
+                             "backend; python -m llmpy.train --device cuda trains on GPUs", &dev));
+    char device[32];
+    llm_device_format(&dev, device, sizeof device);
     if (mkdir(o.out_dir, 0777) != 0 && errno != EEXIST) DIE("cannot create %s: %s", o.out_dir, strerror(errno));
 
     // model (and position when resuming)
@@ -284,7 +294,7 @@ int main(int argc, char **argv) {
     int step = 0;
     if (o.resume) {
         if (!strcmp(o.resume, "latest")) {
-            step = load_latest(&m, &o, &json);
+            step = load_latest(&m, &o, device, &json);
             if (!step) DIE("--resume latest: no loadable checkpoint in %s", o.out_dir);
         } else {
             char stem[4096], model_path[4200], state_path[4200];
@@ -293,14 +303,14 @@ int main(int argc, char **argv) {
             if (dot && (!strcmp(dot, ".bin") || !strcmp(dot, ".state"))) *dot = '\0';
             snprintf(model_path, sizeof model_path, "%s.bin", stem);
             snprintf(state_path, sizeof state_path, "%s.state", stem);
-            CHECK(llm_model_load(&m, model_path, "cpu", NULL));
+            CHECK(llm_model_load(&m, model_path, device, NULL));
             CHECK(llm_model_load_state(m, state_path, &json));
             long long v;
             if (!json_int(json, "step", &v)) DIE("%s: not a checkpoint of train_gpt2", state_path);
             step = (int)v;
         }
     } else {
-        CHECK(llm_model_load(&m, o.init_from, "cpu", NULL));
+        CHECK(llm_model_load(&m, o.init_from, device, NULL));
     }
     // every rank: the same model (checked), rank 0's parameters
     CHECK(llm_dist_setup_model(m, o.zero_stage));

@@ -15,6 +15,9 @@
  * Not thread-safe beyond the allocation table (which has a mutex): ops are issued from one
  * thread at a time, as the model does.
  */
+#include <stdio.h>
+#include <stdlib.h>
+
 #include <mutex>
 #include <unordered_map>
 
@@ -180,4 +183,35 @@ llm_status cuda_context_init(int device) {
     }
     context_device = device;
     return LLM_OK;
+}
+
+// ----------------------------------------------------------------------------
+// why there is no usable GPU
+
+extern "C" int llm_cuda_probe(char *why, size_t n) {
+    int count = 0;
+    const cudaError_t err = cudaGetDeviceCount(&count);
+    (void)cudaGetLastError(); // a failed probe must not look like a failed op later
+    if (err == cudaSuccess && count > 0) {
+        if (why && n) why[0] = '\0';
+        return count;
+    }
+    if (!why || n == 0) return 0;
+    int driver = 0, runtime = 0;
+    (void)cudaDriverGetVersion(&driver); // 0: no driver library could be loaded
+    (void)cudaRuntimeGetVersion(&runtime);
+    (void)cudaGetLastError();
+    if (err == cudaSuccess || err == cudaErrorNoDevice) {
+        const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+        snprintf(why, n, "no device: the NVIDIA driver found no GPU%s%s%s", visible ? " (CUDA_VISIBLE_DEVICES=" : "",
+                 visible ? visible : "", visible ? ")" : "");
+    } else if (driver == 0) {
+        snprintf(why, n, "no driver: the NVIDIA driver (libcuda.so.1) is not installed or could not be loaded");
+    } else if (err == cudaErrorInsufficientDriver) {
+        snprintf(why, n, "no driver: the NVIDIA driver supports CUDA %d.%d, this llmpy was built with CUDA %d.%d; "
+                         "update the driver", driver / 1000, driver % 1000 / 10, runtime / 1000, runtime % 1000 / 10);
+    } else {
+        snprintf(why, n, "driver error: %s (%s)", cudaGetErrorString(err), cudaGetErrorName(err));
+    }
+    return 0;
 }

@@ -36,6 +36,9 @@ llm_status llm_cuda_set_attention(const char *name);
 const char *llm_cuda_attention(void);
 // Number of usable GPUs; 0 when there is no driver or GPU (never fails).
 int llm_cuda_device_count(void);
+// The same count; when it is 0, why[0..n) receives the reason, starting with "no driver:",
+// "no device:" or "driver error:" (context.cu). Touches no GPU state beyond the driver's probe.
+int llm_cuda_probe(char *why, size_t n);
 // Name of the initialised device (device 0 before llm_cuda_init), NUL-terminated, truncated to n.
 llm_status llm_cuda_device_name(char *buf, size_t n);
 // Waits for all work on the backend's stream; reports asynchronous errors. OK before init.

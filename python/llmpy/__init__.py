@@ -59,6 +59,18 @@ def cuda_available() -> bool:
     return cuda.available()
 
 
+def cuda_status():
+    """Whether ``device="cuda"`` works and, when it does not, why: ``reason`` starts with
+    ``not built:``, ``import error:``, ``no driver:``, ``no device:`` or ``driver error:``.
+
+    >>> print(llmpy.cuda_status())  # a CPU-only install
+    not built: this llmpy has no CUDA backend; reinstall on a machine with nvcc and cuBLAS: ...
+    """
+    from . import cuda
+
+    return cuda.status()
+
+
 def build_info() -> dict:
     """What this build of llmpy contains.
 
@@ -79,4 +91,4 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["GPT2", "GPT2Config", "build_info", "cuda_available", "formats", "get_num_threads", "set_cpu_isa", "set_num_threads"]
+__all__ = ["GPT2", "GPT2Config", "build_info", "cuda_available", "cuda_status", "formats", "get_num_threads", "set_cpu_isa", "set_num_threads"]

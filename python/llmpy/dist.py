@@ -37,7 +37,8 @@ from typing import Any, Optional
 
 from . import _C
 
-__all__ = ["abort", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "finalize", "init"]
+__all__ = ["abort", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "finalize", "init",
+           "launched_local_rank"]
 
 _info: Optional[dict] = None
 _finalized = False
@@ -64,6 +65,12 @@ def __getattr__(name: str) -> Any:
     if name == "is_main":
         return init()["rank"] == 0
     raise AttributeError(f"module 'llmpy.dist' has no attribute {name!r}")
+
+
+def launched_local_rank() -> int:
+    """This process's rank on its machine without joining the group: the group's after ``init()``,
+    else what the launcher set in the environment, else 0 (picks the GPU, see llmpy.device)."""
+    return int(_C.dist.local_rank())
 
 
 def barrier() -> None:

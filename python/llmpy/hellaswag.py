@@ -43,6 +43,8 @@ from typing import Union
 
 import numpy as np
 
+from . import device
+
 __all__ = [
     "DEFAULT_MAX_TOKENS",
     "HELLASWAG_URL",
@@ -448,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="HellaSwag jsonl (default: the validation set in the data "
                    "cache, downloaded on first use)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N examples")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto", type=device.arg, help=device.HELP)
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     p.add_argument("--max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
                    help="tokens per forward (B*T) when packing examples")
@@ -484,7 +486,7 @@ def main(argv: list | None = None) -> int:
             llmpy.set_num_threads(args.threads)
         model = GPT2.from_checkpoint(args.checkpoint, device=args.device)
         res = evaluate(model, rendered, max_tokens=args.max_tokens, progress=None)
-    except (DownloadError, OSError, ValueError) as e:
+    except (DownloadError, OSError, ValueError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:

@@ -36,14 +36,17 @@ class GPT2Config:
 
 
 def _backend(device: str):
-    """(extension module, device name for the C core) for a device string: 'cpu', 'cuda', 'cuda:N'."""
-    if not isinstance(device, str):
-        raise TypeError(f"device must be a string such as 'cpu' or 'cuda', got {type(device).__name__}")
-    if device == "cuda" or device.startswith("cuda:"):
-        from . import cuda
+    """(extension module, device name for the C core) for a device string (llmpy.device's rules:
+    'auto', 'cpu', 'cuda', 'cuda:N'); a CUDA device initialises the CUDA backend on its GPU."""
+    from .device import resolve
 
-        return cuda.module(device), "cuda"
-    return _C, device
+    dev = resolve(device)
+    if dev == "cpu":
+        return _C, "cpu"
+    from . import cuda
+
+    cuda.module(dev)
+    return _C, "cuda"  # one core per process: the CUDA backend is registered in _C's
 
 
 def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
@@ -81,9 +84,12 @@ class GPT2:
     >>> loss = m.forward(x[:, :-1].copy(), x[:, 1:].copy())
     >>> m.zero_grad(); m.backward(); norm = m.step(lr=1e-3, weight_decay=0.1, grad_clip=1.0)
 
-    Devices and precision: ``device="cpu"`` (fp32) or ``device="cuda"`` / ``"cuda:N"`` (when
-    llmpy was built with the CUDA backend; ``precision="bf16"`` by default there — bf16
-    parameters and activations with fp32 master weights and AdamW state — or ``"fp32"``).
+    Devices and precision: ``device="cpu"`` (fp32), ``"cuda"`` / ``"cuda:N"`` (when llmpy was
+    built with the CUDA backend) or ``"auto"`` (a GPU when one is usable); ``llmpy.device``
+    states the rules (``cuda`` is the GPU of this rank under mpirun). On CUDA ``precision="bf16"``
+    is the default and the fast path — bf16 parameters and activations with fp32 master weights
+    and AdamW state; ``"fp32"`` there exists for parity checks against the CPU and PyTorch, not
+    for speed (no tensor cores: several times slower than bf16).
 
     Views: on the CPU, ``parameters()``, ``gradients()``, ``logits()`` and ``losses()`` return
     numpy arrays that share memory with the engine (no copies). Parameter and gradient views are

@@ -47,6 +47,7 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, top_k: Optional[in
 
 
 def main(argv: Optional[list] = None) -> int:
+    from . import device
     from .model import GPT2
     from .tokenizer import gpt2
 
@@ -58,7 +59,7 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (0: greedy)")
     ap.add_argument("--num-samples", type=int, default=3, help="number of samples")
     ap.add_argument("--seed", type=int, default=42, help="sampling seed")
-    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--device", default="auto", type=device.arg, help=device.HELP)
     ap.add_argument("--json", action="store_true", help="print the samples as a JSON list")
     args = ap.parse_args(argv)
 

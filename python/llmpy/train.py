@@ -31,6 +31,8 @@ from typing import Optional
 import numpy as np
 
 from . import checkpoint, dist
+from .device import HELP as DEVICE_HELP
+from .device import arg as device_arg
 from .hf import load as load_weights  # an llm.c file, a Hugging Face directory or a hub name
 from .model import GPT2, GPT2Config
 
@@ -92,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--init-from", default="scratch",
                    help="'scratch', an llm.c model file, a Hugging Face directory (config.json + "
                    "model.safetensors) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl)")
-    g.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    g.add_argument("--device", default="auto", type=device_arg, help=DEVICE_HELP)
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="auto: fp32 on the CPU, bf16 on a GPU")
+                   help="auto: fp32 on the CPU, bf16 on a GPU; fp32 on a GPU is the parity path (exact "
+                   "against PyTorch, no tensor cores: several times slower), not for speed")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="tinyshakespeare",
@@ -152,13 +155,13 @@ class Stop(Exception):
 
 
 def _resolve_device(device: str) -> str:
-    from . import cuda_available
+    """--device through llmpy.device (auto / cpu / cuda / cuda:N; cuda is this rank's GPU)."""
+    from .device import resolve
 
-    if device == "auto":
-        return "cuda" if cuda_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise Stop(f"--device must be auto, cpu or cuda, got {device!r}")
-    return device
+    try:
+        return resolve(device)
+    except (ValueError, NotImplementedError) as e:
+        raise Stop(f"--device {device}: {e}") from None
 
 
 def _data_patterns(args) -> tuple:
@@ -265,8 +268,9 @@ class Run:
         if a.hellaswag_every < 0 or a.hellaswag_limit < 0:
             raise Stop("--hellaswag-every and --hellaswag-limit must be >= 0")
         self.device = _resolve_device(a.device)
-        precision = a.precision if a.precision != "auto" else ("bf16" if self.device == "cuda" else "fp32")
-        if precision != "fp32" and self.device != "cuda":
+        on_gpu = self.device.startswith("cuda")
+        precision = a.precision if a.precision != "auto" else ("bf16" if on_gpu else "fp32")
+        if precision != "fp32" and not on_gpu:
             raise Stop(f"--precision {precision} needs the CUDA backend; the CPU computes in fp32")
         self.precision = precision
         if a.threads:
