@@ -73,7 +73,8 @@ echo "python $("$VPY" --version 2>&1 | cut -d' ' -f2), nvcc $(nvcc --version | s
 
 # --- the wheel -----------------------------------------------------------------
 mkdir -p dist
-rm -f dist/llmpy-*-cp312-*.whl
+rm -f dist/llmpy-*-cp312-*.whl dist/llmpy-cuda-wheel.stamp
+src_hash=$(bash dev/gpu_session.sh --source-hash)  # before the build: what it compiles
 LOG=build/cuda_wheel.log  # the whole CMake/compiler output (build/ is git-ignored)
 mkdir -p build
 echo "building (log: $ROOT/$LOG) ..."
@@ -102,4 +103,8 @@ if ! "$VPY" -m zipfile -l "$whl" | grep -q 'llmpy/_cuda'; then
   echo "$whl has no llmpy/_cuda module" >&2
   exit 1
 fi
-echo "built in ${secs} s: $ROOT/$whl ($(du -h "$whl" | cut -f1), $(stat -c %s "$whl") bytes)"
+# What the wheel was built from: dev/gpu_session.sh recomputes this over the tree it runs in and
+# warns when they differ (a wheel from older sources would test old code).
+printf 'wheel %s\nsource_sha256 %s\nbuilt %s\narchs %s\n' "$(basename "$whl")" "$src_hash" \
+  "$(date -u +%FT%TZ)" "$ARCHS" >dist/llmpy-cuda-wheel.stamp
+echo "built in ${secs} s: $ROOT/$whl ($(du -h "$whl" | cut -f1), $(stat -c %s "$whl") bytes); sources $src_hash"
