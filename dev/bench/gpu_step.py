@@ -2,7 +2,9 @@
 
 Issue 6's target: llmpy >= 1.0x PyTorch tokens/s with peak GPU memory <= PyTorch's; issue 12
 (flash attention) raises it to 1.2x. PyTorch runs the oracle's model (dev/train_gpt2.py) with
-``F.scaled_dot_product_attention``, bf16 autocast, fused AdamW and ``torch.compile``.
+``F.scaled_dot_product_attention``, bf16 autocast, fused AdamW and ``torch.compile``, with the
+vocabulary padded to 50304 as nanoGPT does (llmpy pads it internally the same way), so that
+neither side pays for the odd 50257 in its largest matmul; tokens are drawn from the 50257.
 
 One step = forward + backward + AdamW (lr 6e-4, weight decay 0.1, clip 1.0) on a B x T batch
 of random tokens (T = 1024, B = 32 by default: fits both on an 80 GB H100 and fills it; a
@@ -128,7 +130,9 @@ def run_torch(B, T, steps, warmup, compile_):
     torch.manual_seed(0)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    model = oracle.GPT(oracle.GPT2Config(block_size=MAXT, vocab_size=V, n_layer=L, n_head=NH, n_embd=C)).cuda()
+    # the padded vocabulary (as nanoGPT does, and as llmpy pads internally): aligned lm_head products
+    Vp = (V + 127) // 128 * 128
+    model = oracle.GPT(oracle.GPT2Config(block_size=MAXT, vocab_size=Vp, n_layer=L, n_head=NH, n_embd=C)).cuda()
     opt = oracle.configure_adamw(model, 6e-4, (0.9, 0.95), 1e-8, 0.1, fused=True)
     step_model = torch.compile(model) if compile_ else model
     x = torch.randint(0, V, (B, T), device="cuda")
@@ -143,7 +147,7 @@ def run_torch(B, T, steps, warmup, compile_):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        loss = float(loss)  # synchronises
+        loss = loss.item()  # synchronises
         torch.cuda.synchronize()
         dt = time.perf_counter() - t0
         if i == 0:
