@@ -50,8 +50,12 @@
 #               stage also gets whatever earlier stages left unused (the total stays <= 480).
 #   nccl 30     reserved for dev/bench/nccl_check.py (another issue adds it).
 #   report 10   one Python process reading JSON files.
-# A global deadline (480 s from the start) clamps every stage, so timeouts' kill grace and the
-# bookkeeping between stages cannot push the whole run past 480 s.
+# A stage gets SIGTERM 3 s before its limit and SIGKILL at it (timeout -k), and a global
+# deadline (480 s from the start, less the limits of the stages still to come) clamps every
+# stage, so neither a stuck stage nor the bookkeeping between stages can push the run past 480 s.
+#
+# The wheel's stamp (dist/llmpy-cuda-wheel.stamp) holds a hash of the sources it was built from;
+# env recomputes it here and flags a STALE wheel (it is still used: rebuild it and rerun).
 #
 # Files in $OUT (the device tool brings back at most 8): summary.md, install.log, smoke.log,
 # parity.log, flash.log, e2e.log, nccl.log (only when the nccl stage ran), results.json.
