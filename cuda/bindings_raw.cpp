@@ -14,7 +14,8 @@
  *   attention_forward(out, state, scratch, qkv, B, T, C, NH)
  *       out (B,T,C) written; state written; qkv (B,T,3C) = [q | k | v], each (NH, hs)
  *   attention_backward(dqkv, scratch, dout, qkv, out, state, B, T, C, NH)
- *       dqkv (B,T,3C) ACCUMULATED (+=, ops.h's convention: zero it first for the gradient alone)
+ *       dqkv (B,T,3C) receives the gradient by ops.h's convention for it (accumulated or
+ *       written: zero dqkv first and the result is the gradient either way)
  *   stream()   llmpy's cudaStream_t as an int (e.g. for torch.cuda.ExternalStream)
  *   dtype      "fp32" or "bf16": the element type of every floatX buffer (state and scratch
  *              are opaque bytes; flash's state is the (B,NH,T) fp32 logsumexp)
@@ -144,8 +145,8 @@ void llmpy_register_raw(py::module_ &m, const llm_ops *ops) {
         },
         py::arg("dqkv"), py::arg("scratch"), py::arg("dout"), py::arg("qkv"), py::arg("out"), py::arg("state"),
         py::arg("B"), py::arg("T"), py::arg("C"), py::arg("NH"),
-        "dqkv (B,T,3C) += gradient of causal attention, on device pointers (out and state from the forward); "
-        "asynchronous, on llmpy's blocking stream");
+        "dqkv (B,T,3C) gets the gradient of causal attention (ops.h's convention), on device pointers (out and "
+        "state from the forward); asynchronous, on llmpy's blocking stream");
     m.def(
         "stream", [] { return reinterpret_cast<std::uintptr_t>(llm_cuda_get_stream()); },
         "llmpy's cudaStream_t as an int (0 before llmpy.cuda.module() initialised the backend)");

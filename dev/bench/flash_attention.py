@@ -8,8 +8,9 @@ What runs
     ours   llmpy._cuda.raw_bf16.attention_forward / attention_backward (cuda/bindings_raw.cpp):
            the backend's attention op on device pointers of torch tensors, no host copies. It
            reads the model's layout, qkv (B,T,3C) = [q | k | v] each (NH, hs), writes out (B,T,C)
-           and the (B,NH,T) fp32 logsumexp, and the backward ACCUMULATES into dqkv (B,T,3C)
-           (ops.h's convention; dqkv is zeroed for the error check, not inside the timed loop).
+           and the (B,NH,T) fp32 logsumexp; the backward puts the gradient into dqkv (B,T,3C)
+           by ops.h's convention (accumulated or written: dqkv is zeroed before the error check,
+           so either gives the gradient; it is not zeroed inside the timed loop).
     SDPA   F.scaled_dot_product_attention(q, k, v, is_causal=True) on contiguous (B,NH,T,hs)
            leaf tensors with requires_grad (its preferred layout; the conversion from qkv is done
            once, outside the timing), forward in grad mode (it saves what its backward needs, as
