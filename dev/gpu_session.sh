@@ -481,13 +481,15 @@ if e and e.get("rows"):
              f"(bf16 autocast, SDPA, fused AdamW); bf16 matmul ceiling {f(e.get('ceiling_tflops'), '.0f')} TFLOP/s "
              f"(8192³ torch.mm); `python dev/bench/gpu_step.py --batch {e['batch']} --eager fallback`:")
     L.append("")
-    L.append("| contender | B | ms/step (median) | min | max | tokens/s | MFU | peak GiB |")
-    L.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    L.append("| contender | B | ms/step (median) | min | max | tokens/s | MFU | peak GiB | first step s |")
+    L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for w, r in e["rows"].items():
         L.append(f"| {w} | {r['B']} | {r['median_ms']:.1f} | {r['min_ms']:.1f} | {r['max_ms']:.1f} | "
-                 f"{r['tokens_per_s']:,.0f} | {f(r['mfu'], '.1%')} | {r['peak_gib']:.2f} |")
+                 f"{r['tokens_per_s']:,.0f} | {f(r['mfu'], '.1%')} | {r['peak_gib']:.2f} | "
+                 f"{f(r.get('first_step_s'), '.1f')} |")
     for w, msg in e.get("errors", {}).items():
-        L.append(f"| {w} | error: {msg[:150]} | | | | | | |")
+        L.append(f"| {w} | error: {msg[:150]} | | | | | | | |")
+    L.append("")
     for n in e.get("notes", []):
         L.append(f"Note: {n}.")
     if "ratio_tokens_per_s" in e:
