@@ -30,7 +30,6 @@
  * Reference: NCCL user guide, "Creating a communicator with options", "Error handling and
  * communicator abort", "In-place operations", "Group calls".
  */
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -265,7 +264,8 @@ static llm_status start_impl(const llm_comm *c, nccl_impl *im, llm_comm_op op, c
     if (op != LLM_COMM_ALL_REDUCE_MEAN && op != LLM_COMM_REDUCE_SCATTER_MEAN && op != LLM_COMM_ALL_GATHER)
         return llm_fail(LLM_EINVAL, "%snccl start (%s): unknown op %d", im->who, label(what), (int)op);
     if (count < 0 || (count > 0 && !spans))
-        return llm_fail(LLM_EINVAL, "%snccl start (%s): %d spans at %p", im->who, label(what), count, (const void *)spans);
+        return llm_fail(LLM_EINVAL, "%snccl start (%s): %d spans at %p", im->who, label(what), count,
+                        (const void *)spans);
     for (int i = 0; i < count; i++)
         if (spans[i].n > 0 && !spans[i].ptr)
             return llm_fail(LLM_EINVAL, "%snccl start (%s): span %d has %zu elements at NULL", im->who, label(what), i,
