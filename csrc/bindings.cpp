@@ -52,6 +52,7 @@ PYBIND11_MODULE(_C, mod) {
         d["openmp"] = (bool)llm_build_has_openmp();
         d["cuda"] = (bool)llm_build_has_cuda();
         d["mpi"] = (bool)llm_build_has_mpi();
+        d["nccl"] = (bool)llm_build_has_nccl();
         d["cpu_isa"] = llm_cpu_isa();
         d["cpu_isas"] = std::string(llm_cpu_isa_list());
         return d;

@@ -185,6 +185,8 @@ int llm_get_num_threads(void);
 const char *llm_build_compiler(void);
 int llm_build_has_openmp(void);
 int llm_build_has_cuda(void);
+// This build's CUDA backend has the NCCL transport of comm.h (multi-GPU data parallelism).
+int llm_build_has_nccl(void);
 int llm_build_has_mpi(void);
 // CPU kernels: this build holds one variant per instruction set it targets ("avx512", "avx2",
 // "generic"; or "native" when built with LLMPY_NATIVE=ON) and picks the best one the CPU

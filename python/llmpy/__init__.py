@@ -80,7 +80,7 @@ def build_info() -> dict:
 
     >>> info = llmpy.build_info()
     >>> sorted(info)
-    ['backends', 'compiler', 'cpu_isa', 'cpu_isas', 'cuda', 'mpi', 'num_threads', 'openmp', 'version']
+    ['backends', 'compiler', 'cpu_isa', 'cpu_isas', 'cuda', 'mpi', 'nccl', 'num_threads', 'openmp', 'version']
     >>> info["cpu_isa"] in info["cpu_isas"]  # e.g. 'avx512' of ['avx512', 'avx2', 'generic']
     True
     """
