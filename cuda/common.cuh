@@ -57,7 +57,12 @@ extern int llm_cuda_sm_count;
 
 // Scratch buffers, grown on demand (never shrunk), zero-filled only when first allocated.
 // Device scratch: partial sums, staging, index lists. Host scratch: pinned memory for the few
-// ops that read device results on the host (encoder backward, norm_squared).
+// ops that move small results or index lists between host and device (encoder backward,
+// norm_squared, sum_f32). Host scratch contract: copies into it and out of it are issued on
+// llm_cuda_stream, so they are ordered among themselves; but the host itself may write it only
+// once no copy issued earlier still reads it. encoder_backward, the one op that writes it on the
+// host and uploads from it without waiting, records an event behind its upload and waits for
+// that event before writing again (encoder.cu); an op that adds host-side writes must do the same.
 llm_status cuda_device_scratch(void **out, size_t bytes);
 llm_status cuda_host_scratch(void **out, size_t bytes);
 

@@ -2,7 +2,7 @@
  * cublas_common.cuh — the cuBLAS and cuBLASLt handles the backend shares (context.cu creates
  * them on llm_cuda_stream) and a return-code check that becomes an llm_status.
  *
- * Used by matmul.cu (cuBLASLt, with bias and GELU epilogues) and attention.cu (batched cuBLAS
+ * Used by matmul.cu (cuBLASLt, with the bias epilogue) and attention.cu (batched cuBLAS
  * products). Precision: both use CUBLAS_COMPUTE_32F (fp32 accumulation); with fp32 operands
  * this never uses TF32, so the fp32 mode matches the CPU backend closely.
  */

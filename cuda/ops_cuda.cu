@@ -152,8 +152,8 @@ static llm_status attention_backward(floatX *dqkv, void *scratch, const floatX *
     if (use_flash(C, NH))
         return flash_attention_backward<X>((X *)dqkv, scratch, (const X *)dout, (const X *)qkv, (const X *)out,
                                            (const float *)state, B, T, C, NH, llm_cuda_stream);
-    return cuda_attention_backward<X>((X *)dqkv, scratch, (const X *)dout, (const X *)qkv, (const X *)out, state, B, T,
-                                      C, NH, llm_cuda_stream);
+    return cuda_attention_backward<X>((X *)dqkv, scratch, (const X *)dout, (const X *)qkv, (const X *)out, state,
+                                      B, T, C, NH, llm_cuda_stream);
 }
 
 // ----------------------------------------------------------------------------
@@ -165,15 +165,16 @@ static llm_status encoder_forward(floatX *out, const int32_t *inp, const floatX 
     return cuda_encoder_forward<X>((X *)out, inp, (const X *)wte, (const X *)wpe, B, T, C, llm_cuda_stream);
 }
 template <typename X>
-static llm_status encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp, int B, int T,
-                                   int C) {
-    return cuda_encoder_backward<X>((X *)dwte, (X *)dwpe, (const X *)dout, inp, B, T, C, llm_cuda_stream);
+static llm_status encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp,
+                                   const int32_t *inp_host, int B, int T, int C) {
+    return cuda_encoder_backward<X>((X *)dwte, (X *)dwpe, (const X *)dout, inp, inp_host, B, T, C,
+                                    llm_cuda_stream);
 }
 template <typename X>
 static llm_status layernorm_forward(floatX *out, float *mean, float *rstd, const floatX *inp, const floatX *weight,
                                     const floatX *bias, int B, int T, int C) {
-    return cuda_layernorm_forward<X>((X *)out, mean, rstd, (const X *)inp, (const X *)weight, (const X *)bias, B, T, C,
-                                     llm_cuda_stream);
+    return cuda_layernorm_forward<X>((X *)out, mean, rstd, (const X *)inp, (const X *)weight, (const X *)bias, B, T,
+                                     C, llm_cuda_stream);
 }
 template <typename X>
 static llm_status layernorm_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
@@ -186,8 +187,9 @@ template <typename X>
 static llm_status residual_layernorm_forward(floatX *residual, floatX *out, float *mean, float *rstd,
                                              const floatX *inp1, const floatX *inp2, const floatX *weight,
                                              const floatX *bias, int B, int T, int C) {
-    return cuda_residual_layernorm_forward<X>((X *)residual, (X *)out, mean, rstd, (const X *)inp1, (const X *)inp2,
-                                              (const X *)weight, (const X *)bias, B, T, C, llm_cuda_stream);
+    return cuda_residual_layernorm_forward<X>((X *)residual, (X *)out, mean, rstd, (const X *)inp1,
+                                              (const X *)inp2, (const X *)weight, (const X *)bias, B, T, C,
+                                              llm_cuda_stream);
 }
 template <typename X>
 static llm_status matmul_forward(floatX *out, const floatX *inp, const floatX *weight, const floatX *bias, int B,
@@ -197,15 +199,15 @@ static llm_status matmul_forward(floatX *out, const floatX *inp, const floatX *w
 }
 template <typename X>
 static llm_status matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout, const floatX *inp,
-                                  const floatX *weight, int B, int T, int C, int OC) {
+                                  const floatX *weight, int B, int T, int C, int OC, int accumulate) {
     return cuda_matmul_backward<X>((X *)dinp, (X *)dweight, (X *)dbias, (const X *)dout, (const X *)inp,
-                                   (const X *)weight, B, T, C, OC, llm_cuda_stream);
+                                   (const X *)weight, B, T, C, OC, accumulate, llm_cuda_stream);
 }
 template <typename X>
 static llm_status matmul_gelu_forward(floatX *pre, floatX *out, const floatX *inp, const floatX *weight,
                                       const floatX *bias, int B, int T, int C, int OC) {
-    return cuda_matmul_gelu_forward<X>((X *)pre, (X *)out, (const X *)inp, (const X *)weight, (const X *)bias, B, T, C,
-                                       OC, llm_cuda_stream);
+    return cuda_matmul_gelu_forward<X>((X *)pre, (X *)out, (const X *)inp, (const X *)weight, (const X *)bias, B,
+                                       T, C, OC, llm_cuda_stream);
 }
 template <typename X> static llm_status gelu_forward(floatX *out, const floatX *inp, size_t N) {
     return cuda_gelu_forward<X>((X *)out, (const X *)inp, N, llm_cuda_stream);
@@ -235,18 +237,21 @@ template <typename X>
 static llm_status crossentropy_backward_cols(floatX *dlogits, const floatX *logits, const float *losses,
                                              const int32_t *targets, float dloss, int B, int T, int V, int Vp, int v0,
                                              int n) {
-    return cuda_crossentropy_backward_cols<X>((X *)dlogits, (const X *)logits, losses, targets, dloss, B, T, V, Vp, v0,
-                                              n, llm_cuda_stream);
+    return cuda_crossentropy_backward_cols<X>((X *)dlogits, (const X *)logits, losses, targets, dloss, B, T, V, Vp,
+                                              v0, n, llm_cuda_stream);
 }
 template <typename X>
 static llm_status adamw_update(floatX *params, float *master, const floatX *grads, float *m, float *v, size_t N,
                                float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                                int64_t t, uint32_t seed) {
-    return cuda_adamw_update<X>((X *)params, master, (const X *)grads, m, v, N, lr, beta1, beta2, eps, weight_decay,
-                                grad_scale, t, seed, llm_cuda_stream);
+    return cuda_adamw_update<X>((X *)params, master, (const X *)grads, m, v, N, lr, beta1, beta2, eps,
+                                weight_decay, grad_scale, t, seed, llm_cuda_stream);
 }
 template <typename X> static llm_status norm_squared(double *out, const floatX *x, size_t N) {
     return cuda_norm_squared<X>(out, (const X *)x, N, llm_cuda_stream);
+}
+static llm_status sum_f32(double *out, const float *x, size_t N) {
+    return cuda_sum_f32(out, x, N, llm_cuda_stream);
 }
 
 // ----------------------------------------------------------------------------
@@ -258,6 +263,10 @@ template <typename X> static llm_ops make_table(llm_dtype dtype) {
     o.name = "cuda";
     o.dtype = dtype;
     o.host_memory = 0;
+    // the classifier backward in two kernels over the whole vocabulary, in place of the logits
+    // (ops.h): slices would cost ~1,200 launches per step at B*T >= 8192 and, in bf16, hundreds of
+    // roundings of the running dln
+    o.lm_head_in_place = 1;
     o.alloc = cuda_alloc;
     o.free = cuda_free;
     o.zero = cuda_zero;
@@ -286,6 +295,7 @@ template <typename X> static llm_ops make_table(llm_dtype dtype) {
     o.crossentropy_backward_cols = crossentropy_backward_cols<X>;
     o.adamw_update = adamw_update<X>;
     o.norm_squared = norm_squared<X>;
+    o.sum_f32 = sum_f32;
     return o;
 }
 

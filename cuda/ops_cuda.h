@@ -4,7 +4,10 @@
  * llm_cuda_init() must come first: it selects the GPU, creates the stream and the cuBLAS(Lt)
  * handles, and registers the two op tables with the core under ("cuda", "fp32") and
  * ("cuda", "bf16"). Every op runs on one stream (llm_cuda_get_stream()); ops are asynchronous
- * except the memory copies, norm_squared and encoder_backward, which synchronise it.
+ * except the memory copies, norm_squared and sum_f32 (their results are host values), and
+ * encoder_backward when it is not given the token ids on the host; those synchronise it.
+
+
  *
  * Attention: "flash" (the default: cuda/flash_attention.cu, head sizes 64 and 128; other head
  * sizes fall back to the reference automatically, decided per call from C/NH) or "reference"
@@ -23,7 +26,8 @@
 extern "C" {
 #endif
 
-// The two op tables (name "cuda", host_memory 0): fp32, and bf16 with fp32 master weights.
+// The two op tables (name "cuda", host_memory 0, lm_head_in_place 1): fp32, and bf16 with fp32
+// master weights.
 extern const llm_ops llm_cuda_ops_fp32;
 extern const llm_ops llm_cuda_ops_bf16;
 
