@@ -148,9 +148,12 @@ static llm_status lt_matmul_required(const char *op, floatX *D, const floatX *A,
                                      cudaStream_t stream) {
     llm_status s = lt_matmul(D, A, B, m, n, k, transA, transB, lda, ldb, ldd, beta, CUBLASLT_EPILOGUE_DEFAULT,
                              (const floatX *)nullptr, stream);
-    if (s == LLM_EUNSUPPORTED)
+    if (s == LLM_EUNSUPPORTED) {
+        const cudaError_t sticky = cuda_sticky_error(); // no algorithm because the context is dead?
+        if (sticky != cudaSuccess) return cuda_check(sticky, op, __FILE__, __LINE__);
         return llm_fail(LLM_EBACKEND, "%s: cuBLASLt has no %s algorithm for m=%d n=%d k=%d", op,
                         dtype_name<floatX>(), m, n, k);
+    }
     return s;
 }
 

@@ -7,7 +7,16 @@
  * except the memory copies, norm_squared and sum_f32 (their results are host values), and
  * encoder_backward when it is not given the token ids on the host; those synchronise it.
 
-
+ *
+ * Errors. A kernel that faults (illegal address, trap, ...) is reported asynchronously, by
+ * whichever later call synchronises or launches; such messages end with a hint to set
+ * LLMPY_CUDA_SYNC=1. Environment, read once by llm_cuda_init():
+ *   LLMPY_CUDA_SYNC=1         after every op of the tables, synchronise the stream and check:
+ *                             a failure is LLM_EBACKEND "CUDA error in op <name>: ..." naming the
+ *                             op that failed (slower; for debugging).
+ *   LLMPY_CUDA_FAULT_OP=<op>  for tests only: the op of that llm_ops member name (e.g.
+ *                             layernorm_forward) first launches a kernel that traps, which kills
+ *                             the CUDA context of the process.
  *
  * Attention: "flash" (the default: cuda/flash_attention.cu, head sizes 64 and 128; other head
  * sizes fall back to the reference automatically, decided per call from C/NH) or "reference"
