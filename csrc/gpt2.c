@@ -128,6 +128,8 @@ static int device_known(const char *device) {
 }
 
 // The entry for (device, precision); precision NULL: bf16 where the device has it, else fp32.
+// bf16 is the fast path on CUDA; its fp32 table is for parity, not speed (CUBLAS_COMPUTE_32F
+// without TF32: no tensor cores; attention on CUDA cores; cuda/ops_cuda.h).
 static llm_status pick_backend(const backend_entry **out, const char *device, const char *precision) {
     if (!device) device = "cpu";
     if (!device_known(device)) {

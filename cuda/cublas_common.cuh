@@ -4,7 +4,8 @@
  *
  * Used by matmul.cu (cuBLASLt, with the bias epilogue) and attention.cu (batched cuBLAS
  * products). Precision: both use CUBLAS_COMPUTE_32F (fp32 accumulation); with fp32 operands
- * this never uses TF32, so the fp32 mode matches the CPU backend closely.
+ * this never uses TF32 (no tensor cores), so the fp32 mode matches the CPU backend closely and
+ * is slow: it is for parity, bf16 is the fast path (ops_cuda.h).
  */
 #ifndef LLMPY_CUDA_CUBLAS_COMMON_CUH
 #define LLMPY_CUDA_CUBLAS_COMMON_CUH

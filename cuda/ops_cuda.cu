@@ -401,6 +401,9 @@ template <typename X> static llm_ops make_table(llm_dtype dtype) {
     return o;
 }
 
+// fp32: for parity with the CPU backend and the oracle, not for speed — its GEMMs run
+// CUBLAS_COMPUTE_32F on fp32 operands, which never uses TF32 or the tensor cores, and its flash
+// attention runs on CUDA cores. bf16 (tensor cores, fp32 accumulation) is the fast path.
 extern "C" const llm_ops llm_cuda_ops_fp32 = make_table<float>(LLM_F32);
 extern "C" const llm_ops llm_cuda_ops_bf16 = make_table<bf16>(LLM_BF16);
 
