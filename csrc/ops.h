@@ -55,8 +55,8 @@ typedef struct llm_ops {
     //      all Vp columns that writes dln (accumulate = 0). No (B,T,Vp) buffer besides the
     //      logits; one rounding of dln (GPUs: few launches, fp32 accumulation inside the GEMM).
     //   0: a vocabulary slice of about 2^20 elements at a time into a scratch buffer, dln
-    //      accumulated over the slices (the logits stay readable after backward; on the CPU
-    //      the slice stays in cache between the softmax pass and the two GEMMs).
+    //      accumulated over the slices; the logits stay readable after backward, and a second
+    //      backward of the same forward is allowed (the CPU: csrc/cpu/ops_cpu.c says why).
     int lm_head_in_place;
 
     // --- memory ---------------------------------------------------------------
