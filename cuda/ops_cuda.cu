@@ -171,9 +171,11 @@ static llm_status after_op(const char *op, llm_status s) {
 }
 
 // Every op of the tables runs through here: f() is the op's work, op its llm_ops member name.
+// (An injected fault that already shows at its launch is reported as the op's as well.)
 template <typename F> static llm_status run_op(const char *op, F &&f) {
-    LLM_TRY(before_op(op));
-    return after_op(op, f());
+    llm_status s = before_op(op);
+    if (s == LLM_OK) s = f();
+    return after_op(op, s);
 }
 
 // ----------------------------------------------------------------------------
