@@ -15,6 +15,12 @@
  * Example (Python):
  *   out = np.empty((B, T, OC), np.float32)
  *   _C.ops.matmul_forward(out, inp, weight, None, B, T, C, OC)   # out = inp @ weight.T
+ *
+ * One function is not an op: register_variant(device, lm_head_in_place) registers a copy of
+ * this module's table with the other llm_backward strategy for the classifier (ops.h:
+ * lm_head_in_place) under another device name, so that tests and benchmarks can run the model
+ * both ways on the same backend (GPT2(cfg, device="cpu-inplace") after
+ * _C.ops.register_variant("cpu-inplace", True)).
  */
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -24,6 +30,7 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "bindings.h"
 
@@ -150,14 +157,19 @@ ArgPtr opt_x(const llm_ops &be, const char *op, const char *name, py::object o, 
 }
 void *ptr(const ArgPtr &a) { return a ? a->ptr() : nullptr; }
 
-// int32 ids, each in [0, limit).
-ArgPtr in_ids(const llm_ops &be, const char *op, const char *name, py::array a, int64_t n, int64_t limit) {
+// Checks n int32 ids, each in [0, limit).
+void check_ids(const char *op, const char *name, const py::array &a, int64_t n, int64_t limit) {
     check_array<int32_t>(op, name, a, n, false);
     const int32_t *p = static_cast<const int32_t *>(a.data());
     for (int64_t i = 0; i < n; i++)
         if (p[i] < 0 || p[i] >= limit)
             throw py::value_error(std::string(op) + ": " + name + "[" + std::to_string(i) + "] = " +
                                   std::to_string(p[i]) + " is outside [0, " + std::to_string(limit) + ")");
+}
+
+// int32 ids, each in [0, limit), in backend memory.
+ArgPtr in_ids(const llm_ops &be, const char *op, const char *name, py::array a, int64_t n, int64_t limit) {
+    check_ids(op, name, a, n, limit);
     return ArgPtr(new Arg(be, Arg::IDS, false, a, n));
 }
 
@@ -193,8 +205,11 @@ void encoder_forward(const llm_ops &be, py::array out, py::array inp, py::array 
         {o.get()});
 }
 
-void encoder_backward(const llm_ops &be, py::array dwte, py::array dwpe, py::array dout, py::array inp, int B, int T,
-                      int C) {
+// inp is copied to the backend; inp_host (None or an int32 (B,T) array) is passed as the op's
+// host copy of the ids as it is (host memory), so a test can hand the op ids on the host that
+// differ from those on the device and see which it used.
+void encoder_backward(const llm_ops &be, py::array dwte, py::array dwpe, py::array dout, py::array inp,
+                      py::object inp_host, int B, int T, int C) {
     const char *op = "encoder_backward";
     positive(op, {{"B", B}, {"T", T}, {"C", C}});
     int64_t Vp = table_rows(op, "dwte", dwte, C), maxT = table_rows(op, "dwpe", dwpe, C);
@@ -202,8 +217,17 @@ void encoder_backward(const llm_ops &be, py::array dwte, py::array dwpe, py::arr
     auto gw = out_x(be, op, "dwte", dwte, Vp * C), gp = out_x(be, op, "dwpe", dwpe, maxT * C);
     auto d = in_x(be, op, "dout", dout, count(op, {B, T, C}));
     auto ids = in_ids(be, op, "inp", inp, count(op, {B, T}), Vp);
-    run([&] { return be.encoder_backward(gw->ptr(), gp->ptr(), d->ptr(), (const int32_t *)ids->ptr(), B, T, C); },
-        {gw.get(), gp.get()});
+    py::array host_ids;
+    const int32_t *hp = nullptr;
+    if (!inp_host.is_none()) {
+        if (!py::isinstance<py::array>(inp_host)) throw py::value_error(std::string(op) + ": inp_host must be an array or None");
+        host_ids = inp_host.cast<py::array>();
+        check_ids(op, "inp_host", host_ids, count(op, {B, T}), Vp);
+        hp = static_cast<const int32_t *>(host_ids.data());
+    }
+    run([&] {
+        return be.encoder_backward(gw->ptr(), gp->ptr(), d->ptr(), (const int32_t *)ids->ptr(), hp, B, T, C);
+    }, {gw.get(), gp.get()});
 }
 
 // ----------------------------------------------------------------------------
@@ -273,7 +297,7 @@ void matmul_forward(const llm_ops &be, py::array out, py::array inp, py::array w
 }
 
 void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::object dbias, py::array dout,
-                     py::array inp, py::array weight, int B, int T, int C, int OC) {
+                     py::array inp, py::array weight, int B, int T, int C, int OC, bool accumulate) {
     const char *op = "matmul_backward";
     positive(op, {{"B", B}, {"T", T}, {"C", C}, {"OC", OC}});
     auto dx = opt_x(be, op, "dinp", dinp, count(op, {B, T, C}), true);
@@ -281,8 +305,9 @@ void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::
     auto db = opt_x(be, op, "dbias", dbias, OC, true);
     auto d = in_x(be, op, "dout", dout, count(op, {B, T, OC})), x = in_x(be, op, "inp", inp, count(op, {B, T, C}));
     auto w = in_x(be, op, "weight", weight, count(op, {OC, C}));
-    run([&] { return be.matmul_backward(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC); },
-        {dx.get(), dw.get(), db.get()});
+    run([&] {
+        return be.matmul_backward(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC, accumulate);
+    }, {dx.get(), dw.get(), db.get()});
 }
 
 // The fused op where the backend has it, else matmul then GELU.
@@ -467,6 +492,44 @@ double norm_squared(const llm_ops &be, py::array x, int64_t N) {
     return out;
 }
 
+double sum_f32(const llm_ops &be, py::array x, int64_t N) {
+    const char *op = "sum_f32";
+    check_n(op, N);
+    auto p = in_f(be, op, "x", x, N);
+    double out = -1.0;
+    run([&] { return be.sum_f32(&out, (const float *)p->ptr(), (size_t)N); }, {});
+    return out;
+}
+
+// ----------------------------------------------------------------------------
+// variants of a table (tests and benchmarks)
+
+// A registered table must outlive its registration: copies live here for the process. A few
+// slots suffice (the core holds at most 8 backends in all); re-registering a device reuses its slot.
+struct Variant {
+    std::string device;
+    llm_ops ops;
+};
+std::vector<std::unique_ptr<Variant>> variants;
+
+void register_variant(const llm_ops &be, const std::string &device, bool lm_head_in_place) {
+    if (device.empty() || device == "cpu" || device == "cuda")
+        throw py::value_error("register_variant: pick a new device name (not '" + device + "'), e.g. '" +
+                              std::string(be.name) + "-variant'");
+    const char *precision = be.dtype == LLM_BF16 ? "bf16" : "fp32";
+    Variant *v = nullptr;
+    for (auto &p : variants)
+        if (p->device == device && p->ops.dtype == be.dtype) v = p.get();
+    if (!v) {
+        if (variants.size() >= 4) throw py::value_error("register_variant: at most 4 variants per module");
+        variants.emplace_back(new Variant{device, be});
+        v = variants.back().get();
+    }
+    v->ops = be;
+    v->ops.lm_head_in_place = lm_head_in_place ? 1 : 0;
+    llmpy_check(llm_register_backend(device.c_str(), precision, &v->ops));
+}
+
 // Binds an op to one backend table: f(be, args...) becomes a Python function of args....
 template <typename R, typename... A> auto on(R (*f)(const llm_ops &, A...), const llm_ops *be) {
     return [f, be](A... a) -> R { return f(*be, std::move(a)...); };
@@ -483,7 +546,9 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
     m.def("encoder_forward", on(&encoder_forward, be), py::arg("out"), py::arg("inp"), py::arg("wte"), py::arg("wpe"),
           py::arg("B"), py::arg("T"), py::arg("C"), "out (B,T,C) = wte[inp] + wpe[:T]; inp (B,T) int32");
     m.def("encoder_backward", on(&encoder_backward, be), py::arg("dwte"), py::arg("dwpe"), py::arg("dout"),
-          py::arg("inp"), py::arg("B"), py::arg("T"), py::arg("C"), "dwte, dwpe += scatter of dout (B,T,C)");
+          py::arg("inp"), py::arg("inp_host").none(true), py::arg("B"), py::arg("T"), py::arg("C"),
+          "dwte, dwpe += scatter of dout (B,T,C); inp_host: the ids as a host array for the op to sort, or None "
+          "(the op reads inp itself)");
     m.def("layernorm_forward", on(&layernorm_forward, be), py::arg("out"), py::arg("mean"), py::arg("rstd"),
           py::arg("inp"), py::arg("weight"), py::arg("bias"), py::arg("B"), py::arg("T"), py::arg("C"),
           "out (B,T,C), mean/rstd (B,T) = layernorm(inp) with eps 1e-5");
@@ -498,8 +563,9 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
           "out (B,T,OC) = inp @ weight.T + bias (bias may be None)");
     m.def("matmul_backward", on(&matmul_backward, be), py::arg("dinp").none(true), py::arg("dweight"),
           py::arg("dbias").none(true), py::arg("dout"), py::arg("inp"), py::arg("weight"), py::arg("B"), py::arg("T"),
-          py::arg("C"), py::arg("OC"),
-          "dinp += dout @ weight, dweight += dout.T @ inp, dbias += dout.sum(rows); dinp/dbias may be None");
+          py::arg("C"), py::arg("OC"), py::arg("accumulate") = true,
+          "dinp (+)= dout @ weight (written when accumulate is False), dweight += dout.T @ inp, "
+          "dbias += dout.sum(rows); dinp/dbias may be None");
     m.def("matmul_gelu_forward", on(&matmul_gelu_forward, be), py::arg("pre"), py::arg("out"), py::arg("inp"),
           py::arg("weight"), py::arg("bias").none(true), py::arg("B"), py::arg("T"), py::arg("C"), py::arg("OC"),
           "pre = inp @ weight.T + bias; out = gelu(pre) (fused where built)");
@@ -510,11 +576,11 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
           "causal attention: out (B,T,C) and the saved state from qkv (B,T,3C)");
     m.def("attention_backward", on(&attention_backward, be), py::arg("dqkv"), py::arg("dout"), py::arg("qkv"),
           py::arg("out"), py::arg("state"), py::arg("B"), py::arg("T"), py::arg("C"), py::arg("NH"),
-          "dqkv (B,T,3C) += gradient of causal attention (out and state from the forward)");
+          "dqkv (B,T,3C) = gradient of causal attention, written (out and state from the forward)");
     m.def("gelu_forward", on(&gelu_forward, be), py::arg("out"), py::arg("inp"), py::arg("N"),
           "out = gelu(inp), tanh approximation");
     m.def("gelu_backward", on(&gelu_backward, be), py::arg("dinp"), py::arg("inp"), py::arg("dout"), py::arg("N"),
-          "dinp += gelu'(inp) * dout");
+          "dinp = gelu'(inp) * dout, written");
     m.def("residual_forward", on(&residual_forward, be), py::arg("out"), py::arg("inp1"), py::arg("inp2"), py::arg("N"),
           "out = inp1 + inp2 (out may be inp1 or inp2)");
     m.def("residual_backward", on(&residual_backward, be), py::arg("dinp1"), py::arg("dinp2"), py::arg("dout"),
@@ -535,4 +601,8 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
           py::arg("grad_scale"), py::arg("t"), py::arg("master") = py::none(), py::arg("seed") = 0,
           "one torch.optim.AdamW step on grads * grad_scale; t >= 1; master: fp32 master weights (mixed precision)");
     m.def("norm_squared", on(&norm_squared, be), py::arg("x"), py::arg("N"), "sum of x**2 in double precision");
+    m.def("sum_f32", on(&sum_f32, be), py::arg("x"), py::arg("N"),
+          "sum of the float32 array x, accumulated in double on the backend (deterministic)");
+    m.def("register_variant", on(&register_variant, be), py::arg("device"), py::arg("lm_head_in_place"),
+          "registers this table with the given lm_head strategy under a new device name (tests, benchmarks)");
 }

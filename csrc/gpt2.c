@@ -35,7 +35,8 @@ const char *const gpt2_tensor_names[LLM_NUM_TENSORS] = {
 // Tensors that get weight decay (the 2-D matrices: embeddings and matmul weights).
 static int is_matrix(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
 
-// Elements of dlogits the backward holds at once (llm_backward: the lm_head runs by vocabulary slices).
+// Elements of dlogits the backward holds at once when a backend runs the lm_head backward by
+// vocabulary slices (ops->lm_head_in_place == 0).
 #define LM_HEAD_SLICE_ELEMS ((size_t)1 << 20)
 
 // Limits that keep every size product far from overflow.
@@ -127,6 +128,8 @@ static int device_known(const char *device) {
 }
 
 // The entry for (device, precision); precision NULL: bf16 where the device has it, else fp32.
+// bf16 is the fast path on CUDA; its fp32 table is for parity, not speed (CUBLAS_COMPUTE_32F
+// without TF32: no tensor cores; attention on CUDA cores; cuda/ops_cuda.h).
 static llm_status pick_backend(const backend_entry **out, const char *device, const char *precision) {
     if (!device) device = "cpu";
     if (!device_known(device)) {
@@ -229,6 +232,7 @@ void llm_model_free(llm_model *m) {
     ops->free(m->v);
     ops->free(m->scratch);
     ops->free(m->att_scratch);
+    free(m->inputs_host);
     llm_block_release(m->act);
     llm_block_release(m->out);
     free(m);
@@ -357,8 +361,17 @@ static llm_status host_views_only(const llm_model *m) {
     return LLM_OK;
 }
 
+// LLM_ESTATE when the last backward wrote the logits' gradient over them (ops->lm_head_in_place);
+// `what` is what the caller wanted.
+static llm_status logits_readable(const llm_model *m, const char *what) {
+    if (!m->logits_overwritten) return LLM_OK;
+    return llm_fail(LLM_ESTATE, "%s: on this backend (%s/%s) the last backward() overwrote the logits with their "
+                    "gradient; run forward() again", what, m->device, m->precision);
+}
+
 llm_status llm_model_logits(llm_model *m, float **data, int *B, int *T, int *V, int *Vp, llm_block **block) {
     if (!m->B) return llm_fail(LLM_ESTATE, "no logits yet: call forward() first");
+    LLM_TRY(logits_readable(m, "no logits"));
     LLM_TRY(host_views_only(m));
     *data = (float *)m->out->ptr;
     *B = m->B; *T = m->T; *V = m->cfg.vocab_size; *Vp = m->cfg.padded_vocab_size;
@@ -380,6 +393,7 @@ llm_status llm_model_losses(llm_model *m, float **data, int *B, int *T, llm_bloc
 llm_status llm_model_copy_logits(llm_model *m, float *dst) {
     if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
     if (!m->B) return llm_fail(LLM_ESTATE, "no logits yet: call forward() first");
+    LLM_TRY(logits_readable(m, "no logits"));
     if (!dst) return llm_fail(LLM_EINVAL, "destination is NULL");
     const size_t V = m->cfg.vocab_size, Vp = m->cfg.padded_vocab_size, rows = (size_t)m->B * m->T;
     const char *logits = m->out->ptr;
@@ -531,8 +545,18 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
     // a failure below leaves no forward state behind
     m->B = m->T = 0;
     m->has_targets = 0;
+    m->logits_overwritten = 0;
     LLM_TRY(ensure_activations(m, B, T));
     const llm_ops *ops = m->ops;
+    if (!ops->host_memory) { // keep the ids on the host for the encoder backward
+        if (m->inputs_host_cap < BT) {
+            int32_t *p = realloc(m->inputs_host, BT * sizeof(int32_t));
+            if (!p) return llm_fail(LLM_ENOMEM, "out of memory for a host copy of %zu token ids", BT);
+            m->inputs_host = p;
+            m->inputs_host_cap = BT;
+        }
+        memcpy(m->inputs_host, idx, BT * sizeof(int32_t));
+    }
     const size_t xs = m->xsize;
     const int L = cfg->n_layer, C = cfg->n_embd, NH = cfg->n_head, V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
     const size_t BTC = BT * C, att_bytes = ops->attention_state_bytes(B, T, C, NH);
@@ -585,15 +609,9 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
     m->T = T;
     if (targets) {
         LLM_TRY(ops->crossentropy_forward(losses, logits, a.targets, B, T, V, Vp));
-        // mean on the host in double: BT floats, negligible next to the forward (copied a
-        // bounded chunk at a time, so the step allocates nothing)
-        float host[1024];
-        double sum = 0.0;
-        for (size_t i0 = 0; i0 < BT; i0 += 1024) {
-            size_t n = BT - i0 < 1024 ? BT - i0 : 1024;
-            LLM_TRY(ops->to_host(host, losses + i0, n * sizeof(float)));
-            for (size_t i = 0; i < n; i++) sum += host[i];
-        }
+        // the mean, reduced where the losses live: one number crosses to the host
+        double sum;
+        LLM_TRY(ops->sum_f32(&sum, losses, BT));
         m->loss = (float)(sum / (double)BT);
         m->has_targets = 1;
         if (loss) *loss = m->loss;
@@ -615,18 +633,19 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
     if (!m->B) return llm_fail(LLM_ESTATE, "backward() needs a forward() first");
     if (!m->has_targets) return llm_fail(LLM_ESTATE, "backward() needs a forward() with targets");
+    LLM_TRY(logits_readable(m, "backward() needs a new forward()"));
     if (!isfinite(loss_scale)) return llm_fail(LLM_EINVAL, "loss_scale must be finite, got %g", loss_scale);
     const llm_config *cfg = &m->cfg;
     const llm_ops *ops = m->ops;
     const size_t xs = m->xsize;
     const int B = m->B, T = m->T, L = cfg->n_layer, C = cfg->n_embd, NH = cfg->n_head;
-    const int V = cfg->vocab_size;
+    const int V = cfg->vocab_size, Vp = cfg->padded_vocab_size;
     const size_t BT = (size_t)B * T, BTC = BT * C, att_bytes = ops->attention_state_bytes(B, T, C, NH);
 
-    // The lm_head and cross-entropy backward run a slice of vc vocabulary columns at a time, so
-    // dlogits exist for one slice only (about LM_HEAD_SLICE_ELEMS elements), never as (BT,Vp).
-    size_t vc = LM_HEAD_SLICE_ELEMS / BT / 128 * 128;
-    vc = vc < 128 ? 128 : (vc > (size_t)V ? (size_t)V : vc);
+    // The lm_head backward in place of the logits (ops.h: lm_head_in_place), or vc vocabulary
+    // columns at a time: dlogits then exist for one slice only (~LM_HEAD_SLICE_ELEMS elements).
+    size_t vc = ops->lm_head_in_place ? 0 : LM_HEAD_SLICE_ELEMS / BT / 128 * 128;
+    if (!ops->lm_head_in_place) vc = vc < 128 ? 128 : (vc > (size_t)V ? (size_t)V : vc);
     // scratch: dlogits slice (BT,vc), dres/dln/datty (BT,C) each, dqkv (BT,3C), dfch/dfch_gelu (BT,4C) each
     size_t need = (BT * vc + BTC * (3 + 3 + 8)) * xs;
     if (m->scratch_bytes < need) {
@@ -640,17 +659,27 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     floatX *dqkv = AT(datty, BTC), *dfch = AT(dqkv, 3 * BTC), *dfch_gelu = AT(dfch, 4 * BTC);
     acts a;
     acts_layout(&a, m->act->ptr, m, B, T);
-    const floatX *logits = m->out->ptr;
+    floatX *logits = m->out->ptr;
     const float *losses = (const float *)((const char *)m->out->ptr + logits_bytes(m, B, T));
+    const float dloss = loss_scale / (float)BT; // the objective is loss_scale * mean over positions
+    const int32_t *inputs_host = ops->host_memory ? a.inputs : m->inputs_host; // for the encoder backward
 
-    // the objective is loss_scale * mean over positions; the padding columns (>= V) have zero
-    // gradient and are skipped
-    LLM_TRY(ops->zero(dln, BTC * xs));
-    for (size_t v0 = 0; v0 < (size_t)V; v0 += vc) {
-        const int n = (int)((size_t)V - v0 < vc ? (size_t)V - v0 : vc);
-        LLM_TRY(ops->crossentropy_backward_cols(dlogits, logits, losses, a.targets, loss_scale / (float)BT, B, T, V,
-                                                cfg->padded_vocab_size, (int)v0, n));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(0, v0 * C), NULL, dlogits, a.lnf, PARAM(0, v0 * C), B, T, C, n));
+    // Buffers written by one op and read by the next are written (=), never zeroed first
+    // (ops.h): only dres, which every LayerNorm backward adds into, starts from zero.
+    if (ops->lm_head_in_place) {
+        // dlogits (BT,Vp) over the logits in one pass (padding columns 0), then dln (BT,C) =
+        // dlogits @ wte in one GEMM over all Vp columns: one rounding of dln, and dwte += dlogits^T lnf.
+        m->logits_overwritten = 1; // from here on, even if an op below fails
+        LLM_TRY(ops->crossentropy_backward_cols(logits, logits, losses, a.targets, dloss, B, T, V, Vp, 0, Vp));
+        LLM_TRY(ops->matmul_backward(dln, GRAD(0, 0), NULL, logits, a.lnf, PARAM(0, 0), B, T, C, Vp, 0));
+    } else {
+        // the padding columns (>= V) have zero gradient and are skipped; the first slice writes dln
+        for (size_t v0 = 0; v0 < (size_t)V; v0 += vc) {
+            const int n = (int)((size_t)V - v0 < vc ? (size_t)V - v0 : vc);
+            LLM_TRY(ops->crossentropy_backward_cols(dlogits, logits, losses, a.targets, dloss, B, T, V, Vp, (int)v0, n));
+            LLM_TRY(ops->matmul_backward(dln, GRAD(0, v0 * C), NULL, dlogits, a.lnf, PARAM(0, v0 * C), B, T, C, n,
+                                         v0 > 0));
+        }
     }
     LLM_TRY(ops->zero(dres, BTC * xs));
     const floatX *last = AT(a.res3, (size_t)(L - 1) * BTC);
@@ -669,29 +698,23 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
         const floatX *fch = AT(a.fch, l * BTC * 4), *fch_gelu = AT(a.fch_gelu, l * BTC * 4);
         size_t c = (size_t)l * C;
 
-        // MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2))))
-        LLM_TRY(ops->zero(dfch_gelu, 4 * BTC * xs));
+        // MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dfch_gelu, dfch, dln written
         LLM_TRY(ops->matmul_backward(dfch_gelu, GRAD(12, c * 4 * C), GRAD(13, c), dres, fch_gelu, PARAM(12, c * 4 * C),
-                                     B, T, 4 * C, C));
-        LLM_TRY(ops->zero(dfch, 4 * BTC * xs));
+                                     B, T, 4 * C, C, 0));
         LLM_TRY(ops->gelu_backward(dfch, fch, dfch_gelu, 4 * BTC));
-        LLM_TRY(ops->zero(dln, BTC * xs));
         LLM_TRY(ops->matmul_backward(dln, GRAD(10, c * 4 * C), GRAD(11, 4 * c), dfch, ln2, PARAM(10, c * 4 * C), B, T,
-                                     C, 4 * C));
+                                     C, 4 * C, 0));
         LLM_TRY(ops->layernorm_backward(dres, GRAD(8, c), GRAD(9, c), dln, res2, PARAM(8, c), ln2_mean, ln2_rstd, B, T,
                                         C));
-        // attention: res2 = residual + attproj(attn(qkv(ln1(residual))))
-        LLM_TRY(ops->zero(datty, BTC * xs));
-        LLM_TRY(ops->matmul_backward(datty, GRAD(6, c * C), GRAD(7, c), dres, atty, PARAM(6, c * C), B, T, C, C));
-        LLM_TRY(ops->zero(dqkv, 3 * BTC * xs));
+        // attention: res2 = residual + attproj(attn(qkv(ln1(residual)))); datty, dqkv, dln written
+        LLM_TRY(ops->matmul_backward(datty, GRAD(6, c * C), GRAD(7, c), dres, atty, PARAM(6, c * C), B, T, C, C, 0));
         LLM_TRY(ops->attention_backward(dqkv, m->att_scratch, datty, qkv, atty, att, B, T, C, NH));
-        LLM_TRY(ops->zero(dln, BTC * xs));
         LLM_TRY(ops->matmul_backward(dln, GRAD(4, c * 3 * C), GRAD(5, 3 * c), dqkv, ln1, PARAM(4, c * 3 * C), B, T, C,
-                                     3 * C));
+                                     3 * C, 0));
         LLM_TRY(ops->layernorm_backward(dres, GRAD(2, c), GRAD(3, c), dln, residual, PARAM(2, c), ln1_mean, ln1_rstd, B,
                                         T, C));
     }
-    LLM_TRY(ops->encoder_backward(GRAD(0, 0), GRAD(1, 0), dres, a.inputs, B, T, C));
+    LLM_TRY(ops->encoder_backward(GRAD(0, 0), GRAD(1, 0), dres, a.inputs, inputs_host, B, T, C));
     m->has_grad = 1;
     return LLM_OK;
 }

@@ -50,6 +50,14 @@ struct llm_model {
     int B, T;         // shape of the last forward (0 = none yet)
     int has_targets;  // the last forward had targets
     float loss;       // mean loss of the last forward with targets
+    // 1 after a backward on a backend with ops->lm_head_in_place: the logits buffer holds their
+    // gradient, so the logits are refused (LLM_ESTATE) until the next forward resets this.
+    int logits_overwritten;
+    // The token ids of the last forward in host memory (B*T), grown on demand: the CUDA encoder
+    // backward buckets them on the host, and reading them back from the device would cost a
+    // synchronisation. Unused (NULL) on host-memory backends, whose act->inputs is host memory.
+    int32_t *inputs_host;
+    size_t inputs_host_cap; // ids it can hold
 };
 
 // Allocates the model (parameters zero, grads zero) for a checked configuration on the backend

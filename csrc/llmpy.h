@@ -126,6 +126,9 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
 // Sets every parameter gradient to zero.
 llm_status llm_zero_grad(llm_model *m);
 // Backward of (loss_scale * mean loss) of the last forward; parameter gradients accumulate (+=).
+// On backends that run the classifier backward in place of the logits (CUDA; ops.h:
+// lm_head_in_place) the logits are gone afterwards: llm_model_logits/copy_logits and a second
+// backward return LLM_ESTATE until the next forward (the losses stay readable).
 llm_status llm_backward(llm_model *m, float loss_scale);
 // One AdamW step (t increments). grad_clip <= 0 disables clipping. *norm receives the global
 // gradient norm before clipping. Weight decay applies to 2-D tensors only.
@@ -165,7 +168,8 @@ typedef struct llm_block llm_block;
 void llm_block_release(llm_block *b);
 
 // Logits of the last forward: data points at (B,T,Vp) floats; callers show the first V of each row.
-// Host fp32 backends only (LLM_EUNSUPPORTED otherwise: use llm_model_copy_logits).
+// Host fp32 backends only (LLM_EUNSUPPORTED otherwise: use llm_model_copy_logits). LLM_ESTATE after
+// a backward that overwrote them (see llm_backward).
 // On success *block holds a reference the caller must release.
 llm_status llm_model_logits(llm_model *m, float **data, int *B, int *T, int *V, int *Vp, llm_block **block);
 // Per-position losses (B,T) of the last forward with targets (host backends only, as above).

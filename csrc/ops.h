@@ -14,9 +14,16 @@
  * master copy of the parameters that mixed precision keeps.
  *
  * Gradient convention (every op):
- *   - parameter gradients accumulate:          dweight += ..., dbias += ...
- *   - activation gradients accumulate as well: dinp += ...   (the model zeroes them first)
- *   - exception: crossentropy_backward(_cols) WRITES dlogits (=), padding columns set to 0.
+ *   - parameter gradients accumulate: dweight += ..., dbias += ... (gradient accumulation over
+ *     micro-batches, and wte's two uses, encoder and lm_head, add into one buffer).
+ *   - activation gradients are WRITTEN (=) where the model writes a buffer once, so that it
+ *     never has to zero it first: gelu_backward's dinp, attention_backward's dqkv,
+ *     crossentropy_backward(_cols)'s dlogits (padding columns set to 0), and matmul_backward's
+ *     dinp when called with accumulate = 0. "Written" means every element is stored and the
+ *     previous contents are never read (garbage, NaN included, cannot leak into the result).
+ *   - activation gradients ACCUMULATE (+=) where several contributions meet: layernorm_backward's
+ *     dinp (it is the residual stream, which gpt2.c zeroes once per backward), residual_backward,
+ *     and matmul_backward's dinp with accumulate = 1.
  * Every op returns LLM_OK or an error status (the CPU ops cannot fail once gpt2.c has
  * validated sizes; CUDA ops report launch and library errors).
  *
@@ -41,6 +48,16 @@ typedef struct llm_ops {
     const char *name;   // "cpu", "cuda"
     llm_dtype dtype;    // element type of every floatX buffer
     int host_memory;    // 1: buffers are host memory that callers may read and write directly
+    // How llm_backward runs the classifier (lm_head + cross-entropy) backward:
+    //   1: in place, in two ops over the whole padded vocabulary: crossentropy_backward_cols with
+    //      v0 = 0, n = Vp and dlogits == logits (the gradient overwrites the logits, which the
+    //      model then refuses to show until the next forward), then one matmul_backward over
+    //      all Vp columns that writes dln (accumulate = 0). No (B,T,Vp) buffer besides the
+    //      logits; one rounding of dln (GPUs: few launches, fp32 accumulation inside the GEMM).
+    //   0: a vocabulary slice of about 2^20 elements at a time into a scratch buffer, dln
+    //      accumulated over the slices; the logits stay readable after backward, and a second
+    //      backward of the same forward is allowed (the CPU: csrc/cpu/ops_cpu.c says why).
+    int lm_head_in_place;
 
     // --- memory ---------------------------------------------------------------
     llm_status (*alloc)(void **out, size_t bytes);         // zero-filled; *out NULL on failure
@@ -57,15 +74,18 @@ typedef struct llm_ops {
     // out: (B,T,C), inp: (B,T), wte: (Vp,C), wpe: (maxT,C)
     llm_status (*encoder_forward)(floatX *out, const int32_t *inp, const floatX *wte, const floatX *wpe,
                                   int B, int T, int C);
-    // dwte: (Vp,C), dwpe: (maxT,C), dout: (B,T,C), inp: (B,T)
+    // dwte: (Vp,C), dwpe: (maxT,C) accumulated; dout: (B,T,C), inp: (B,T) in backend memory;
+    // inp_host: the same ids in host memory, or NULL. A backend that sorts the ids on the host
+    // (CUDA) uses inp_host when given, so it need not copy them back and wait for the device;
+    // with NULL it copies inp itself (synchronising).
     llm_status (*encoder_backward)(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp,
-                                   int B, int T, int C);
+                                   const int32_t *inp_host, int B, int T, int C);
 
     // --- layernorm (eps 1e-5, biased variance) ---------------------------------
     // out: (B,T,C), mean/rstd: (B,T), inp: (B,T,C), weight/bias: (C)
     llm_status (*layernorm_forward)(floatX *out, float *mean, float *rstd, const floatX *inp,
                                     const floatX *weight, const floatX *bias, int B, int T, int C);
-    // dinp: (B,T,C), dweight/dbias: (C), dout/inp: (B,T,C), weight: (C), mean/rstd: (B,T)
+    // dinp: (B,T,C) accumulated (+=), dweight/dbias: (C), dout/inp: (B,T,C), weight: (C), mean/rstd: (B,T)
     llm_status (*layernorm_backward)(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
                                      const floatX *inp, const floatX *weight, const float *mean,
                                      const float *rstd, int B, int T, int C);
@@ -80,10 +100,13 @@ typedef struct llm_ops {
     llm_status (*matmul_forward)(floatX *out, const floatX *inp, const floatX *weight, const floatX *bias,
                                  int B, int T, int C, int OC);
     // dinp: (B,T,C) or NULL, dweight: (OC,C), dbias: (OC) or NULL, dout: (B,T,OC), inp: (B,T,C), weight: (OC,C)
+    // accumulate: 0 writes dinp (= dout @ weight), 1 adds to it (+=); dweight and dbias always accumulate.
     llm_status (*matmul_backward)(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
-                                  const floatX *inp, const floatX *weight, int B, int T, int C, int OC);
-    // optional: pre = inp @ weight^T + bias; out = gelu(pre) (the MLP's first matmul with a GELU
-    // epilogue). pre, out: (B,T,OC); other shapes as matmul_forward.
+                                  const floatX *inp, const floatX *weight, int B, int T, int C, int OC,
+                                  int accumulate);
+    // optional: pre = inp @ weight^T + bias; out = gelu(pre) (the MLP's first matmul and its GELU
+    // in one call). out must be exactly gelu_forward(pre): gelu_backward differentiates that
+    // function. pre, out: (B,T,OC); other shapes as matmul_forward.
     llm_status (*matmul_gelu_forward)(floatX *pre, floatX *out, const floatX *inp, const floatX *weight,
                                       const floatX *bias, int B, int T, int C, int OC);
 
@@ -96,19 +119,20 @@ typedef struct llm_ops {
     // out: (B,T,C), qkv: (B,T,3C) laid out as [q | k | v], each (NH, hs)
     llm_status (*attention_forward)(floatX *out, void *state, void *scratch, const floatX *qkv,
                                     int B, int T, int C, int NH);
-    // dqkv: (B,T,3C), dout: (B,T,C), qkv: (B,T,3C), out: (B,T,C) and state as the forward left them
+    // dqkv: (B,T,3C) written (=); dout: (B,T,C), qkv: (B,T,3C), out: (B,T,C) and state as the
+    // forward left them
     llm_status (*attention_backward)(floatX *dqkv, void *scratch, const floatX *dout, const floatX *qkv,
                                      const floatX *out, const void *state, int B, int T, int C, int NH);
 
     // --- GELU, tanh approximation ----------------------------------------------
     // out/inp: (N)
     llm_status (*gelu_forward)(floatX *out, const floatX *inp, size_t N);
-    // dinp/inp/dout: (N)
+    // dinp: (N) written (=) dout * gelu'(inp); inp/dout: (N); dinp may alias dout
     llm_status (*gelu_backward)(floatX *dinp, const floatX *inp, const floatX *dout, size_t N);
 
     // --- residual: out = inp1 + inp2 (out may alias either input) ---------------
     llm_status (*residual_forward)(floatX *out, const floatX *inp1, const floatX *inp2, size_t N);
-    // dinp1/dinp2/dout: (N)
+    // dinp1/dinp2: (N) accumulated (+=), dout: (N)
     llm_status (*residual_backward)(floatX *dinp1, floatX *dinp2, const floatX *dout, size_t N);
 
     // --- softmax + cross-entropy over the first V of Vp logits ------------------
@@ -124,6 +148,8 @@ typedef struct llm_ops {
     // dlogits: (B,T,n) written (row stride n), zero on columns >= V; logits: (B,T,Vp);
     // losses: (B,T) as crossentropy_forward wrote them (the softmax is rebuilt from them:
     // logsumexp = loss + logit[target]); targets: (B,T); 0 <= v0, v0 + n <= Vp.
+    // With v0 = 0 and n = Vp, dlogits may alias logits: the whole gradient is then written in
+    // place of the logits in one pass (lm_head_in_place; the losses are left unchanged).
     llm_status (*crossentropy_backward_cols)(floatX *dlogits, const floatX *logits, const float *losses,
                                              const int32_t *targets, float dloss, int B, int T, int V,
                                              int Vp, int v0, int n);
@@ -138,6 +164,10 @@ typedef struct llm_ops {
                                float grad_scale, int64_t t, uint32_t seed);
     // *out (host) = sum of x[i]^2 in double precision (fp32 at least); x: (N)
     llm_status (*norm_squared)(double *out, const floatX *x, size_t N);
+    // *out (host) = sum of x[i], accumulated in double; x: (N) fp32 in backend memory (the
+    // per-position losses). Deterministic: the same bits for the same x, run to run. Reduces where
+    // x lives and returns one number, so a mean loss costs one copy (one synchronisation).
+    llm_status (*sum_f32)(double *out, const float *x, size_t N);
 } llm_ops;
 
 // Size in bytes of one element of a dtype.

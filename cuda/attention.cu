@@ -8,7 +8,8 @@
  *   out, dout: (B,T,C), head h at channels h*hs .. (h+1)*hs                          (floatX)
  *   state: P (B,NH,T,T) floatX, the softmax probabilities; row t is 0 at columns > t (causal)
  *   P[b,h,t,:] = softmax over t2 <= t of (q_t . k_t2) / sqrt(hs);  out_t = sum_t2 P v_t2
- * Gradient convention (ops.h): dqkv += (activation gradient, accumulated).
+ * Gradient convention (ops.h): dqkv is written (=), never read: the unpermute kernel stores
+ * every element of it (q, k and v parts of every (b, t, h, d)).
  *
  * Scratch (contents not preserved between calls), regions 256-byte aligned:
  *   q, k, v  (BH,T,hs) each, floatX: qkv permuted so that each head is a contiguous matrix
@@ -17,7 +18,8 @@
  * Forward:  permute; S = Q K^T (fp32 output); P = softmax(S / sqrt(hs)) masked (one warp per
  *           row, online max/sum, writes P and the zeros above the diagonal); O = P V; unpermute.
  * Backward: permute q, k, v and dout; dP = dO V^T (fp32); dS = P * (dP - rowsum(P * dP)) / sqrt(hs);
- *           dQ = dS K, dK = dS^T Q, dV = P^T dO; dqkv += unpermuted (dQ, dK, dV).
+ *           dQ = dS K, dK = dS^T Q, dV = P^T dO (beta 0: the scratch is written, not read);
+ *           dqkv = unpermuted (dQ, dK, dV).
  * Products: cublasGemmStridedBatchedEx over the BH heads, CUBLAS_COMPUTE_32F (fp32 accumulation,
  * no TF32 for fp32 operands); scores and their gradients are kept in fp32 so that bf16 rounds
  * only P, dS and the outputs. The products compute the full T x T (the masked half is wasted
@@ -98,7 +100,8 @@ static __global__ void unpermute_heads_kernel(floatX *out, const floatX *o, int 
     }
 }
 
-// dqkv (B,T,3,NH,hs) += (dq, dk, dv) (BH,T,hs).
+// dqkv (B,T,3,NH,hs) = (dq, dk, dv) (BH,T,hs): one thread per element of dq, writing its q, k
+// and v entries, so every element of dqkv is stored.
 template <typename floatX>
 static __global__ void unpermute_dqkv_kernel(floatX *dqkv, const floatX *dq, const floatX *dk, const floatX *dv, int B,
                                              int T, int NH, int hs) {
@@ -107,9 +110,9 @@ static __global__ void unpermute_dqkv_kernel(floatX *dqkv, const floatX *dq, con
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += stride) {
         const size_t d = i % hs, t = (i / hs) % T, h = (i / ((size_t)hs * T)) % NH, b = i / ((size_t)hs * T * NH);
         floatX *dst = dqkv + (b * T + t) * 3 * C + h * hs + d;
-        dst[0] = from_f32<floatX>(to_f32(dst[0]) + to_f32(dq[i]));
-        dst[C] = from_f32<floatX>(to_f32(dst[C]) + to_f32(dk[i]));
-        dst[2 * C] = from_f32<floatX>(to_f32(dst[2 * C]) + to_f32(dv[i]));
+        dst[0] = dq[i];
+        dst[C] = dk[i];
+        dst[2 * C] = dv[i];
     }
 }
 

@@ -32,9 +32,44 @@
 // ----------------------------------------------------------------------------
 // error checks: turn a failing CUDA call into an llm_status with a message
 
+// Sync mode: 1 when LLMPY_CUDA_SYNC=1 was set at llm_cuda_init (ops_cuda.cu; dev/cuda programs
+// define it as 0). Then every op of the tables synchronises and checks after itself, so that a
+// kernel fault is reported by the op that launched it instead of by some later call.
+extern int llm_cuda_sync_ops;
+
+// Errors raised by a kernel while it runs: asynchronous (whichever later call synchronises or
+// launches reports them, so they need not concern that call) and sticky (the context is dead:
+// every later call returns them too; the process must be restarted).
+static inline bool cuda_error_is_async(cudaError_t err) {
+    switch (err) {
+    case cudaErrorECCUncorrectable:
+    case cudaErrorIllegalAddress:
+    case cudaErrorLaunchTimeout:
+    case cudaErrorAssert:
+    case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction:
+    case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc:
+    case cudaErrorLaunchFailure:
+        return true;
+    default:
+        return false;
+    }
+}
+
+// What to append to the message of err: outside sync mode an asynchronous error names the wrong
+// culprit, so say how to find the right one.
+static inline const char *cuda_error_hint(cudaError_t err) {
+    if (!cuda_error_is_async(err) || llm_cuda_sync_ops) return "";
+    return " (raised by a kernel that ran earlier, not necessarily by this call; set LLMPY_CUDA_SYNC=1 to find "
+           "the op that failed)";
+}
+
 static inline llm_status cuda_check(cudaError_t err, const char *what, const char *file, int line) {
     if (err == cudaSuccess) return LLM_OK;
-    return llm_fail(LLM_EBACKEND, "CUDA error in %s (%s:%d): %s", what, file, line, cudaGetErrorString(err));
+    return llm_fail(LLM_EBACKEND, "CUDA error in %s (%s:%d): %s%s", what, file, line, cudaGetErrorString(err),
+                    cuda_error_hint(err));
 }
 // Returns from the calling function when the CUDA call fails.
 #define CUDA_TRY(call)                                                                  \
@@ -57,7 +92,12 @@ extern int llm_cuda_sm_count;
 
 // Scratch buffers, grown on demand (never shrunk), zero-filled only when first allocated.
 // Device scratch: partial sums, staging, index lists. Host scratch: pinned memory for the few
-// ops that read device results on the host (encoder backward, norm_squared).
+// ops that move small results or index lists between host and device (encoder backward,
+// norm_squared, sum_f32). Host scratch contract: copies into it and out of it are issued on
+// llm_cuda_stream, so they are ordered among themselves; but the host itself may write it only
+// once no copy issued earlier still reads it. encoder_backward, the one op that writes it on the
+// host and uploads from it without waiting, records an event behind its upload and waits for
+// that event before writing again (encoder.cu); an op that adds host-side writes must do the same.
 llm_status cuda_device_scratch(void **out, size_t bytes);
 llm_status cuda_host_scratch(void **out, size_t bytes);
 

@@ -16,10 +16,11 @@
 template <typename floatX>
 llm_status cuda_encoder_forward(floatX *out, const int32_t *inp, const floatX *wte, const floatX *wpe, int B,
                                 int T, int C, cudaStream_t stream);
-// Synchronises the stream (the token ids are bucketed on the host).
+// The token ids are bucketed on the host: from inp_host when given (no synchronisation), else
+// copied back from inp (synchronises the stream).
 template <typename floatX>
-llm_status cuda_encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp, int B, int T,
-                                 int C, cudaStream_t stream);
+llm_status cuda_encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp,
+                                 const int32_t *inp_host, int B, int T, int C, cudaStream_t stream);
 
 // --- layernorm.cu -------------------------------------------------------------
 template <typename floatX>
@@ -40,7 +41,7 @@ llm_status cuda_matmul_forward(floatX *out, const floatX *inp, const floatX *wei
                                int T, int C, int OC, cudaStream_t stream);
 template <typename floatX>
 llm_status cuda_matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
-                                const floatX *inp, const floatX *weight, int B, int T, int C, int OC,
+                                const floatX *inp, const floatX *weight, int B, int T, int C, int OC, int accumulate,
                                 cudaStream_t stream);
 template <typename floatX>
 llm_status cuda_matmul_gelu_forward(floatX *pre, floatX *out, const floatX *inp, const floatX *weight,
@@ -92,5 +93,7 @@ llm_status cuda_adamw_update(floatX *params, float *master, const floatX *grads,
 // *out (host) = sum of x^2; synchronises the stream.
 template <typename floatX>
 llm_status cuda_norm_squared(double *out, const floatX *x, size_t N, cudaStream_t stream);
+// *out (host) = sum of x (fp32), reduced on the device in double; synchronises the stream.
+llm_status cuda_sum_f32(double *out, const float *x, size_t N, cudaStream_t stream);
 
 #endif // LLMPY_CUDA_OPS_CUH

@@ -13,12 +13,19 @@
  *
  * Backward, deterministic without atomics. Several positions may carry the same token, so
  * dwte's rows receive sums over position lists; the lists are built on the host:
- *   1. copy the (B,T) ids to pinned host memory (the stream is synchronised here: the op is
- *      the last of the backward pass, so the GPU has little queued work to lose),
- *   2. counting sort the positions by token (stable: ascending position within a token),
- *   3. upload [positions | tokens | bucket starts] and run one block per distinct token, its
- *      threads over channels, each summing its channel over the token's positions in order;
+ *   1. the (B,T) ids on the host: inp_host when the caller has them (the model keeps the ids of
+ *      its forward), so nothing waits for the GPU; otherwise copied from inp to pinned host
+ *      memory, which synchronises the stream;
+ *   2. counting sort the positions by token (stable: ascending position within a token), into
+ *      pinned host scratch,
+ *   3. upload [positions | tokens | bucket starts] asynchronously and run one block per distinct
+ *      token, its threads over channels, each summing its channel over the token's positions
+ *      in order;
  *   4. dwpe: one thread per (t, channel pack) sums over b in order.
+ * The upload in 3 reads the pinned scratch after the call has returned. An event recorded
+ * behind it guards the scratch: before the host writes it again (the next call's sort) it waits
+ * for that event, so a copy still in flight never sees the next call's lists (common.cuh:
+ * host scratch contract).
  * Negative token ids are rejected (LLM_EINVAL); ids >= Vp cannot be checked here
  * (Vp is not an argument) — the model validates ids before uploading them.
  */
@@ -169,6 +176,30 @@ static int bucket_positions(const int32_t *ids, int BT, int32_t *pos, int32_t *t
 }
 
 // ----------------------------------------------------------------------------
+// the pinned scratch's pending upload
+
+// Recorded on the stream behind the asynchronous upload from host scratch; created on first use.
+static cudaEvent_t upload_done = nullptr;
+static bool upload_pending = false;
+
+// Waits until the host scratch is no longer read by an upload of an earlier call.
+static llm_status host_scratch_wait(void) {
+    if (upload_pending) {
+        CUDA_TRY(cudaEventSynchronize(upload_done));
+        upload_pending = false;
+    }
+    return LLM_OK;
+}
+
+// Marks the host scratch as read by the copies issued so far on stream.
+static llm_status host_scratch_record(cudaStream_t stream) {
+    if (!upload_done) CUDA_TRY(cudaEventCreateWithFlags(&upload_done, cudaEventDisableTiming));
+    CUDA_TRY(cudaEventRecord(upload_done, stream));
+    upload_pending = true;
+    return LLM_OK;
+}
+
+// ----------------------------------------------------------------------------
 // entries
 
 template <typename floatX>
@@ -183,8 +214,8 @@ llm_status cuda_encoder_forward(floatX *out, const int32_t *inp, const floatX *w
 }
 
 template <typename floatX>
-llm_status cuda_encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp, int B, int T,
-                                 int C, cudaStream_t stream) {
+llm_status cuda_encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout, const int32_t *inp,
+                                 const int32_t *inp_host, int B, int T, int C, cudaStream_t stream) {
     if (B <= 0 || T <= 0 || C <= 0)
         return llm_fail(LLM_EINVAL, "encoder_backward: sizes must be positive (B=%d T=%d C=%d)", B, T, C);
     if ((size_t)B * T > (size_t)(INT32_MAX / 4))
@@ -196,15 +227,21 @@ llm_status cuda_encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout,
     void *hbuf, *dbuf;
     LLM_TRY(cuda_host_scratch(&hbuf, (BT + upload) * sizeof(int32_t)));
     LLM_TRY(cuda_device_scratch(&dbuf, upload * sizeof(int32_t)));
-    int32_t *ids = (int32_t *)hbuf, *pos = ids + BT, *tok = pos + BT, *start = tok + BT;
-    CUDA_TRY(cudaMemcpyAsync(ids, inp, (size_t)BT * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
-    CUDA_TRY(cudaStreamSynchronize(stream));
+    LLM_TRY(host_scratch_wait()); // an earlier call's upload may still read the scratch
+    int32_t *copy = (int32_t *)hbuf, *pos = copy + BT, *tok = pos + BT, *start = tok + BT;
+    const int32_t *ids = inp_host;
+    if (!ids) { // read them back: this waits for the work queued before
+        CUDA_TRY(cudaMemcpyAsync(copy, inp, (size_t)BT * sizeof(int32_t), cudaMemcpyDeviceToHost, stream));
+        CUDA_TRY(cudaStreamSynchronize(stream));
+        ids = copy;
+    }
     const int distinct = bucket_positions(ids, BT, pos, tok, start);
     if (distinct == -1) return llm_fail(LLM_EINVAL, "encoder_backward: negative token id");
     if (distinct < 0) return llm_fail(LLM_ENOMEM, "encoder_backward: out of host memory sorting token ids");
     // pos | tok | start go up in one copy (tok and start keep their BT-sized slots)
     int32_t *dpos = (int32_t *)dbuf, *dtok = dpos + BT, *dstart = dtok + BT;
     CUDA_TRY(cudaMemcpyAsync(dpos, pos, upload * sizeof(int32_t), cudaMemcpyHostToDevice, stream));
+    LLM_TRY(host_scratch_record(stream));
     encoder_backward_launch(dwte, dwpe, dout, dpos, dtok, dstart, distinct, B, T, C, stream);
     CUDA_TRY_LAUNCH("encoder_backward");
     return LLM_OK;
@@ -213,6 +250,7 @@ llm_status cuda_encoder_backward(floatX *dwte, floatX *dwpe, const floatX *dout,
 #define ENC_INSTANTIATE(X)                                                                                         \
     template llm_status cuda_encoder_forward<X>(X *, const int32_t *, const X *, const X *, int, int, int,        \
                                                 cudaStream_t);                                                    \
-    template llm_status cuda_encoder_backward<X>(X *, X *, const X *, const int32_t *, int, int, int, cudaStream_t);
+    template llm_status cuda_encoder_backward<X>(X *, X *, const X *, const int32_t *, const int32_t *, int, int, int, \
+                                                 cudaStream_t);
 ENC_INSTANTIATE(float)
 ENC_INSTANTIATE(bf16)

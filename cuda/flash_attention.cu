@@ -13,11 +13,13 @@
  *   1. dot kernel:  D (B,NH,T) into the scratch buffer;
  *   2. dK/dV kernel, per (key tile, b, h): stream the query tiles at or below the diagonal,
  *      recompute P^T = exp(K Q^T·scale − lse) and dP^T = V dO^T, accumulate dV += P^T dO and
- *      dK += dS^T Q · scale in registers, add them to dqkv once at the end;
+ *      dK += dS^T Q · scale in registers, store them into dqkv once at the end;
  *   3. dQ kernel, per (query tile, b, h): stream key tiles up to the diagonal, recompute P and
- *      dP, accumulate dQ += dS K · scale.
+ *      dP, accumulate dQ += dS K · scale in registers, store it once at the end.
  * Every output element has exactly one owner CTA, so there are no atomics and the result is
- * deterministic (run to run, bit for bit), at the price of recomputing S and dP twice.
+ * deterministic (run to run, bit for bit), at the price of recomputing S and dP twice. The
+ * owners cover dqkv completely (the dK/dV grid every key row < T, the dQ grid every query row
+ * < T, each over all hs columns), which is what lets the backward write dqkv instead of adding.
  *
  * Two implementations behind one interface:
  *   - float: CUDA cores, fp32 throughout; one key (or query) per lane, 4 rows per warp; the
@@ -37,7 +39,8 @@
  * garbage, NaN included, can reach an accumulator), masked out of every softmax/gradient, and
  * never stored. Causality masks key j > query i; for a valid row that also masks every key >= T.
  *
- * Gradient convention (csrc/ops.h): dqkv accumulates (+=); out and lse are written (=).
+ * Gradient convention (csrc/ops.h): dqkv, out and lse are written (=); dqkv's previous contents
+ * are never read.
  */
 #include <math.h>
 #include <string.h>
@@ -212,8 +215,8 @@ static __global__ void __launch_bounds__(kF32Threads)
         if (tk >= T) continue;
         float *g = dqkv + qkv_index(b, tk, 1, h, T, C, HS);
         FA_UNROLL for (int c = 0; c < NC; c++) {
-            g[lane + 32 * c] += dk[i][c] * scale;
-            g[C + lane + 32 * c] += dv[i][c];
+            g[lane + 32 * c] = dk[i][c] * scale;
+            g[C + lane + 32 * c] = dv[i][c];
         }
     }
 }
@@ -270,7 +273,7 @@ static __global__ void __launch_bounds__(kF32Threads)
         const int tq = q0 + warp * kF32RowsPerWarp + i;
         if (tq >= T) continue;
         float *g = dqkv + qkv_index(b, tq, 0, h, T, C, HS);
-        FA_UNROLL for (int c = 0; c < NC; c++) g[lane + 32 * c] += dq[i][c] * scale;
+        FA_UNROLL for (int c = 0; c < NC; c++) g[lane + 32 * c] = dq[i][c] * scale;
     }
 }
 
@@ -369,11 +372,9 @@ static __device__ __forceinline__ void bf_load_tile(bf16 *dst, const bf16 *src, 
         else *reinterpret_cast<uint4 *>(d) = make_uint4(0u, 0u, 0u, 0u);
     }
 }
-// p[0..1] += (x0, x1) for two adjacent bf16 in global memory (4-byte aligned), rounded once.
-static __device__ __forceinline__ void add_bf16x2(bf16 *p, float x0, float x1) {
-    __nv_bfloat162 *q = reinterpret_cast<__nv_bfloat162 *>(p);
-    const float2 old = __bfloat1622float2(*q);
-    *q = __floats2bfloat162_rn(old.x + x0, old.y + x1);
+// p[0..1] = (x0, x1) for two adjacent bf16 in global memory (4-byte aligned), rounded once.
+static __device__ __forceinline__ void store_bf16x2(bf16 *p, float x0, float x1) {
+    *reinterpret_cast<__nv_bfloat162 *>(p) = __floats2bfloat162_rn(x0, x1);
 }
 
 // ----------------------------------------------------------------------------
@@ -605,8 +606,8 @@ static __global__ void __launch_bounds__(kBfThreads)
         if (t >= T) continue;
         bf16 *gk = dqkv + qkv_index(b, t, 1, h, T, C, HS), *gv = gk + C;
         FA_UNROLL for (int nd = 0; nd < ND; nd++) {
-            add_bf16x2(gk + nd * 8 + 2 * tg, dk[nd][2 * r] * scale, dk[nd][2 * r + 1] * scale);
-            add_bf16x2(gv + nd * 8 + 2 * tg, dv[nd][2 * r], dv[nd][2 * r + 1]);
+            store_bf16x2(gk + nd * 8 + 2 * tg, dk[nd][2 * r] * scale, dk[nd][2 * r + 1] * scale);
+            store_bf16x2(gv + nd * 8 + 2 * tg, dv[nd][2 * r], dv[nd][2 * r + 1]);
         }
     }
 }
@@ -705,7 +706,7 @@ static __global__ void __launch_bounds__(kBfThreads)
         if (t >= T) continue;
         bf16 *gq = dqkv + qkv_index(b, t, 0, h, T, C, HS);
         FA_UNROLL for (int nd = 0; nd < ND; nd++)
-            add_bf16x2(gq + nd * 8 + 2 * tg, dq[nd][2 * r] * scale, dq[nd][2 * r + 1] * scale);
+            store_bf16x2(gq + nd * 8 + 2 * tg, dq[nd][2 * r] * scale, dq[nd][2 * r + 1] * scale);
     }
 }
 
@@ -803,7 +804,7 @@ static llm_status check_sizes(const char *op, int B, int T, int C, int NH) {
     return LLM_OK;
 }
 
-// bf16 tiles are moved 16 bytes at a time (cp.async), and gradients added two bf16 at a time.
+// bf16 tiles are moved 16 bytes at a time (cp.async), and gradients stored two bf16 at a time.
 static llm_status check_ptr(const char *op, const char *name, const void *p, size_t align) {
     if (p == NULL) return llm_fail(LLM_EINVAL, "%s: %s is NULL", op, name);
     if ((uintptr_t)p % align != 0)

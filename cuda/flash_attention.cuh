@@ -8,7 +8,7 @@
  *   out  (B,T,C)   head h at columns h*hs .. h*hs+hs-1
  *   lse  (B,NH,T)  fp32 natural-log logsumexp of each row of scaled, masked scores
  *                  (score = q·k / sqrt(hs)); the forward's saved "state"
- *   dqkv (B,T,3C)  layout of qkv; ACCUMULATED (+=), per the gradient convention of ops.h
+ *   dqkv (B,T,3C)  layout of qkv; WRITTEN (=), per the gradient convention of ops.h
  *   dout (B,T,C)
  * Element type floatX: float (fp32 on CUDA cores) or __nv_bfloat16 (tensor cores, fp32
  * accumulation). bf16 pointers must be 16-byte aligned (cudaMalloc'd buffers and offsets of
@@ -33,7 +33,7 @@ template <typename floatX>
 llm_status flash_attention_forward(floatX *out, float *lse, const floatX *qkv, int B, int T, int C,
                                    int NH, cudaStream_t stream);
 
-// dqkv: (B,T,3C) accumulated (+=); scratch: flash_attention_scratch_bytes() bytes; dout, out: (B,T,C);
+// dqkv: (B,T,3C) written (=); scratch: flash_attention_scratch_bytes() bytes; dout, out: (B,T,C);
 // qkv: (B,T,3C) and lse: (B,NH,T) as the forward saw and left them.
 template <typename floatX>
 llm_status flash_attention_backward(floatX *dqkv, void *scratch, const floatX *dout, const floatX *qkv,

@@ -6,9 +6,11 @@
  * computed as in the CPU backend through 0.5 (1 + tanh(u)) = s = 1 / (1 + e), e = exp(-2u):
  *   gelu(x) = x s,   gelu'(x) = s + 2 x s (1 - s) du/dx,   1 - s = e s
  * (one exponential, no cancellation in the negative tail).
- * Gradient convention (ops.h): dinp += dout * gelu'(inp) (activation gradient, accumulated).
- * out may alias inp, and dinp may alias dout: each element is read before it is written, by
- * the same thread.
+ * Gradient convention (ops.h): dinp = dout * gelu'(inp) (activation gradient, written; its
+ * previous contents are never read). out may alias inp, and dinp may alias dout: each element
+ * is read before it is written, by the same thread.
+ * This is also the GELU of matmul_gelu_forward (matmul.cu), so the backward differentiates
+ * exactly the function the forward applied.
  *
  * Kernels move 128 bits per load/store when the pointers are 16-byte aligned (Pack<floatX, P>);
  * the N % P elements of the tail are done by the first threads of block 0.
@@ -60,15 +62,13 @@ static __global__ void gelu_backward_kernel(floatX *dinp, const floatX *inp, con
     for (size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x; i < packs; i += stride) {
         const Pack<floatX, P> x = load_pack_cs<floatX, P>(inp + i * P);
         const Pack<floatX, P> d = load_pack<floatX, P>(dout + i * P);
-        Pack<floatX, P> g = load_pack<floatX, P>(dinp + i * P);
+        Pack<floatX, P> g;
 #pragma unroll
-        for (int k = 0; k < P; k++)
-            g.v[k] = from_f32<floatX>(to_f32(g.v[k]) + gelu_derivative(to_f32(x.v[k])) * to_f32(d.v[k]));
+        for (int k = 0; k < P; k++) g.v[k] = from_f32<floatX>(gelu_derivative(to_f32(x.v[k])) * to_f32(d.v[k]));
         store_pack<floatX, P>(dinp + i * P, g);
     }
     const size_t i = packs * P + threadIdx.x; // tail
-    if (blockIdx.x == 0 && i < N)
-        dinp[i] = from_f32<floatX>(to_f32(dinp[i]) + gelu_derivative(to_f32(inp[i])) * to_f32(dout[i]));
+    if (blockIdx.x == 0 && i < N) dinp[i] = from_f32<floatX>(gelu_derivative(to_f32(inp[i])) * to_f32(dout[i]));
 }
 
 // ----------------------------------------------------------------------------

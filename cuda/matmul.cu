@@ -4,22 +4,28 @@
  *
  * Shapes (letters defined in ops.h):
  *   out, pre: (B,T,OC)   inp: (B,T,C)   weight: (OC,C)   bias: (OC) or NULL   (all floatX)
- * Gradient convention (ops.h): dweight += and dbias += (parameters), dinp += (activation);
+ * Gradient convention (ops.h): dweight += and dbias += (parameters); dinp is written (=, beta 0:
+ * cuBLASLt then never reads it) when accumulate is 0 and accumulated (+=, beta 1) when it is 1;
  * dinp and dbias may be NULL in the backward, then they are skipped.
  *
  * cuBLAS(Lt) is column-major; a row-major (R, K) matrix is the column-major (K, R) matrix with
  * leading dimension K, i.e. its transpose. With BT = B*T, D (m,n) column-major and op(A) (m,k),
  * op(B) (k,n), the three products are:
  *   forward  out^T     = weight   @ inp^T    m=OC n=BT k=C:  A = weight (op T, lda C),  B = inp  (op N, ldb C)
- *   dinp     dinp^T   += weight^T @ dout^T   m=C  n=BT k=OC: A = weight (op N, lda C),  B = dout (op N, ldb OC)
+ *   dinp     dinp^T  (+)= weight^T @ dout^T   m=C  n=BT k=OC: A = weight (op N, lda C),  B = dout (op N, ldb OC)
  *   dweight  dweight^T += inp^T   @ dout     m=C  n=OC k=BT: A = inp    (op N, lda C),  B = dout (op T, ldb OC)
- * The backward products accumulate with beta = 1 (C = D in place).
- * Epilogues: the forward adds the bias in the GEMM (CUBLASLT_EPILOGUE_BIAS, bias of length m =
- * OC); matmul_gelu_forward uses CUBLASLT_EPILOGUE_GELU_AUX_BIAS, which writes gelu(x) to out
- * and the pre-activation x to pre in the same pass (cuBLASLt's GELU is the tanh
- * approximation). When an epilogue's requirements are not met (bias or pre not 16-byte
- * aligned, OC not a multiple of 8 for the GELU auxiliary output, or no algorithm offered),
- * the plain GEMM runs and a small kernel adds the bias / gelu.cu computes the GELU.
+ * The backward products run with C = D in place: beta = 1 accumulates, beta = 0 writes (dinp
+ * with accumulate = 0; one rounding of the fp32 accumulator into floatX either way).
+ * Epilogue: the forward adds the bias in the GEMM (CUBLASLT_EPILOGUE_BIAS, bias of length m =
+ * OC). When its requirements are not met (bias not 16-byte aligned, or no algorithm offered),
+ * the plain GEMM runs and a small kernel adds the bias.
+ * matmul_gelu_forward is that forward writing pre, then gelu.cu's kernel out = gelu(pre). It
+ * does not use cuBLASLt's GELU epilogue (GELU_AUX_BIAS), on purpose: the backward
+ * differentiates gelu.cu's formula, and cuBLASLt does not document how it evaluates the tanh
+ * (the hardware tanh.approx.f32, 2^-11 relative error, would shift gelu in the negative tail by
+ * tens of percent relative), so forward and backward would not be one function; in bf16 the
+ * epilogue also applies GELU to the unrounded fp32 pre-activation while the backward sees the
+ * bf16 pre. One formula costs one extra read of pre (a memory-bound pass over (B,T,OC)).
  * dbias: column sums of dout by a two-stage deterministic reduction (fp32 partials per row
  * chunk in device scratch, then one thread per column sums them in order and accumulates).
  *
@@ -91,7 +97,7 @@ struct LtCall {
 template <typename floatX>
 static llm_status lt_matmul(floatX *D, const floatX *A, const floatX *B, int m, int n, int k, bool transA,
                             bool transB, int lda, int ldb, int ldd, float beta, cublasLtEpilogue_t epilogue,
-                            const floatX *bias, floatX *aux, cudaStream_t stream) {
+                            const floatX *bias, cudaStream_t stream) {
     const cudaDataType_t t = cuda_dtype<floatX>();
     LtCall c;
     CUBLAS_TRY(cublasLtMatmulDescCreate(&c.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
@@ -102,12 +108,6 @@ static llm_status lt_matmul(floatX *D, const floatX *A, const floatX *B, int m, 
     if (bias) {
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &t, sizeof t));
-    }
-    if (aux) {
-        const int64_t aux_ld = ldd;
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &aux, sizeof aux));
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &aux_ld, sizeof aux_ld));
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(c.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_DATA_TYPE, &t, sizeof t));
     }
     CUBLAS_TRY(cublasLtMatrixLayoutCreate(&c.a, t, transA ? k : m, transA ? m : k, lda));
     CUBLAS_TRY(cublasLtMatrixLayoutCreate(&c.b, t, transB ? n : k, transB ? k : n, ldb));
@@ -147,10 +147,13 @@ static llm_status lt_matmul_required(const char *op, floatX *D, const floatX *A,
                                      int k, bool transA, bool transB, int lda, int ldb, int ldd, float beta,
                                      cudaStream_t stream) {
     llm_status s = lt_matmul(D, A, B, m, n, k, transA, transB, lda, ldb, ldd, beta, CUBLASLT_EPILOGUE_DEFAULT,
-                             (const floatX *)nullptr, (floatX *)nullptr, stream);
-    if (s == LLM_EUNSUPPORTED)
+                             (const floatX *)nullptr, stream);
+    if (s == LLM_EUNSUPPORTED) {
+        const cudaError_t sticky = cuda_sticky_error(); // no algorithm because the context is dead?
+        if (sticky != cudaSuccess) return cuda_check(sticky, op, __FILE__, __LINE__);
         return llm_fail(LLM_EBACKEND, "%s: cuBLASLt has no %s algorithm for m=%d n=%d k=%d", op,
                         dtype_name<floatX>(), m, n, k);
+    }
     return s;
 }
 
@@ -232,7 +235,7 @@ static llm_status matmul_forward_impl(floatX *out, const floatX *inp, const floa
                                       int BT, int C, int OC, cudaStream_t stream) {
     if (bias && aligned16(bias)) {
         llm_status s = lt_matmul(out, weight, inp, OC, BT, C, true, false, C, C, OC, 0.0f, CUBLASLT_EPILOGUE_BIAS,
-                                 bias, (floatX *)nullptr, stream);
+                                 bias, stream);
         if (s != LLM_EUNSUPPORTED) return s;
     }
     LLM_TRY(lt_matmul_required("matmul_forward", out, weight, inp, OC, BT, C, true, false, C, C, OC, 0.0f, stream));
@@ -257,26 +260,22 @@ llm_status cuda_matmul_gelu_forward(floatX *pre, floatX *out, const floatX *inp,
     LLM_TRY(matmul_check_sizes("matmul_gelu_forward", B, T, C, OC));
     if (!pre || !out || !inp || !weight) return llm_fail(LLM_EINVAL, "matmul_gelu_forward: NULL pointer");
     const int BT = B * T;
-    if (OC % 8 == 0 && aligned16(pre) && (!bias || aligned16(bias))) {
-        const cublasLtEpilogue_t epi = bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX;
-        llm_status s = lt_matmul(out, weight, inp, OC, BT, C, true, false, C, C, OC, 0.0f, epi, bias, pre, stream);
-        if (s != LLM_EUNSUPPORTED) return s;
-    }
-    // unfused: pre = inp @ weight^T + bias, out = gelu(pre)
+    // pre = inp @ weight^T + bias, then out = gelu(pre) by the kernel whose formula gelu_backward
+    // differentiates (file comment: why not cuBLASLt's GELU epilogue)
     LLM_TRY(matmul_forward_impl(pre, inp, weight, bias, BT, C, OC, stream));
     return cuda_gelu_forward(out, (const floatX *)pre, (size_t)BT * OC, stream);
 }
 
 template <typename floatX>
 llm_status cuda_matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
-                                const floatX *inp, const floatX *weight, int B, int T, int C, int OC,
+                                const floatX *inp, const floatX *weight, int B, int T, int C, int OC, int accumulate,
                                 cudaStream_t stream) {
     LLM_TRY(matmul_check_sizes("matmul_backward", B, T, C, OC));
     if (!dweight || !dout || !inp || !weight) return llm_fail(LLM_EINVAL, "matmul_backward: NULL pointer");
     const int BT = B * T;
-    if (dinp) // dinp (BT,C) += dout (BT,OC) @ weight (OC,C)
+    if (dinp) // dinp (BT,C) = or += dout (BT,OC) @ weight (OC,C)
         LLM_TRY(lt_matmul_required("matmul_backward (dinp)", dinp, weight, dout, C, BT, OC, false, false, C, OC, C,
-                                   1.0f, stream));
+                                   accumulate ? 1.0f : 0.0f, stream));
     // dweight (OC,C) += dout^T (OC,BT) @ inp (BT,C)
     LLM_TRY(lt_matmul_required("matmul_backward (dweight)", dweight, inp, dout, C, OC, BT, false, true, C, OC, C,
                                1.0f, stream));
@@ -297,6 +296,6 @@ llm_status cuda_matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, co
     template llm_status cuda_matmul_gelu_forward<X>(X *, X *, const X *, const X *, const X *, int, int, int, int, \
                                                     cudaStream_t);                                                \
     template llm_status cuda_matmul_backward<X>(X *, X *, X *, const X *, const X *, const X *, int, int, int, int, \
-                                                cudaStream_t);
+                                                int, cudaStream_t);
 MATMUL_INSTANTIATE(float)
 MATMUL_INSTANTIATE(bf16)

@@ -4,7 +4,23 @@
  * llm_cuda_init() must come first: it selects the GPU, creates the stream and the cuBLAS(Lt)
  * handles, and registers the two op tables with the core under ("cuda", "fp32") and
  * ("cuda", "bf16"). Every op runs on one stream (llm_cuda_get_stream()); ops are asynchronous
- * except the memory copies, norm_squared and encoder_backward, which synchronise it.
+ * except the memory copies, norm_squared and sum_f32 (their results are host values), and
+ * encoder_backward when it is not given the token ids on the host; those synchronise it.
+ *
+ * Precision: "bf16" is the fast path (tensor cores, fp32 accumulation, fp32 master weights) and
+ * the default. "fp32" exists for parity with the CPU backend and the PyTorch oracle, not for
+ * speed: its GEMMs use CUBLAS_COMPUTE_32F on fp32 operands without TF32, so no tensor cores, and
+ * its flash attention runs on CUDA cores.
+ *
+ * Errors. A kernel that faults (illegal address, trap, ...) is reported asynchronously, by
+ * whichever later call synchronises or launches; such messages end with a hint to set
+ * LLMPY_CUDA_SYNC=1. Environment, read once by llm_cuda_init():
+ *   LLMPY_CUDA_SYNC=1         after every op of the tables, synchronise the stream and check:
+ *                             a failure is LLM_EBACKEND "CUDA error in op <name>: ..." naming the
+ *                             op that failed (slower; for debugging).
+ *   LLMPY_CUDA_FAULT_OP=<op>  for tests only: the op of that llm_ops member name (e.g.
+ *                             layernorm_forward) first launches a kernel that traps, which kills
+ *                             the CUDA context of the process.
  *
  * Attention: "flash" (the default: cuda/flash_attention.cu, head sizes 64 and 128; other head
  * sizes fall back to the reference automatically, decided per call from C/NH) or "reference"
@@ -23,7 +39,8 @@
 extern "C" {
 #endif
 
-// The two op tables (name "cuda", host_memory 0): fp32, and bf16 with fp32 master weights.
+// The two op tables (name "cuda", host_memory 0, lm_head_in_place 1): fp32 (parity, see above),
+// and bf16 with fp32 master weights (speed).
 extern const llm_ops llm_cuda_ops_fp32;
 extern const llm_ops llm_cuda_ops_bf16;
 

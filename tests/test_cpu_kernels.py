@@ -11,6 +11,7 @@ thread split. Tolerances as in test_ops.py: max |got - ref| <= rtol * max |ref|.
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -210,3 +211,71 @@ def test_gemm_split_does_not_depend_on_thread_count(rng):
             assert np.array_equal(a, b), (
                 f"{name}: 1 thread and {n} threads differ (max {np.abs(a - b).max():.3e})"
             )
+
+
+# ----------------------------------------------------------------------------
+# the model on the CPU backend: the two strategies of the classifier backward (csrc/ops.h:
+# lm_head_in_place; the CPU table uses slices), and the mean loss reduced by sum_f32 (issue 17)
+
+# GPT-2's vocabulary, everything else tiny: at B*T = 256 the sliced backward runs 13 slices
+WIDE_VOCAB = llmpy.GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=50257, block_size=64)
+
+
+def in_place_device() -> str:
+    """A device name for the CPU table with lm_head_in_place = 1 (registered once per process)."""
+    _C.ops.register_variant("cpu-inplace", True)
+    return "cpu-inplace"
+
+
+def test_cpu_backend_runs_the_lm_head_by_slices_and_keeps_its_logits(rng):
+    m = llmpy.GPT2(WIDE_VOCAB, seed=2)
+    x, y = (rng.integers(0, 50257, size=(4, 64), dtype=np.int32) for _ in range(2))
+    m.forward(x, y)
+    view, before = m.logits(), m.logits().copy()
+    m.zero_grad()
+    m.backward()
+    assert np.array_equal(m.logits(), before), "the CPU backend's logits must survive backward()"
+    assert np.array_equal(view, before), "a view of the logits must survive backward() on the CPU"
+    m.backward()  # a second backward of the same forward is allowed here: the logits are intact
+
+
+def test_lm_head_in_place_and_by_slices_give_the_same_gradients(rng):
+    x, y = (rng.integers(0, 50257, size=(4, 64), dtype=np.int32) for _ in range(2))
+    runs = {}
+    for device in ("cpu", in_place_device()):
+        m = llmpy.GPT2(WIDE_VOCAB, device=device, seed=2)
+        loss = m.forward(x, y)
+        losses = m.losses().copy()
+        m.zero_grad()
+        m.backward()
+        runs[device] = (m, loss, losses, {k: v.copy() for k, v in m.gradients().items()})
+    (_, ref_loss, ref_losses, ref), (m, loss, losses, grads) = runs["cpu"], runs["cpu-inplace"]
+    assert loss == ref_loss and np.array_equal(losses, ref_losses), "the forward does not depend on the strategy"
+    # one GEMM over all Vp columns against 13 slices accumulated in fp32: rounding only
+    for name in ref:
+        assert_close(f"grad {name} (in place vs slices)", grads[name], ref[name], rtol=1e-5, atol=1e-12)
+
+    # in place, the logits buffer now holds their gradient: refused until the next forward
+    with pytest.raises(ValueError, match=r"overwrote the logits with their gradient; run forward\(\) again"):
+        m.logits()
+    np.testing.assert_array_equal(m.losses(), losses, err_msg="the losses must survive an in-place backward")
+    with pytest.raises(ValueError, match=r"needs a new forward\(\)"):
+        m.backward()
+    assert m.forward(x, y) == loss
+    assert m.logits().shape == (4, 64, 50257)
+
+
+def test_register_variant_keeps_the_real_backends():
+    with pytest.raises(ValueError, match="new device name"):
+        _C.ops.register_variant("cpu", True)
+
+
+@pytest.mark.parametrize("B,T", [(1, 1), (3, 17), (5, 300)])  # 1500 positions: beyond the old 1024-float chunks
+def test_loss_is_the_mean_of_the_losses(rng, B, T):
+    cfg = llmpy.GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=97, block_size=300)
+    m = llmpy.GPT2(cfg, seed=4)
+    loss = m.forward(*(rng.integers(0, 97, size=(B, T), dtype=np.int32) for _ in range(2)))
+    losses = m.losses()
+    mean = math.fsum(losses.astype(np.float64).ravel()) / losses.size
+    # loss is float32(double sum / B*T): within one float32 rounding of the exact mean
+    assert abs(loss - mean) <= 2.0**-23 * abs(mean), f"loss {loss!r} vs mean(losses) {mean!r}"

@@ -2,14 +2,19 @@
 
 The CPU ops are themselves checked against PyTorch in float64 (test_ops.py), so they are the
 oracle here. Inputs are random (never zeros) with awkward sizes (not multiples of any block or
-vector width); outputs that ops accumulate into start random too, so the += convention is
-checked. Tolerances (issue 6): fp32 relative error <= 1e-5, bf16 <= 1e-2 (the bf16 path rounds
-its inputs to bf16 first, about 4e-3 relative per value). Relative error is ‖got − ref‖/‖ref‖.
+vector width). Gradient convention (csrc/ops.h): outputs that ops accumulate into start random,
+so += is checked; outputs that ops write (gelu_backward, attention_backward, matmul_backward's
+dinp with accumulate=False, crossentropy_backward) start as NaN on the GPU, so a finite result
+equal to the CPU's proves every element was written and none was read. Tolerances (issue 6):
+fp32 relative error <= 1e-5, bf16 <= 1e-2 (the bf16 path rounds its inputs to bf16 first, about
+4e-3 relative per value). Relative error is ‖got − ref‖/‖ref‖.
 
 Skipped with the reason "no CUDA device" on machines without a GPU (or without the backend).
 """
 
 from __future__ import annotations
+
+import math
 
 import llmpy
 import numpy as np
@@ -77,10 +82,16 @@ def test_encoder(gpu, prec, rng, B, T, C, V):
     check("encoder out", outs["gpu"], outs["cpu"], prec)
     dout, dwte0, dwpe0 = randn(rng, B, T, C), randn(rng, Vp, C), randn(rng, maxT, C)
     (cw, cp), (gw, gp) = both(dwte0, dwpe0)
-    _C.ops.encoder_backward(cw, cp, dout, inp, B, T, C)
-    gpu.encoder_backward(gw, gp, dout, inp, B, T, C)
+    _C.ops.encoder_backward(cw, cp, dout, inp, None, B, T, C)
+    gpu.encoder_backward(gw, gp, dout, inp, None, B, T, C)  # ids read back from the device
     check("encoder dwte", gw - dwte0, cw - dwte0, prec)
     check("encoder dwpe", gp - dwpe0, cp - dwpe0, prec)
+    # the ids from the host (what the model passes): the device copy holds other ids (reversed), so
+    # the result matches only if the op sorted the host ones and never read the device ones
+    gw, gp = dwte0.copy(), dwpe0.copy()
+    gpu.encoder_backward(gw, gp, dout, np.ascontiguousarray(inp[:, ::-1][::-1]), inp, B, T, C)
+    check("encoder dwte (host ids)", gw - dwte0, cw - dwte0, prec)
+    check("encoder dwpe (host ids)", gp - dwpe0, cp - dwpe0, prec)
 
 
 @pytest.mark.parametrize("B,T,C", [(1, 1, 8), (2, 67, 200), (4, 64, 768), (1, 5, 1600)])
@@ -132,20 +143,28 @@ def test_matmul(gpu, prec, rng, B, T, C, OC, with_bias):
     gx, gw = dx0.copy(), dw0.copy()
     cb = db0.copy() if with_bias else None
     gb = db0.copy() if with_bias else None
-    _C.ops.matmul_backward(cx, cw, cb, dout, x, w, B, T, C, OC)
-    gpu.matmul_backward(gx, gw, gb, dout, x, w, B, T, C, OC)
-    check("matmul dinp", gx - dx0, cx - dx0, prec)
+    _C.ops.matmul_backward(cx, cw, cb, dout, x, w, B, T, C, OC, True)
+    gpu.matmul_backward(gx, gw, gb, dout, x, w, B, T, C, OC, True)  # dinp += (beta 1)
+    check("matmul dinp (accumulate)", gx - dx0, cx - dx0, prec)
     check("matmul dweight", gw - dw0, cw - dw0, prec)
     if with_bias:
         check("matmul dbias", gb - db0, cb - db0, prec)
+    # dinp written (beta 0) over NaN; dweight and dbias accumulate a second time
+    cx, gx = np.zeros((B, T, C), np.float32), np.full((B, T, C), np.nan, np.float32)
+    _C.ops.matmul_backward(cx, cw, cb, dout, x, w, B, T, C, OC, False)
+    gpu.matmul_backward(gx, gw, gb, dout, x, w, B, T, C, OC, False)
+    check("matmul dinp (written over NaN)", gx, cx, prec)
+    check("matmul dweight (second call)", gw - dw0, cw - dw0, prec)
+    if with_bias:
+        check("matmul dbias (second call)", gb - db0, cb - db0, prec)
 
 
 def test_matmul_backward_without_dinp(gpu, prec, rng):
     B, T, C, OC = 2, 19, 40, 130
     x, w, dout = randn(rng, B, T, C), randn(rng, OC, C), randn(rng, B, T, OC)
     cw, gw = np.zeros((OC, C), np.float32), np.zeros((OC, C), np.float32)
-    _C.ops.matmul_backward(None, cw, None, dout, x, w, B, T, C, OC)
-    gpu.matmul_backward(None, gw, None, dout, x, w, B, T, C, OC)
+    _C.ops.matmul_backward(None, cw, None, dout, x, w, B, T, C, OC, False)
+    gpu.matmul_backward(None, gw, None, dout, x, w, B, T, C, OC, False)
     check("matmul dweight (no dinp, no dbias)", gw, cw, prec)
 
 
@@ -177,11 +196,11 @@ def test_attention(gpu, prec, rng, attention, B, T, C, NH):
         state_g = np.zeros(gpu.attention_state_size(B, T, C, NH), np.float32)
         gpu.attention_forward(out_g, state_g, qkv, B, T, C, NH)
         check(f"attention[{attention}] out", out_g, out_c, prec)
-        dout, dqkv0 = randn(rng, B, T, C), randn(rng, B, T, 3 * C)
-        dc, dg = dqkv0.copy(), dqkv0.copy()
+        dout = randn(rng, B, T, C)
+        dc, dg = np.zeros((B, T, 3 * C), np.float32), np.full((B, T, 3 * C), np.nan, np.float32)  # written
         _C.ops.attention_backward(dc, dout, qkv, out_c, state_c, B, T, C, NH)
         gpu.attention_backward(dg, dout, qkv, out_g, state_g, B, T, C, NH)
-        check(f"attention[{attention}] dqkv", dg - dqkv0, dc - dqkv0, prec)
+        check(f"attention[{attention}] dqkv (written over NaN)", dg, dc, prec)
     finally:
         cuda.module().set_attention("flash")
 
@@ -194,11 +213,10 @@ def test_gelu_residual(gpu, prec, rng, N):
         getattr(_C.ops, op)(oc, *args, N)
         getattr(gpu, op)(og, *args, N)
         check(op, og, oc, prec)
-    d0 = randn(rng, N)
-    dc, dg = d0.copy(), d0.copy()
+    dc, dg = np.zeros(N, np.float32), np.full(N, np.nan, np.float32)  # written
     _C.ops.gelu_backward(dc, x, d, N)
     gpu.gelu_backward(dg, x, d, N)
-    check("gelu_backward", dg - d0, dc - d0, prec)
+    check("gelu_backward (written over NaN)", dg, dc, prec)
     a0, b0 = randn(rng, N), randn(rng, N)
     (ca, cb), (ga, gb) = both(a0, b0)
     _C.ops.residual_backward(ca, cb, d, N)
@@ -215,13 +233,13 @@ def test_crossentropy(gpu, prec, rng, B, T, V, Vp):
     _C.ops.crossentropy_forward(lc, logits, targets, B, T, V, Vp)
     gpu.crossentropy_forward(lg, logits, targets, B, T, V, Vp)
     check("crossentropy losses", lg, lc, prec)
-    dc, dg = randn(rng, B, T, Vp), randn(rng, B, T, Vp)  # written, not accumulated
+    dc, dg = randn(rng, B, T, Vp), np.full((B, T, Vp), np.nan, np.float32)  # written, not accumulated
     _C.ops.crossentropy_backward(dc, logits, targets, 0.37, B, T, V, Vp)
     gpu.crossentropy_backward(dg, logits, targets, 0.37, B, T, V, Vp)
     check("crossentropy dlogits", dg, dc, prec)
     assert np.all(dg[..., V:] == 0), "padding columns of dlogits must be 0"
     for v0, n in ((0, min(V, 128)), (V // 3, min(Vp - V // 3, 257)), (max(V - 7, 0), Vp - max(V - 7, 0))):
-        cc, cg = randn(rng, B, T, n), randn(rng, B, T, n)
+        cc, cg = randn(rng, B, T, n), np.full((B, T, n), np.nan, np.float32)
         _C.ops.crossentropy_backward_cols(cc, logits, lc, targets, 0.37, B, T, V, Vp, v0, n)
         gpu.crossentropy_backward_cols(cg, logits, lc, targets, 0.37, B, T, V, Vp, v0, n)
         check(f"crossentropy_backward_cols v0={v0} n={n}", cg, cc, prec)
@@ -245,3 +263,15 @@ def test_adamw_and_norm(gpu, prec, rng, N):
         assert np.max(np.abs(pg - master) / np.maximum(np.abs(master), 1e-30)) <= 2 ** -7
     nc, ng = _C.ops.norm_squared(grads, N), gpu.norm_squared(grads, N)
     assert abs(ng - nc) <= TOL[prec] * nc, f"norm_squared [{prec}]: {ng} vs {nc}"
+
+
+@pytest.mark.parametrize("N", [1, 1000, 65536, 3 << 20])
+def test_sum_f32(gpu, prec, rng, N):
+    """The mean loss's reduction on the device (issue 17, item 4): fp32 values in both tables,
+    accumulated in double, so within N * 2^-53 * sum|x| of the exact sum; the same bits twice."""
+    x = randn(rng, N, scale=3.0) + 2.0
+    exact = math.fsum(x.astype(np.float64))
+    got = gpu.sum_f32(x, N)
+    bound = N * 2.0**-53 * float(np.abs(x.astype(np.float64)).sum())
+    assert abs(got - exact) <= bound, f"sum_f32 [{prec}] N={N}: {got!r} vs exact {exact!r} (|diff| {abs(got - exact):.3e})"
+    assert gpu.sum_f32(x, N) == got, f"sum_f32 [{prec}]: a second call gave other bits"

@@ -6,9 +6,13 @@ float64. Tolerances are per quantity and relative to the largest reference magni
 times 1e-7 for the sizes here, so 1e-5 leaves room without hiding real bugs. Shapes include
 awkward ones: T=1, odd C, NH=3, V=101 padded to Vp=128, B*T = 4*257.
 
-Gradient convention (csrc/ops.h): parameter and activation gradients accumulate (+=), so
-every backward is run twice on the same buffers and must give exactly twice the gradient;
-crossentropy_backward writes dlogits (=) instead.
+Gradient convention (csrc/ops.h): parameter gradients accumulate (+=), so the backwards that
+have them start from random values (or run twice) and must add the gradient; activation
+gradients are written (=) where the model writes a buffer once (gelu_backward,
+attention_backward, crossentropy_backward, matmul_backward with accumulate=False): those outputs
+start as NaN, so a result equal to the reference proves that every element was written and none
+was read; the accumulating ones (layernorm's dinp, matmul's dinp with accumulate=True) start from
+random values or are run twice.
 """
 
 from __future__ import annotations
@@ -92,8 +96,9 @@ def test_encoder(rng, B, T, C, Vp, maxT):
     dout = randn(rng, B, T, C)
     ref.backward(t64(dout))
     dwte, dwpe = zeros(Vp, C), zeros(maxT, C)
-    for k in (1, 2):  # accumulates
-        ops.encoder_backward(dwte, dwpe, dout, inp, B, T, C)
+    # accumulates; with the ids also on the host (inp_host, as the model passes them) or not
+    for k, inp_host in ((1, None), (2, inp.copy())):
+        ops.encoder_backward(dwte, dwpe, dout, inp, inp_host, B, T, C)
         assert_close(f"encoder dwte (call {k})", dwte, k * wte64.grad, rtol=1e-6)
         assert_close(f"encoder dwpe (call {k})", dwpe, k * wpe64.grad, rtol=1e-6)
 
@@ -149,14 +154,23 @@ def test_matmul(rng, B, T, C, OC, with_bias):
 
     dout = randn(rng, B, T, OC)
     ref.backward(t64(dout))
-    dinp, dweight = zeros(B, T, C), zeros(OC, C)
-    dbias = zeros(OC) if with_bias else None
-    for k in (1, 2):
-        ops.matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC)
-        assert_close(f"matmul dinp (call {k})", dinp, k * x.grad)
-        assert_close(f"matmul dweight (call {k})", dweight, k * w.grad)
-        if with_bias:
-            assert_close(f"matmul dbias (call {k})", dbias, k * b.grad)
+    dinp0, dweight0 = randn(rng, B, T, C), randn(rng, OC, C)
+    dbias0 = randn(rng, OC) if with_bias else None
+    dinp, dweight = dinp0.copy(), dweight0.copy()
+    dbias = dbias0.copy() if with_bias else None
+    # accumulate=True: dinp += (onto random values)
+    ops.matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, True)
+    assert_close("matmul dinp (accumulated)", dinp, t64(dinp0) + x.grad)
+    assert_close("matmul dweight (call 1)", dweight, t64(dweight0) + w.grad)
+    if with_bias:
+        assert_close("matmul dbias (call 1)", dbias, t64(dbias0) + b.grad)
+    # accumulate=False: dinp = (over NaN: every element written, none read); the parameters still +=
+    dinp = np.full((B, T, C), np.nan, dtype=np.float32)
+    ops.matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, False)
+    assert_close("matmul dinp (written)", dinp, x.grad)
+    assert_close("matmul dweight (call 2)", dweight, t64(dweight0) + 2 * w.grad)
+    if with_bias:
+        assert_close("matmul dbias (call 2)", dbias, t64(dbias0) + 2 * b.grad)
 
 
 def test_matmul_backward_optional_outputs(rng):
@@ -198,10 +212,11 @@ def test_attention(rng, B, T, C, NH):
 
     dout = randn(rng, B, T, C)
     ref_out.backward(t64(dout))
-    dqkv = zeros(B, T, 3 * C)
-    for k in (1, 2):
+    # written: over NaN (nothing read), and over random values (the same result)
+    for start in ("NaN", "random values"):
+        dqkv = np.full((B, T, 3 * C), np.nan, np.float32) if start == "NaN" else randn(rng, B, T, 3 * C)
         ops.attention_backward(dqkv, dout, qkv, out, att, B, T, C, NH)
-        assert_close(f"attention dqkv (call {k})", dqkv, k * x.grad)
+        assert_close(f"attention dqkv (written over {start})", dqkv, x.grad)
 
 
 # ----------------------------------------------------------------------------
@@ -220,10 +235,50 @@ def test_gelu(rng, N):
 
     dout = randn(rng, N)
     ref.backward(t64(dout))
-    dinp = zeros(N)
-    for k in (1, 2):
-        ops.gelu_backward(dinp, inp, dout, N)
-        assert_close(f"gelu dinp (call {k})", dinp, k * x.grad)
+    dinp = np.full(N, np.nan, dtype=np.float32)  # written: nothing read
+    ops.gelu_backward(dinp, inp, dout, N)
+    assert_close("gelu dinp (written)", dinp, x.grad)
+    inplace = dout.copy()  # dinp may alias dout
+    ops.gelu_backward(inplace, inp, inplace, N)
+    assert_close("gelu dinp (dinp is dout)", inplace, x.grad)
+
+
+# The step and the bound of gelu_fd_tolerance(): gelu''' of the tanh approximation peaks at
+# |x| ~ 0.79 with |gelu'''| = 0.777 (float64 finite differences on a 1e-5 grid over [-8, 8]).
+GELU_FD_H = 2.0**-7
+GELU_MAX_D3 = 0.78
+
+
+def gelu_fd_tolerance(f_plus, f_minus, grad, h: float = GELU_FD_H) -> np.ndarray:
+    """Per-element bound on |central difference of an fp32 GELU forward - the fp32 backward|.
+
+    Truncation of the central difference: h^2/6 * max|f'''| (7.9e-6 at h = 2^-7). Rounding: each
+    fp32 forward value within 8 ulp of the formula (the exponential within 2, a few roundings
+    after it), an error divided by 2h in the difference; the backward within 8 ulp of itself.
+    A larger difference means the backward is not the derivative of the forward (for instance a
+    forward through another tanh than the one the backward differentiates).
+    """
+    u = 2.0**-24
+    f_plus, f_minus, grad = (np.abs(np.asarray(a, np.float64)) for a in (f_plus, f_minus, grad))
+    return h * h / 6 * GELU_MAX_D3 + (8 * u * (f_plus + f_minus) + 2.0**-40) / (2 * h) + 8 * u * grad
+
+
+def test_gelu_backward_is_the_derivative_of_gelu_forward():
+    """gelu_backward against a central finite difference of gelu_forward, both fp32 (issue 17, item 5)."""
+    h = GELU_FD_H
+    x = (np.arange(-5 * 256, 5 * 256 + 1) / 256.0).astype(np.float32)  # multiples of 2^-8: x +- h exact
+    N = x.size
+    fp, fm, g = zeros(N), zeros(N), zeros(N)
+    ops.gelu_forward(fp, x + np.float32(h), N)
+    ops.gelu_forward(fm, x - np.float32(h), N)
+    ops.gelu_backward(g, x, np.ones(N, np.float32), N)
+    fd = (fp.astype(np.float64) - fm) / (2 * h)
+    err, tol = np.abs(fd - g), gelu_fd_tolerance(fp, fm, g)
+    i = int(np.argmax(err / tol))
+    assert np.all(err <= tol), (
+        f"gelu_backward vs finite difference of gelu_forward: |diff| {err[i]:.3e} > bound {tol[i]:.3e} at "
+        f"x = {x[i]} (max abs diff {err.max():.3e})"
+    )
 
 
 @pytest.mark.parametrize("N", [1, 33, 100_003])
@@ -268,11 +323,17 @@ def test_crossentropy(rng, B, T, V, Vp):
 
     dloss = 1.0 / (B * T)
     (ref.sum() * dloss).backward()
-    dlogits = np.full((B, T, Vp), 7.0, dtype=np.float32)  # written, not accumulated
+    dlogits = np.full((B, T, Vp), np.nan, dtype=np.float32)  # written, not accumulated
     for k in (1, 2):
         ops.crossentropy_backward(dlogits, logits, targets, dloss, B, T, V, Vp)
         assert_close(f"crossentropy dlogits (call {k})", dlogits[..., :V], x.grad)
         assert np.all(dlogits[..., V:] == 0), "crossentropy dlogits: padding columns must be 0"
+    # in place of the logits over the whole padded row (the model's lm_head_in_place path): the
+    # same gradient, rebuilt from the forward's losses, the padding columns (NaN here) set to 0
+    inplace = logits.copy()
+    ops.crossentropy_backward_cols(inplace, inplace, losses, targets, dloss, B, T, V, Vp, 0, Vp)
+    assert_close("crossentropy_backward_cols in place", inplace[..., :V], x.grad)
+    assert np.all(inplace[..., V:] == 0), "crossentropy_backward_cols in place: padding columns must be 0"
 
 
 # ----------------------------------------------------------------------------
@@ -310,6 +371,18 @@ def test_adamw(rng, lr, beta1, beta2, eps, weight_decay, grad_scale):
         assert_close(f"adamw v (step {t})", v, state["exp_avg_sq"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("N", [0, 1, 17, 65_536, 1_000_003])
+def test_sum_f32(rng, N):
+    x = randn(rng, N, scale=3.0, shift=2.0)
+    got = ops.sum_f32(x, N)
+    assert isinstance(got, float)
+    ref = math.fsum(x.astype(np.float64))  # the exact sum of the float32 values
+    # accumulated in double: within N * 2^-53 * sum |x| of the exact sum
+    bound = max(N, 1) * 2.0**-53 * float(np.abs(x.astype(np.float64)).sum())
+    assert abs(got - ref) <= bound, f"sum_f32: got {got!r}, exact {ref!r}, |diff| {abs(got - ref):.3e} > {bound:.3e}"
+    assert ops.sum_f32(x, N) == got, "sum_f32 must give the same bits on a second call"
+
+
 @pytest.mark.parametrize("N", [0, 1, 17, 1_000_003])
 def test_norm_squared(rng, N):
     x = randn(rng, N, scale=5.0)
@@ -336,8 +409,9 @@ def test_thread_count_does_not_change_results(rng):
         dqkv = zeros(B, T, OC)
         ops.attention_backward(dqkv, dqkv_in, qkv, out, att, B, T, C, NH)
         dinp, dweight, dbias = zeros(B, T, C), zeros(OC, C), zeros(OC)
-        ops.matmul_backward(dinp, dweight, dbias, dqkv, inp, weight, B, T, C, OC)
-        return qkv, out, att, dqkv, dinp, dweight, dbias
+        ops.matmul_backward(dinp, dweight, dbias, dqkv, inp, weight, B, T, C, OC, False)
+        total = np.float64(ops.sum_f32(dinp, dinp.size))
+        return qkv, out, att, dqkv, dinp, dweight, dbias, total
 
     saved = _C.get_num_threads()
     try:
@@ -347,7 +421,7 @@ def test_thread_count_does_not_change_results(rng):
         many = run_all()
     finally:
         _C.set_num_threads(saved)
-    names = ("qkv", "out", "att", "dqkv", "dinp", "dweight", "dbias")
+    names = ("qkv", "out", "att", "dqkv", "dinp", "dweight", "dbias", "sum_f32(dinp)")
     for name, a, b in zip(names, one, many):
         assert np.array_equal(a, b), (
             f"{name}: 1 thread and 3 threads differ (max abs diff {np.abs(a - b).max():.3e})"

@@ -6,7 +6,9 @@
  *   att: (B,NH,T,T) softmax probabilities, row t holds 0 at columns t2 > t (causal)
  *   out: (B,T,C), head h at channels h*hs .. (h+1)*hs
  *   att[b,h,t,t2] = softmax over t2 <= t of (q_t . k_t2) / sqrt(hs);  out_t = sum_t2 att * v_t2
- * Gradient convention (ops.h): dqkv += (activation gradient, accumulated).
+ * Gradient convention (ops.h): dqkv is written (=), never read: the model writes it once per
+ * layer. Each (b, h) first clears its own channels of dq, dk, dv (its thread owns them), then
+ * the products below accumulate into them over the query blocks.
  *
  * Both passes work on blocks of QB queries of one (b, h) and express the products as small
  * matrix products on strided views of qkv, run by matmul.c's blocked GEMM (cpu_gemm_serial):
@@ -122,6 +124,11 @@ llm_status cpu_attention_backward(float *dqkv, const float *dout, const float *q
             const size_t b = (size_t)bh / (size_t)NH, h = (size_t)bh % (size_t)NH;
             const float *q = qkv + b * Tz * C3 + h * hs, *k = q + C, *v = q + 2 * (size_t)C;
             float *dq = dqkv + b * Tz * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * (size_t)C;
+            for (size_t t = 0; t < Tz; t++) { // written, not accumulated: start from 0 (not from garbage)
+                memset(dq + t * C3, 0, hs * sizeof(float));
+                memset(dk + t * C3, 0, hs * sizeof(float));
+                memset(dv + t * C3, 0, hs * sizeof(float));
+            }
 
             for (size_t t0 = 0; t0 < Tz; t0 += QB) {
                 const size_t qb = Tz - t0 < QB ? Tz - t0 : QB, nk = t0 + qb;

@@ -59,6 +59,7 @@ extern "C" {
 #define cpu_crossentropy_backward_cols CPU_ISA_NAME(cpu_crossentropy_backward_cols)
 #define cpu_adamw_update CPU_ISA_NAME(cpu_adamw_update)
 #define cpu_norm_squared CPU_ISA_NAME(cpu_norm_squared)
+#define cpu_sum_f32 CPU_ISA_NAME(cpu_sum_f32)
 #define cpu_gemm_scratch_floats CPU_ISA_NAME(cpu_gemm_scratch_floats)
 #define cpu_gemm_serial CPU_ISA_NAME(cpu_gemm_serial)
 #define cpu_isa_ops CPU_ISA_NAME(cpu_isa_ops)
@@ -81,7 +82,7 @@ float *cpu_scratch(int slot, size_t floats);
 llm_status cpu_encoder_forward(float *out, const int32_t *inp, const float *wte, const float *wpe,
                                int B, int T, int C);
 llm_status cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                                int B, int T, int C);
+                                const int32_t *inp_host, int B, int T, int C);
 
 // --- layernorm.c ----------------------------------------------------------------
 llm_status cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
@@ -94,7 +95,8 @@ llm_status cpu_layernorm_backward(float *dinp, float *dweight, float *dbias, con
 llm_status cpu_matmul_forward(float *out, const float *inp, const float *weight, const float *bias,
                               int B, int T, int C, int OC);
 llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, int B, int T, int C, int OC);
+                               const float *inp, const float *weight, int B, int T, int C, int OC,
+                               int accumulate);
 
 // --- attention.c ----------------------------------------------------------------
 llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
@@ -125,20 +127,21 @@ llm_status cpu_adamw_update(float *params, const float *grads, float *m, float *
 
 // --- ops_cpu_isa.c --------------------------------------------------------------
 llm_status cpu_norm_squared(double *out, const float *x, size_t N);
+llm_status cpu_sum_f32(double *out, const float *x, size_t N);
 
 // One ISA variant's kernels: the signatures above, with the element type spelled out (float).
 // ops_cpu.c adapts them to the llm_ops table (floatX = float on the CPU).
 typedef struct cpu_kernels {
     const char *name;
     llm_status (*encoder_forward)(float *, const int32_t *, const float *, const float *, int, int, int);
-    llm_status (*encoder_backward)(float *, float *, const float *, const int32_t *, int, int, int);
+    llm_status (*encoder_backward)(float *, float *, const float *, const int32_t *, const int32_t *, int, int, int);
     llm_status (*layernorm_forward)(float *, float *, float *, const float *, const float *, const float *, int, int,
                                     int);
     llm_status (*layernorm_backward)(float *, float *, float *, const float *, const float *, const float *,
                                      const float *, const float *, int, int, int);
     llm_status (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int, int);
     llm_status (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int,
-                                  int, int);
+                                  int, int, int);
     llm_status (*attention_forward)(float *, float *, const float *, int, int, int, int);
     llm_status (*attention_backward)(float *, const float *, const float *, const float *, int, int, int, int);
     llm_status (*gelu_forward)(float *, const float *, size_t);
@@ -152,6 +155,7 @@ typedef struct cpu_kernels {
     llm_status (*adamw_update)(float *, const float *, float *, float *, size_t, float, float, float, float, float,
                                float, int64_t);
     llm_status (*norm_squared)(double *, const float *, size_t);
+    llm_status (*sum_f32)(double *, const float *, size_t);
 } cpu_kernels;
 
 // This variant's kernels.

@@ -4,7 +4,8 @@
  * Shapes (letters defined in ops.h):
  *   out: (B,T,C)   inp: (B,T) token ids in [0,Vp)   wte: (Vp,C)   wpe: (maxT,C), T <= maxT
  *   out[b,t,:] = wte[inp[b,t],:] + wpe[t,:]
- * Gradient convention (ops.h): dwte += and dwpe += (parameters).
+ * Gradient convention (ops.h): dwte += and dwpe += (parameters). The ids are host memory here,
+ * so the host copy the model may pass (inp_host) adds nothing and is not used.
  *
  * The backward scatters into dwte rows chosen by the token ids, so two positions may hit the
  * same row. Instead of atomics or per-thread copies, threads own disjoint blocks of channels
@@ -34,7 +35,8 @@ llm_status cpu_encoder_forward(float *out, const int32_t *inp, const float *wte,
 // backward
 
 llm_status cpu_encoder_backward(float *dwte, float *dwpe, const float *dout, const int32_t *inp,
-                                int B, int T, int C) {
+                                const int32_t *inp_host, int B, int T, int C) {
+    (void)inp_host;
     enum { CB = 64 }; // channels per work item
     const long long blocks = (C + CB - 1) / CB;
 #pragma omp parallel for

@@ -4,7 +4,8 @@
  * Shapes: out, inp, dinp, dout: (N) elementwise.
  *   gelu(x) = 0.5 x (1 + tanh(u)),  u = sqrt(2/pi) (x + 0.044715 x^3)
  *   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) sqrt(2/pi) (1 + 3 * 0.044715 x^2)
- * Gradient convention (ops.h): dinp += dout * gelu'(inp) (activation gradient, accumulated).
+ * Gradient convention (ops.h): dinp = dout * gelu'(inp) (activation gradient, written: the
+ * model writes this buffer once per layer). dinp may alias dout.
  *
  * Computed through the identity 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + e), e = exp(-2u):
  *   gelu(x) = x s,   gelu'(x) = s + 2 x s (1 - s) du/dx,   s = 1 / (1 + e),  1 - s = e s
@@ -48,7 +49,7 @@ llm_status cpu_gelu_backward(float *dinp, const float *inp, const float *dout, s
         float s = 1.0f / (1.0f + e);
         float dudx = GELU_SCALE * (1.0f + 3.0f * GELU_CUBE * x * x);
         float grad = s + 2.0f * x * (e * s) * s * dudx;
-        dinp[i] += grad * dout[i];
+        dinp[i] = grad * dout[i];
     }
     return LLM_OK;
 }

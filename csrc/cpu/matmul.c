@@ -3,13 +3,14 @@
  *
  * Shapes (letters defined in ops.h):
  *   out: (B,T,OC)   inp: (B,T,C)   weight: (OC,C)   bias: (OC) or NULL
- * Gradient convention (ops.h): dweight += and dbias += (parameters), dinp += (activation);
+ * Gradient convention (ops.h): dweight += and dbias += (parameters); dinp is written (=) when
+ * accumulate is 0 (its previous contents are never read) and accumulated (+=) when it is 1;
  * dinp and dbias may be NULL in the backward, then they are skipped.
  *
  * All three products reduce to one routine, gemm(): c (M,N) += a (M,K) @ b (K,N) (or, with
  * store, c = bias + a @ b), where a and b are strided views so that transposes cost nothing:
  *   forward  out    (BT,OC)  = bias + inp (BT,C) @ weight^T (C,OC)
- *   backward dinp   (BT,C)  += dout  (BT,OC) @ weight   (OC,C)
+ *   backward dinp   (BT,C) (+)= dout (BT,OC) @ weight   (OC,C)   (store unless accumulating)
  *            dweight(OC,C)  += dout^T(OC,BT) @ inp      (BT,C)
  *
  * The GEMM follows the blocked layout of Goto / BLIS, with the loops ordered for the short,
@@ -449,12 +450,13 @@ static void bias_backward(float *dbias, const float *dout, size_t BT, size_t OC)
 }
 
 llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, int B, int T, int C, int OC) {
+                               const float *inp, const float *weight, int B, int T, int C, int OC,
+                               int accumulate) {
     const size_t BT = (size_t)B * (size_t)T;
-    if (dinp) {
+    if (dinp) { // store: the first KC slice writes dinp, so it needs no zeroing beforehand
         cpu_view a = {dout, (size_t)OC, 1};  // (BT, OC)
         cpu_view b = {weight, (size_t)C, 1}; // (OC, C)
-        LLM_TRY(gemm(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC, 0, NULL));
+        LLM_TRY(gemm(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC, !accumulate, NULL));
     }
     {
         cpu_view a = {dout, 1, (size_t)OC}; // dout^T: (OC, BT)

@@ -1,6 +1,6 @@
 /*
- * ops_cpu_isa.c — one instruction-set variant's table of CPU ops, and the gradient-norm
- * reduction.
+ * ops_cpu_isa.c — one instruction-set variant's table of CPU ops, and the reductions: the
+ * gradient norm (norm_squared) and the sum of the losses (sum_f32).
  *
  * Compiled once per ISA variant, like the op files (see cpu_ops.h): cpu_isa_ops becomes
  * cpu_isa_ops_avx512, cpu_isa_ops_avx2, ... and ops_cpu.c forwards the public table
@@ -19,6 +19,13 @@ llm_status cpu_norm_squared(double *out, const float *x, size_t N) {
 #pragma omp parallel for simd reduction(+ : sum)
     for (long long i = 0; i < (long long)N; i++) sum += (double)x[i] * x[i];
     *out = sum;
+    return LLM_OK;
+}
+
+// One thread, in cpu_sum's fixed lane order: the result does not depend on the thread count.
+// The model sums B*T losses with it (tens of thousands of floats: microseconds).
+llm_status cpu_sum_f32(double *out, const float *x, size_t N) {
+    *out = N ? cpu_sum(x, N) : 0.0;
     return LLM_OK;
 }
 
@@ -51,4 +58,5 @@ const cpu_kernels cpu_isa_ops = {
     .crossentropy_backward_cols = cpu_crossentropy_backward_cols,
     .adamw_update = cpu_adamw_update,
     .norm_squared = cpu_norm_squared,
+    .sum_f32 = cpu_sum_f32,
 };

@@ -21,6 +21,10 @@
 
 #include "../../cuda/context.cu"
 
+// common.cuh's sync-mode flag, which the library defines in ops_cuda.cu (not part of these
+// programs): off, so error messages read as in the library by default.
+int llm_cuda_sync_ops = 0;
+
 // ----------------------------------------------------------------------------
 // checks (main programs: exiting is fine)
 

@@ -1,12 +1,13 @@
 /*
- * dev/cuda/matmul.cu — checks and times cuda/matmul.cu (included, not copied; its unfused GELU
- * fallback needs cuda/gelu.cu, included too).
+ * dev/cuda/matmul.cu — checks and times cuda/matmul.cu (included, not copied; its GELU is
+ * cuda/gelu.cu's kernel, included too).
  *
  * Build: make -C dev/cuda matmul && dev/cuda/matmul
  * Checks against a double host reference, fp32 and bf16:
- *   matmul_forward (with and without bias), matmul_gelu_forward (pre and out; OC % 8 == 0 takes
- *   the cuBLASLt GELU epilogue, other OC the unfused fallback), matmul_backward (dinp, dweight,
- *   dbias accumulated onto random values; and with dinp = dbias = NULL),
+ *   matmul_forward (with and without bias), matmul_gelu_forward (pre and out, and out equal bit
+ *   for bit to gelu_forward(pre): one GELU formula for forward and backward), matmul_backward
+ *   (dweight, dbias accumulated onto random values; dinp accumulated onto random values with
+ *   accumulate = 1 and written over NaN with accumulate = 0; and with dinp = dbias = NULL),
  * on awkward sizes and on pointers misaligned by one element (alignment preferences and the
  * bias-kernel fallback). Times the forward, the GELU forward and the backward at GPT-2 124M's
  * MLP shape (B=8, T=1024, C=768, OC=3072) in TFLOP/s against cuBLAS's bf16 GEMM rate.
@@ -42,9 +43,17 @@ template <typename X> static void check_size(int B, int T, int C, int OC, bool w
     DEV_OP(cuda_matmul_gelu_forward<X>(pre.p, act.p, dx.p, dw.p, bias, B, T, C, OC, llm_cuda_stream));
     check("matmul_gelu_forward pre", pre.download(), ref, tolerance<X>());
     check("matmul_gelu_forward out", act.download(), gref, tolerance<X>());
+    {
+        DevBuf<X> again(BT * OC, pad);
+        DEV_OP(cuda_gelu_forward<X>(again.p, pre.p, BT * OC, llm_cuda_stream));
+        const std::vector<float> a = act.download(), b = again.download();
+        const bool same = memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+        printf("  %-44s %s\n", "matmul_gelu_forward out == gelu_forward(pre)", same ? "ok" : "FAIL");
+        if (!same) dev_failures++;
+    }
 
     DevBuf<X> dd(d, pad), gi(gi0, pad), gw(gw0, pad), gb(gb0, pad);
-    DEV_OP(cuda_matmul_backward<X>(gi.p, gw.p, with_bias ? gb.p : nullptr, dd.p, dx.p, dw.p, B, T, C, OC,
+    DEV_OP(cuda_matmul_backward<X>(gi.p, gw.p, with_bias ? gb.p : nullptr, dd.p, dx.p, dw.p, B, T, C, OC, 1,
                                    llm_cuda_stream));
     std::vector<double> ri(gi0.begin(), gi0.end()), rw(gw0.begin(), gw0.end()), rb(gb0.begin(), gb0.end());
     for (size_t r = 0; r < BT; r++)
@@ -60,10 +69,15 @@ template <typename X> static void check_size(int B, int T, int C, int OC, bool w
     check("matmul_backward dweight +=", gw.download(), rw, tolerance<X>());
     if (with_bias) check("matmul_backward dbias +=", gb.download(), rb, tolerance<X>());
     // dinp and dbias skipped: dweight accumulates a second time, the others stay
-    DEV_OP(cuda_matmul_backward<X>(nullptr, gw.p, nullptr, dd.p, dx.p, dw.p, B, T, C, OC, llm_cuda_stream));
+    DEV_OP(cuda_matmul_backward<X>(nullptr, gw.p, nullptr, dd.p, dx.p, dw.p, B, T, C, OC, 1, llm_cuda_stream));
     for (size_t i = 0; i < rw.size(); i++) rw[i] += rw[i] - gw0[i];
     check("matmul_backward (dinp, dbias NULL) dweight", gw.download(), rw, tolerance<X>());
     check("matmul_backward (dinp NULL) dinp untouched", gi.download(), ri, tolerance<X>());
+    // accumulate = 0: dinp written over NaN (beta 0: never read)
+    gi.upload(std::vector<float>(BT * C, NAN));
+    DEV_OP(cuda_matmul_backward<X>(gi.p, gw.p, nullptr, dd.p, dx.p, dw.p, B, T, C, OC, 0, llm_cuda_stream));
+    for (size_t i = 0; i < ri.size(); i++) ri[i] -= gi0[i];
+    check("matmul_backward dinp = (accumulate 0, over NaN)", gi.download(), ri, tolerance<X>());
 }
 
 template <typename X> static void bench(int B, int T, int C, int OC) {
@@ -80,7 +94,7 @@ template <typename X> static void bench(int B, int T, int C, int OC) {
     }), flops);
     snprintf(name, sizeof name, "%s matmul_backward (dinp, dweight, dbias)", xname<X>());
     report_flops(name, time_ms([&] {
-        cuda_matmul_backward<X>(gi.p, gw.p, gb.p, d.p, x.p, w.p, B, T, C, OC, llm_cuda_stream);
+        cuda_matmul_backward<X>(gi.p, gw.p, gb.p, d.p, x.p, w.p, B, T, C, OC, 0, llm_cuda_stream);
     }), 2.0 * flops);
 }
 

@@ -10,6 +10,12 @@
  *   gradients  ||g - g_ref|| / ||g_ref|| <= 1e-4 per tensor (sums in double)
  * It prints one line per check and exits non-zero on any failure or API error.
  *
+ * Both strategies of the classifier backward (csrc/ops.h: lm_head_in_place) run: the CPU
+ * backend as built (vocabulary slices), and a copy of its table with lm_head_in_place = 1
+ * registered as device "cpu-inplace". For the latter it also checks the state rules: after
+ * backward the logits are refused (LLM_ESTATE) while the losses stay readable, a second backward
+ * is refused, and a new forward brings the logits back; the sliced CPU keeps its logits.
+ *
  * Run (from the repository root, after building the CMake target test_gpt2):
  *   python dev/train_gpt2.py --n-layer 2 --n-head 3 --n-embd 48 --vocab-size 101 \
  *       --block-size 32 --batch 3 --seq 17 --seed 0 --model-out /tmp/m.bin --state-out /tmp/s.bin
@@ -23,6 +29,7 @@
 
 #include "formats.h"
 #include "llmpy.h"
+#include "ops.h"
 
 #define LOGITS_ATOL 1e-4
 #define LOSS_RTOL 1e-5
@@ -230,20 +237,55 @@ static int check_grads(llm_model *m, const state *s, const llm_config *cfg) {
     return all;
 }
 
-// ----------------------------------------------------------------------------
-
-int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s MODEL.bin STATE.bin\n"
-                        "  files from: python dev/train_gpt2.py ... --model-out MODEL.bin "
-                        "--state-out STATE.bin\n",
-                argv[0]);
-        return 2;
+// The logits and losses after backward: refused / kept as the strategy says, and the
+// losses' mean is the loss.
+static int check_after_backward(llm_model *m, const state *s, const llm_config *cfg, float loss, int in_place) {
+    int ok = 1;
+    float *data = NULL;
+    int B, T, V, Vp;
+    llm_block *block = NULL;
+    llm_status st = llm_model_logits(m, &data, &B, &T, &V, &Vp, &block);
+    if (in_place) {
+        int refused = st == LLM_ESTATE && strstr(llm_last_error(), "forward()") != NULL;
+        printf("logits after in-place backward refused: %s (%s)\n", refused ? "OK" : "FAIL",
+               st == LLM_OK ? "returned" : llm_last_error());
+        ok &= refused;
+        float *copy = malloc((size_t)s->B * s->T * cfg->vocab_size * sizeof(float));
+        st = copy ? llm_model_copy_logits(m, copy) : LLM_ENOMEM;
+        printf("copied logits after in-place backward refused: %s\n", st == LLM_ESTATE ? "OK" : "FAIL");
+        ok &= st == LLM_ESTATE;
+        free(copy);
+        st = llm_backward(m, 1.0f);
+        printf("second backward after in-place backward refused: %s\n", st == LLM_ESTATE ? "OK" : "FAIL");
+        ok &= st == LLM_ESTATE;
+    } else {
+        printf("logits after sliced backward readable: %s\n", st == LLM_OK ? "OK" : "FAIL");
+        ok &= st == LLM_OK;
     }
+    if (block) llm_block_release(block);
+    if (st == LLM_OK && !in_place) ok &= check_logits(m, s, cfg);
+    float *losses = malloc((size_t)s->B * s->T * sizeof(float));
+    if (!losses || llm_model_copy_losses(m, losses) != LLM_OK) {
+        fprintf(stderr, "llm_model_copy_losses after backward: %s\n", llm_last_error());
+        free(losses);
+        return 0;
+    }
+    double sum = 0.0;
+    for (int i = 0; i < s->B * s->T; i++) sum += losses[i];
+    free(losses);
+    const double mean = sum / (s->B * s->T);
+    ok &= report("mean(losses) vs loss", fabs(mean - loss), fabs(mean - loss) / fabs(loss),
+                 fabs(mean - loss) <= 1e-6 * fabs(loss));
+    return ok;
+}
+
+// Loads the model on `device`, runs forward and backward and checks everything against the oracle.
+static int run(const char *device, const char *model_path, const char *state_path, int in_place) {
+    printf("=== device %s (lm_head %s)\n", device, in_place ? "in place" : "by slices");
     llm_model *m = NULL;
-    if (llm_model_load(&m, argv[1], "cpu", NULL) != LLM_OK) {
-        fprintf(stderr, "llm_model_load(%s): %s\n", argv[1], llm_last_error());
-        return 1;
+    if (llm_model_load(&m, model_path, device, NULL) != LLM_OK) {
+        fprintf(stderr, "llm_model_load(%s): %s\n", model_path, llm_last_error());
+        return 0;
     }
     llm_config cfg = llm_model_config(m);
     printf("model: L=%d NH=%d C=%d V=%d Vp=%d maxT=%d, %lld parameters\n", cfg.n_layer, cfg.n_head,
@@ -251,14 +293,14 @@ int main(int argc, char **argv) {
            (long long)llm_model_num_parameters(m));
 
     state s;
-    if (!state_read(&s, argv[2], m, &cfg)) {
+    if (!state_read(&s, state_path, m, &cfg)) {
         llm_model_free(m);
-        return 1;
+        return 0;
     }
     printf("state: B=%d T=%d\n", s.B, s.T);
 
     int ok = 1;
-    float loss = NAN;
+    float loss = NAN, again = NAN;
     if (llm_forward(m, s.x, s.y, s.B, s.T, &loss) != LLM_OK) {
         fprintf(stderr, "llm_forward: %s\n", llm_last_error());
         ok = 0;
@@ -273,10 +315,42 @@ int main(int argc, char **argv) {
         goto out;
     }
     ok &= check_grads(m, &s, &cfg);
+    ok &= check_after_backward(m, &s, &cfg, loss, in_place);
+
+    // a new forward: the logits are back, and equal to the first ones
+    if (llm_forward(m, s.x, s.y, s.B, s.T, &again) != LLM_OK) {
+        fprintf(stderr, "llm_forward (again): %s\n", llm_last_error());
+        ok = 0;
+        goto out;
+    }
+    printf("loss of the second forward identical: %s\n", again == loss ? "OK" : "FAIL");
+    ok &= again == loss;
+    ok &= check_logits(m, &s, &cfg);
 
 out:
-    printf("%s\n", ok ? "ALL OK" : "FAILED");
     state_free(&s);
     llm_model_free(m);
+    return ok;
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s MODEL.bin STATE.bin\n"
+                        "  files from: python dev/train_gpt2.py ... --model-out MODEL.bin "
+                        "--state-out STATE.bin\n",
+                argv[0]);
+        return 2;
+    }
+    // the CPU table with the other strategy for the classifier backward (in place of the logits)
+    static llm_ops in_place;
+    in_place = llm_cpu_ops;
+    in_place.lm_head_in_place = 1;
+    if (llm_register_backend("cpu-inplace", "fp32", &in_place) != LLM_OK) {
+        fprintf(stderr, "llm_register_backend: %s\n", llm_last_error());
+        return 1;
+    }
+    int ok = run("cpu", argv[1], argv[2], llm_cpu_ops.lm_head_in_place);
+    ok &= run("cpu-inplace", argv[1], argv[2], 1);
+    printf("%s\n", ok ? "ALL OK" : "FAILED");
     return ok ? 0 : 1;
 }
