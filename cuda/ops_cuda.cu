@@ -26,6 +26,9 @@
 #include "cuda_ops.cuh"
 #include "flash_attention.cuh"
 #include "ops_cuda.h"
+#ifdef LLMPY_HAVE_NCCL
+#include "nccl_comm.h"
+#endif
 
 #define CONVERT_THREADS 256
 #define STAGING_FLOATS ((size_t)8 << 20) // 32 MiB of fp32 per conversion chunk
@@ -418,6 +421,9 @@ extern "C" llm_status llm_cuda_init(int device) {
     if (first) read_environment();
     LLM_TRY(llm_register_backend("cuda", "fp32", &llm_cuda_ops_fp32));
     LLM_TRY(llm_register_backend("cuda", "bf16", &llm_cuda_ops_bf16));
+#ifdef LLMPY_HAVE_NCCL
+    LLM_TRY(llm_cuda_register_nccl()); // data parallelism of CUDA models (comm.h)
+#endif
     return LLM_OK;
 }
 
