@@ -1,6 +1,7 @@
 /*
- * bindings_dist.cpp — llmpy._C.dist: the process group, host collectives for metrics, the
- * model's gradient averaging and ZeRO-1 (csrc/dist.h). Policy (who prints, when to abort) is in
+ * bindings_dist.cpp — llmpy._C.dist: the process group, host collectives for metrics, and a
+ * model across ranks (csrc/dist.h: the collective plan, ZeRO-1). The step and the backward are
+ * the model's own (bindings_model.cpp): a distributed model needs no second binding of them. Policy (who prints, when to abort) is in
  * python/llmpy/dist.py; this file only moves arguments and turns statuses into exceptions.
  */
 #include <pybind11/pybind11.h>
@@ -16,19 +17,6 @@ extern "C" {
 }
 
 namespace py = pybind11;
-
-// ZeRO-1 state of one model; keeps the model handle alive.
-struct Zero {
-    llm_zero *z = nullptr;
-    py::object model;
-    Zero(const Zero &) = delete;
-    Zero &operator=(const Zero &) = delete;
-    explicit Zero(py::object m) : model(std::move(m)) {
-        Model &h = model.cast<Model &>();
-        llmpy_check(llm_zero_create(&z, h.m));
-    }
-    ~Zero() { llm_zero_free(z); }
-};
 
 static py::dict info_dict(const llm_dist_info &i) {
     py::dict d;
@@ -70,7 +58,9 @@ void llmpy_register_dist(py::module_ &m) {
             llm_dist_abort(code);
         },
         py::arg("code") = 1, "Ends every rank of the job with exit code `code` (MPI_Abort). Does not return.");
-    m.def("barrier", [] { llmpy_check(llmpy_nogil([] { return llm_dist_barrier(); })); });
+    m.def(
+        "barrier", [](double timeout_s) { llmpy_check(llmpy_nogil([&] { return llm_dist_barrier(timeout_s); })); },
+        py::arg("timeout_s") = 0.0, "Waits for every rank (at most timeout_s; 0: LLMPY_DIST_TIMEOUT).");
     m.def(
         "all_reduce_sum",
         [](std::vector<double> x) {
@@ -90,43 +80,36 @@ void llmpy_register_dist(py::module_ &m) {
         },
         py::arg("data"), py::arg("root") = 0, "Rank `root`'s bytes, on every rank.");
     m.def(
-        "setup_model",
-        [](Model &model, int zero_stage) {
-            llmpy_check(llmpy_nogil([&] { return llm_dist_setup_model(model.m, zero_stage); }));
+        "attach",
+        [](Model &model, int zero_stage, bool overlap) {
+            llmpy_check(llmpy_nogil([&] { return llm_dist_attach(model.m, zero_stage, overlap ? 1 : 0); }));
         },
-        py::arg("model"), py::arg("zero_stage") = 0,
-        "Checks that every rank has the same model and zero_stage, then copies rank 0's parameters to all.");
+        py::arg("model"), py::arg("zero_stage") = 0, py::arg("overlap") = true,
+        "Collective: makes the model one replica of a data-parallel model (same model and flags on every rank "
+        "checked; rank 0's parameters copied to all; the collective plan and its transport set up).");
+    m.def("zero_stage", [](Model &model) { return llm_dist_zero_stage(model.m); }, py::arg("model"),
+          "-1 when the model is not distributed, else its zero_stage.");
     m.def(
-        "all_reduce_grads",
-        [](Model &model) { llmpy_check(llmpy_nogil([&] { return llm_dist_all_reduce_grads(model.m); })); },
-        py::arg("model"), "Gradients <- their mean over the ranks.");
-
-    py::class_<Zero>(m, "Zero", "ZeRO-1: the model's AdamW moments sharded across the ranks")
-        .def(py::init([](py::object model) { return new Zero(std::move(model)); }), py::arg("model"))
-        .def(
-            "step",
-            [](Zero &z, float lr, float b1, float b2, float eps, float wd, float clip) {
-                float norm = 0.0f;
-                llmpy_check(llmpy_nogil([&] { return llm_zero_step(z.z, lr, b1, b2, eps, wd, clip, &norm); }));
-                return norm;
-            },
-            py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
-            py::arg("grad_clip"))
-        .def(
-            "save_state",
-            [](Zero &z, const std::string &path, const std::string &json) {
-                llmpy_check(llmpy_nogil([&] { return llm_zero_save_state(z.z, path.c_str(), json.c_str()); }));
-            },
-            py::arg("path"), py::arg("json") = "")
-        .def_property_readonly(
-            "shard",
-            [](Zero &z) {
-                size_t n = llm_zero_parts(z.z, nullptr, nullptr, 0);
-                std::vector<size_t> starts(n), lens(n);
-                llm_zero_parts(z.z, starts.data(), lens.data(), n);
-                py::list parts;
-                for (size_t k = 0; k < n; k++) parts.append(py::make_tuple(starts[k], starts[k] + lens[k]));
-                return parts;
-            },
-            "this rank's parts of the flat parameter buffer (wte with its padding rows): [(start, stop), ...]");
+        "save_state",
+        [](Model &model, const std::string &path, const std::string &json) {
+            llmpy_check(llmpy_nogil([&] { return llm_dist_save_state(model.m, path.c_str(), json.c_str()); }));
+        },
+        py::arg("model"), py::arg("path"), py::arg("json") = "",
+        "Collective: the full training state (ZeRO-1 shards gathered) written by rank 0.");
+    m.def(
+        "shard",
+        [](Model &model) {
+            size_t n = llm_dist_shard(model.m, nullptr, nullptr, 0);
+            std::vector<size_t> starts(n), lens(n);
+            llm_dist_shard(model.m, starts.data(), lens.data(), n);
+            py::list parts;
+            for (size_t k = 0; k < n; k++) parts.append(py::make_tuple(starts[k], starts[k] + lens[k]));
+            return parts;
+        },
+        py::arg("model"),
+        "this rank's parts of the flat parameter buffer (wte with its padding rows): [(start, stop), ...]");
+    m.def(
+        "comm_seconds", [](Model &model) { return llm_dist_comm_seconds(model.m); }, py::arg("model"),
+        "seconds this rank spent in the plan's communication since distribute() (not hidden by computation)");
+    m.def("timeout", &llm_dist_timeout, "seconds a collective waits for the other ranks (LLMPY_DIST_TIMEOUT)");
 }

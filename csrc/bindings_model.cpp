@@ -1,6 +1,6 @@
 /*
- * bindings_model.cpp — the Model class of llmpy._C (and of llmpy._cuda, which compiles the same
- * file against its own copy of the core): a thin layer over the model functions of llmpy.h.
+ * bindings_model.cpp — the Model class of llmpy._C, for every backend (the CUDA backend registers
+ * itself into the same core): a thin layer over the model functions of llmpy.h.
  *
  * Arrays in and out without copies where the backend's memory is host fp32 (the CPU): tensor(),
  * grad(), logits() and losses() are numpy views kept alive by the model or by a reference on the
@@ -16,6 +16,10 @@
 #include <vector>
 
 #include "bindings.h"
+
+extern "C" {
+#include "dist.h"
+}
 
 namespace py = pybind11;
 
@@ -200,8 +204,13 @@ void llmpy_register_model(py::module_ &mod) {
             py::arg("idx"), py::arg("targets") = py::none())
         .def("zero_grad", [](Model &m) { llmpy_check(llmpy_nogil([&] { return llm_zero_grad(m.m); })); })
         .def(
-            "backward", [](Model &m, float s) { llmpy_check(llmpy_nogil([&] { return llm_backward(m.m, s); })); },
-            py::arg("loss_scale") = 1.0f)
+            "backward",
+            [](Model &m, float s, bool sync) {
+                llmpy_check(llmpy_nogil([&] { return llm_dist_backward(m.m, s, sync ? 1 : 0); }));
+            },
+            py::arg("loss_scale") = 1.0f, py::arg("sync") = false,
+            "adds the gradient of loss_scale * loss; sync (distributed models): the last micro-step, whose "
+            "gradients are averaged across the ranks as the backward produces them")
         .def(
             "step",
             [](Model &m, float lr, float b1, float b2, float eps, float wd, float clip) {

@@ -469,7 +469,7 @@ void crossentropy_backward_cols(const llm_ops &be, py::array dlogits, py::array 
 
 void adamw_update(const llm_ops &be, py::array params, py::array grads, py::array m, py::array v, int64_t N, float lr,
                   float beta1, float beta2, float eps, float weight_decay, float grad_scale, int64_t t,
-                  py::object master, uint32_t seed) {
+                  py::object master, uint32_t seed, uint64_t index0) {
     const char *op = "adamw_update";
     check_n(op, N);
     if (t < 1) throw py::value_error(std::string(op) + ": the step number t must be >= 1");
@@ -479,7 +479,8 @@ void adamw_update(const llm_ops &be, py::array params, py::array grads, py::arra
     auto g = in_x(be, op, "grads", grads, N);
     run([&] {
         return be.adamw_update(p->ptr(), ms ? (float *)ms->ptr() : nullptr, g->ptr(), (float *)pm->ptr(),
-                               (float *)pv->ptr(), (size_t)N, lr, beta1, beta2, eps, weight_decay, grad_scale, t, seed);
+                               (float *)pv->ptr(), (size_t)N, lr, beta1, beta2, eps, weight_decay, grad_scale, t, seed,
+                               index0);
     }, {p.get(), pm.get(), pv.get(), ms.get()});
 }
 
@@ -598,7 +599,7 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
           "rebuilt from the forward's losses (B,T)");
     m.def("adamw_update", on(&adamw_update, be), py::arg("params"), py::arg("grads"), py::arg("m"), py::arg("v"),
           py::arg("N"), py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
-          py::arg("grad_scale"), py::arg("t"), py::arg("master") = py::none(), py::arg("seed") = 0,
+          py::arg("grad_scale"), py::arg("t"), py::arg("master") = py::none(), py::arg("seed") = 0, py::arg("index0") = 0,
           "one torch.optim.AdamW step on grads * grad_scale; t >= 1; master: fp32 master weights (mixed precision)");
     m.def("norm_squared", on(&norm_squared, be), py::arg("x"), py::arg("N"), "sum of x**2 in double precision");
     m.def("sum_f32", on(&sum_f32, be), py::arg("x"), py::arg("N"),

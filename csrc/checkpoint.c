@@ -233,6 +233,9 @@ static llm_status write_state(FILE *f, const void *ctx, const char *path) {
     const llm_model *m = c->m;
     size_t json_len = c->json ? strlen(c->json) : 0;
     int has_moments = m->m != NULL;
+    if (has_moments && m->moment_elems != m->total)
+        return llm_fail(LLM_ESTATE, "%s: this model keeps only its ZeRO-1 shard of the AdamW moments; the full state "
+                        "is written collectively (llm_dist_save_state)", path);
     int32_t header[LLM_HEADER_INTS] = {0};
     header[0] = LLM_TRAIN_STATE_MAGIC;
     header[1] = LLM_TRAIN_STATE_VERSION;
@@ -316,6 +319,7 @@ static llm_status load_state_from(FILE *f, llm_model *m, const char *path, char 
     ops->free(m->v);
     m->m = mm;
     m->v = vv;
+    m->moment_elems = mm ? m->total : 0; // full moments; a ZeRO-1 model takes its shard at its next step
     m->t = t;
     if (json) *json = text;
     return LLM_OK;

@@ -43,6 +43,11 @@ typedef enum llm_comm_op {
     LLM_COMM_ALL_GATHER = 2,          // every rank: part r of x <- rank r's part r
 } llm_comm_op;
 
+// Spans of reduce-scatter and all-gather hold at most this many elements (the plan cuts longer
+// slices into pieces), so that every transport splits a span into the same parts; all-reduce
+// spans may be of any length.
+#define LLM_COMM_MAX_SPLIT_SPAN ((size_t)1 << 22)
+
 // n elements of the collective's dtype at ptr (host memory for "mpi", device memory for "nccl").
 typedef struct llm_comm_span {
     void *ptr;
@@ -60,8 +65,8 @@ typedef struct llm_comm_ops {
     // Advances outstanding collectives without blocking (a no-op where the transport progresses
     // by itself).
     llm_status (*progress)(llm_comm *c);
-    // Until every started collective is complete (CUDA: until the compute stream is ordered after
-    // them; the host does not block there), or the timeout.
+    // Until every started collective is complete, or the timeout (CUDA: the host polls the
+    // collectives' events to enforce the timeout, and the compute stream is then ordered after them).
     llm_status (*wait)(llm_comm *c);
     // Blocking: x[0..n) host doubles <- their sum over the ranks.
     llm_status (*all_reduce_sum_f64)(llm_comm *c, double *x, size_t n, const char *what);

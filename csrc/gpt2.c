@@ -34,6 +34,9 @@ const char *const gpt2_tensor_names[LLM_NUM_TENSORS] = {
 
 // Tensors that get weight decay (the 2-D matrices: embeddings and matmul weights).
 static int is_matrix(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
+int gpt2_tensor_decays(int i) { return is_matrix(i); }
+
+int gpt2_tensor_is_per_layer(int i) { return i >= 2 && i <= 13; }
 
 // Elements of dlogits the backward holds at once when a backend runs the lm_head backward by
 // vocabulary slices (ops->lm_head_in_place == 0).
@@ -224,6 +227,7 @@ llm_status gpt2_get_params(const llm_model *m, size_t offset, float *dst, size_t
 
 void llm_model_free(llm_model *m) {
     if (!m) return;
+    if (m->dist_free) m->dist_free(m->dist_plan);
     const llm_ops *ops = m->ops;
     ops->free(m->params);
     ops->free(m->grads);
@@ -242,7 +246,7 @@ void llm_model_free(llm_model *m) {
 // deterministic initialisation
 
 // splitmix64: a counter-based generator, so element i's value does not depend on threads.
-static uint64_t mix64(uint64_t x) {
+uint64_t gpt2_mix64(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;
     x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
     x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
@@ -251,9 +255,9 @@ static uint64_t mix64(uint64_t x) {
 
 // Standard normal for (seed, stream, index), Box-Muller on two 53-bit uniforms.
 static double normal_at(uint64_t seed, uint64_t stream, uint64_t i) {
-    uint64_t base = mix64(seed ^ mix64(stream + 0x1234567ull)) + 2 * i;
-    double u1 = ((mix64(base) >> 11) + 1.0) * 0x1.0p-53; // (0, 1]
-    double u2 = (mix64(base + 1) >> 11) * 0x1.0p-53;     // [0, 1)
+    uint64_t base = gpt2_mix64(seed ^ gpt2_mix64(stream + 0x1234567ull)) + 2 * i;
+    double u1 = ((gpt2_mix64(base) >> 11) + 1.0) * 0x1.0p-53; // (0, 1]
+    double u2 = (gpt2_mix64(base + 1) >> 11) * 0x1.0p-53;     // [0, 1)
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
@@ -624,6 +628,7 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
 
 llm_status llm_zero_grad(llm_model *m) {
     if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
+    if (m->dist) LLM_TRY(m->dist->quiesce(m->dist->ctx)); // reductions under way write the gradients
     LLM_TRY(m->ops->zero(m->grads, m->total * m->xsize));
     m->has_grad = 0;
     return LLM_OK;
@@ -635,6 +640,8 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     if (!m->has_targets) return llm_fail(LLM_ESTATE, "backward() needs a forward() with targets");
     LLM_TRY(logits_readable(m, "backward() needs a new forward()"));
     if (!isfinite(loss_scale)) return llm_fail(LLM_EINVAL, "loss_scale must be finite, got %g", loss_scale);
+    const gpt2_dist *dist = m->dist; // data parallelism: each layer's gradients are announced when final
+    if (dist) LLM_TRY(dist->backward_begin(dist->ctx));
     const llm_config *cfg = &m->cfg;
     const llm_ops *ops = m->ops;
     const size_t xs = m->xsize;
@@ -713,49 +720,11 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
                                      3 * C, 0));
         LLM_TRY(ops->layernorm_backward(dres, GRAD(2, c), GRAD(3, c), dln, residual, PARAM(2, c), ln1_mean, ln1_rstd, B,
                                         T, C));
+        if (dist) LLM_TRY(dist->grads_ready(dist->ctx, l));
     }
     LLM_TRY(ops->encoder_backward(GRAD(0, 0), GRAD(1, 0), dres, a.inputs, inputs_host, B, T, C));
     m->has_grad = 1;
-    return LLM_OK;
-}
-
-// ----------------------------------------------------------------------------
-// AdamW
-
-llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps, float weight_decay,
-                    float grad_clip, float *norm) {
-    if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
-    if (!m->has_grad) return llm_fail(LLM_ESTATE, "step() needs gradients: call backward() first");
-    if (!(lr >= 0.0f) || !isfinite(lr)) return llm_fail(LLM_EINVAL, "lr must be finite and >= 0, got %g", lr);
-    if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f))
-        return llm_fail(LLM_EINVAL, "betas must be in [0, 1), got (%g, %g)", beta1, beta2);
-    if (!(eps >= 0.0f) || !(weight_decay >= 0.0f))
-        return llm_fail(LLM_EINVAL, "eps and weight_decay must be >= 0, got %g and %g", eps, weight_decay);
-    const llm_ops *ops = m->ops;
-    const size_t xs = m->xsize;
-    if (!m->m) {
-        LLM_TRY(ops->alloc((void **)&m->m, m->total * sizeof(float)));
-        LLM_TRY(ops->alloc((void **)&m->v, m->total * sizeof(float)));
-    }
-    double sq;
-    LLM_TRY(ops->norm_squared(&sq, m->grads, m->total));
-    float gnorm = (float)sqrt(sq);
-    // PyTorch's clip_grad_norm_: scale = min(1, max_norm / (norm + 1e-6))
-    float scale = 1.0f;
-    if (grad_clip > 0.0f) {
-        float c = grad_clip / (gnorm + 1e-6f);
-        scale = c < 1.0f ? c : 1.0f;
-    }
-    m->t++;
-    for (int i = 0; i < LLM_NUM_TENSORS; i++) {
-        size_t o = m->offsets[i];
-        // the stochastic rounding of mixed precision draws from (step, tensor)
-        uint32_t seed = (uint32_t)mix64((uint64_t)m->t * LLM_NUM_TENSORS + (uint64_t)i);
-        LLM_TRY(ops->adamw_update(PARAM(i, 0), m->master ? m->master + o : NULL, GRAD(i, 0), m->m + o, m->v + o,
-                                  m->sizes[i], lr, beta1, beta2, eps, is_matrix(i) ? weight_decay : 0.0f, scale, m->t,
-                                  seed));
-    }
-    if (norm) *norm = gnorm;
+    if (dist) LLM_TRY(dist->grads_ready(dist->ctx, -1));
     return LLM_OK;
 }
 

@@ -21,6 +21,38 @@ struct llm_block {
     const llm_ops *ops;
 };
 
+// ----------------------------------------------------------------------------
+// data parallelism: what dist_plan.c plugs into the one backward and the one optimizer step
+
+// A range of the flat buffers that the optimizer step updates, and where its AdamW moments are.
+typedef struct gpt2_part {
+    int tensor;    // which of the 16
+    size_t offset; // first element in the flat buffers (params, grads, master)
+    size_t n;      // elements
+    size_t moment; // first element of its moments in m->m / m->v
+} gpt2_part;
+
+// Installed by llm_dist_attach with several ranks (m->dist); every hook returns a status.
+typedef struct gpt2_dist {
+    void *ctx;
+    // llm_backward, first thing: refuses a backward while reductions are under way
+    llm_status (*backward_begin)(void *ctx);
+    // llm_backward: the gradients of layer l are final (l = L-1 .. 0), then l = -1 (wte, wpe,
+    // lnfw, lnfb, after the encoder backward)
+    llm_status (*grads_ready)(void *ctx, int layer);
+    // llm_step, before it reads a gradient: every reduction started and complete
+    llm_status (*reduce)(void *ctx);
+    // llm_step: *sq (this rank's squared gradient norm over its parts) <- the total over the ranks
+    llm_status (*sum_norm)(void *ctx, double *sq);
+    // llm_step, after AdamW: the parameters the other ranks updated
+    llm_status (*gather)(void *ctx);
+    // llm_zero_grad: reductions under way are completed first (they write the gradients)
+    llm_status (*quiesce)(void *ctx);
+    const gpt2_part *parts; // what this rank updates, in moment order
+    size_t nparts;
+    size_t moment_elems; // elements of m and v this rank keeps
+} gpt2_dist;
+
 struct llm_model {
     llm_config cfg;
     const llm_ops *ops;
@@ -58,6 +90,12 @@ struct llm_model {
     // synchronisation. Unused (NULL) on host-memory backends, whose act->inputs is host memory.
     int32_t *inputs_host;
     size_t inputs_host_cap; // ids it can hold
+    size_t moment_elems;    // elements of m and v: total, or a ZeRO-1 shard (dist_plan.c)
+    // data parallelism (dist_plan.c): hooks when there are ranks to talk to (NULL otherwise) and
+    // the plan that owns them, freed with the model
+    const gpt2_dist *dist;
+    void *dist_plan;
+    void (*dist_free)(void *plan);
 };
 
 // Allocates the model (parameters zero, grads zero) for a checked configuration on the backend
@@ -70,5 +108,11 @@ llm_status gpt2_get_params(const llm_model *m, size_t offset, float *dst, size_t
 // Tensor i's shape in the model-file layout (wte with Vp rows).
 int gpt2_tensor_shape(const llm_config *cfg, int i, int64_t shape[3]);
 extern const char *const gpt2_tensor_names[LLM_NUM_TENSORS];
+// 1 for the 12 tensors with one slice per layer (shape (L, ...)), 0 for wte, wpe, lnfw, lnfb.
+int gpt2_tensor_is_per_layer(int i);
+// 1 for the tensors that get weight decay: the 2-D matrices (embeddings, matmul weights).
+int gpt2_tensor_decays(int i);
+// splitmix64's finaliser: well-mixed 64 bits of x (initialisation and rounding seeds).
+uint64_t gpt2_mix64(uint64_t x);
 
 #endif // LLMPY_GPT2_H

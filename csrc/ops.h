@@ -66,6 +66,8 @@ typedef struct llm_ops {
     // raw byte copies between host and backend memory (synchronous)
     llm_status (*to_device)(void *dst, const void *src_host, size_t bytes);
     llm_status (*to_host)(void *dst_host, const void *src, size_t bytes);
+    // backend memory to backend memory (ordered with the ops; regions must not overlap)
+    llm_status (*copy)(void *dst, const void *src, size_t bytes);
     // element copies with conversion: host fp32 <-> backend floatX (round to nearest even)
     llm_status (*upload_f32)(floatX *dst, const float *src_host, size_t N);
     llm_status (*download_f32)(float *dst_host, const floatX *src, size_t N);
@@ -158,10 +160,12 @@ typedef struct llm_ops {
     // params/grads: (N) floatX; m/v: (N) fp32; grads are multiplied by grad_scale first; t >= 1 is
     // the step number. master: (N) fp32 master weights, or NULL when dtype is fp32 (params are
     // then the master copy). With a master copy the update is done on it in fp32 and params
-    // receive it rounded stochastically to floatX; seed makes that rounding reproducible.
+    // receive it rounded stochastically to floatX: element i draws its random bits from
+    // (seed, index0 + i), so with index0 = the first element's index in its tensor, a tensor
+    // updated in parts (ZeRO-1 shards over several ranks) rounds exactly as it does whole.
     llm_status (*adamw_update)(floatX *params, float *master, const floatX *grads, float *m, float *v,
                                size_t N, float lr, float beta1, float beta2, float eps, float weight_decay,
-                               float grad_scale, int64_t t, uint32_t seed);
+                               float grad_scale, int64_t t, uint32_t seed, uint64_t index0);
     // *out (host) = sum of x[i]^2 in double precision (fp32 at least); x: (N)
     llm_status (*norm_squared)(double *out, const floatX *x, size_t N);
     // *out (host) = sum of x[i], accumulated in double; x: (N) fp32 in backend memory (the

@@ -25,6 +25,9 @@
 #include <time.h>
 
 #include "dataloader.h"
+#ifdef LLMPY_TRAIN_CUDA
+#include "../cuda/ops_cuda.h"
+#endif
 #include "hellaswag.h"
 #include "dist.h"
 #include "llmpy.h"
@@ -37,6 +40,7 @@ typedef struct options {
     const char *init_from, *data, *val_data, *tokenizer, *out_dir, *resume, *log_file, *lr_schedule;
     const char *hellaswag; // llm.c eval file (python -m llmpy.hellaswag --write-eval-file)
     const char *device;    // auto | cpu | cuda | cuda:N (llmpy.h: llm_device_parse)
+    const char *precision; // auto | fp32 | bf16
     int hellaswag_every;
     int batch_size, seq_len, total_batch_size, max_steps, warmup_steps, shuffle, eval_every, val_steps;
     int sample_every, sample_tokens, checkpoint_every, keep_checkpoints, threads, zero_stage;
@@ -51,7 +55,10 @@ static void usage(FILE *f) {
             "  --init-from PATH        llm.c model file to start from (required unless --resume)\n"
             "  --data GLOB             train shards; --val-data GLOB (default: 'train' -> 'val' in GLOB)\n"
             "  --tokenizer PATH        llm.c tokenizer file, for samples (default: no samples)\n"
-            "  --device D              auto (default), cpu, cuda or cuda:N; this binary runs on the CPU\n"
+            "  --device D              auto (default: a GPU when one is usable), cpu, cuda (this rank's GPU\n"
+            "                          under mpirun) or cuda:N; GPUs need the CUDA build of llmpy\n"
+            "  --precision P           auto (default: bf16 on a GPU, fp32 on the CPU), fp32 (on a GPU: the\n"
+            "                          parity path, not for speed) or bf16 (GPUs)\n"
             "  --out-dir DIR           checkpoints and log (default: run)\n"
             "  --resume latest|PATH    continue from the newest checkpoint in --out-dir, or PATH (.bin/.state)\n"
             "  --batch-size B (8, per rank) --seq-len T (128)\n"
@@ -67,7 +74,7 @@ static void usage(FILE *f) {
 }
 
 static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.out_dir = "run", .device = "auto", .lr_schedule = "cosine", .batch_size = 8, .seq_len = 128,
+    *o = (options){.out_dir = "run", .device = "auto", .precision = "auto", .lr_schedule = "cosine", .batch_size = 8, .seq_len = 128,
                    .max_steps = 300, .warmup_steps = 20, .shuffle = 1, .eval_every = 50, .val_steps = 10,
                    .sample_every = 100, .sample_tokens = 64, .checkpoint_every = 100, .keep_checkpoints = 3,
                    .lr = 2e-3, .min_lr_frac = 0.1, .beta1 = 0.9f, .beta2 = 0.95f, .weight_decay = 0.1f,
@@ -85,7 +92,7 @@ static int parse_options(int argc, char **argv, options *o) {
 #define FLT(name, field) if (!strcmp(k, name)) { o->field = strtod(v, &end); goto check; }
         STR("--init-from", init_from) STR("--data", data) STR("--val-data", val_data)
         STR("--tokenizer", tokenizer) STR("--out-dir", out_dir) STR("--resume", resume)
-        STR("--log-file", log_file) STR("--device", device) STR("--lr-schedule", lr_schedule) STR("--hellaswag", hellaswag)
+        STR("--log-file", log_file) STR("--device", device) STR("--precision", precision) STR("--lr-schedule", lr_schedule) STR("--hellaswag", hellaswag)
         INT("--hellaswag-every", hellaswag_every)
         INT("--batch-size", batch_size) INT("--seq-len", seq_len) INT("--total-batch-size", total_batch_size)
         INT("--max-steps", max_steps) INT("--warmup-steps", warmup_steps) INT("--eval-every", eval_every)
@@ -142,8 +149,8 @@ static int file_exists(const char *path) {
 }
 
 // Collective with several ranks (ZeRO-1 gathers the moments); rank 0 writes.
-static llm_status save_checkpoint(llm_model *m, llm_zero *zero, int main_rank, const options *o, int step,
-                                  llm_dataloader *dl, uint64_t rng) {
+static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o, int step, llm_dataloader *dl,
+                                  uint64_t rng) {
     char model_path[4096], state_path[4096], json[1024];
     ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
     ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
@@ -153,8 +160,7 @@ static llm_status save_checkpoint(llm_model *m, llm_zero *zero, int main_rank, c
              "\"sample_rng\": %llu}",
              step, (long long)pos.epoch, (long long)pos.shard, (long long)pos.batch, (unsigned long long)rng);
     llm_status s = main_rank ? llm_model_save(m, model_path) : LLM_OK;
-    if (s == LLM_OK && zero) s = llm_zero_save_state(zero, state_path, json);
-    else if (s == LLM_OK && main_rank) s = llm_model_save_state(m, state_path, json);
+    if (s == LLM_OK) s = llm_dist_save_state(m, state_path, json);
     if (s != LLM_OK || o->keep_checkpoints <= 0 || !main_rank) return s;
     // keep the newest K: checkpoints are written every checkpoint_every steps (and at the end)
     for (int old = step - 1, kept = 1; old > 0; old--) {
@@ -169,13 +175,13 @@ static llm_status save_checkpoint(llm_model *m, llm_zero *zero, int main_rank, c
 }
 
 // Newest checkpoint step in dir that loads, or 0. Damaged ones are reported and skipped.
-static int load_latest(llm_model **m, const options *o, const char *device, char **json) {
+static int load_latest(llm_model **m, const options *o, const char *device, const char *precision, char **json) {
     char model_path[4096], state_path[4096];
     for (int step = o->max_steps; step > 0; step--) {
         ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
         if (!file_exists(state_path)) continue;
         ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
-        if (llm_model_load(m, model_path, device, NULL) == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
+        if (llm_model_load(m, model_path, device, precision) == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
             return step;
         fprintf(stderr, "warning: skipping damaged checkpoint of step %d: %s\n", step, llm_last_error());
         llm_model_free(*m);
@@ -260,6 +266,24 @@ static int fail_code(void) {
 int main(int argc, char **argv) {
     options o;
     if (!parse_options(argc, argv, &o)) return 2;
+    // the device, by the rules every llmpy entry point shares (device.c)
+    llm_device want, dev;
+    CHECK(llm_device_parse(o.device, &want));
+#ifdef LLMPY_TRAIN_CUDA
+    char why[512] = "";
+    const int gpus = llm_cuda_probe(why, sizeof why);
+#else
+    const char *why = "this train_gpt2 is built without the CUDA backend (pip install . with LLMPY_CUDA=ON builds it)";
+    const int gpus = 0;
+#endif
+    CHECK(llm_device_resolve(&want, gpus, llm_dist_local_rank(), why, &dev));
+    const char *device = dev.kind == LLM_DEVICE_CUDA ? "cuda" : "cpu";
+#ifdef LLMPY_TRAIN_CUDA
+    if (dev.kind == LLM_DEVICE_CUDA) CHECK(llm_cuda_init(dev.index)); // before the process group: NCCL needs it
+#endif
+    const char *precision = strcmp(o.precision, "auto") == 0 ? NULL : o.precision;
+    if (precision && strcmp(precision, "fp32") && strcmp(precision, "bf16"))
+        DIE("--precision must be auto, fp32 or bf16, got '%s'", o.precision);
     llm_dist_info dist;
     CHECK(llm_dist_init(&dist));
     const int main_rank = dist.rank == 0, W = dist.world_size;
@@ -278,14 +302,6 @@ int main(int argc, char **argv) {
     if (strcmp(o.lr_schedule, "cosine") && strcmp(o.lr_schedule, "linear") && strcmp(o.lr_schedule, "constant"))
         DIE("--lr-schedule must be cosine, linear or constant");
     if (o.threads > 0) llm_set_num_threads(o.threads);
-    // the device, by the rules every llmpy entry point shares (device.c); this binary has no
-    // CUDA backend, so a CUDA request is refused with the reason
-    llm_device want, dev;
-    CHECK(llm_device_parse(o.device, &want));
-    CHECK(llm_device_resolve(&want, 0, llm_dist_local_rank(), "this train_gpt2 is built without the CUDA "
-                             "backend; python -m llmpy.train --device cuda trains on GPUs", &dev));
-    char device[32];
-    llm_device_format(&dev, device, sizeof device);
     if (mkdir(o.out_dir, 0777) != 0 && errno != EEXIST) DIE("cannot create %s: %s", o.out_dir, strerror(errno));
 
     // model (and position when resuming)
@@ -294,7 +310,7 @@ int main(int argc, char **argv) {
     int step = 0;
     if (o.resume) {
         if (!strcmp(o.resume, "latest")) {
-            step = load_latest(&m, &o, device, &json);
+            step = load_latest(&m, &o, device, precision, &json);
             if (!step) DIE("--resume latest: no loadable checkpoint in %s", o.out_dir);
         } else {
             char stem[4096], model_path[4200], state_path[4200];
@@ -303,19 +319,19 @@ int main(int argc, char **argv) {
             if (dot && (!strcmp(dot, ".bin") || !strcmp(dot, ".state"))) *dot = '\0';
             snprintf(model_path, sizeof model_path, "%s.bin", stem);
             snprintf(state_path, sizeof state_path, "%s.state", stem);
-            CHECK(llm_model_load(&m, model_path, device, NULL));
+            CHECK(llm_model_load(&m, model_path, device, precision));
             CHECK(llm_model_load_state(m, state_path, &json));
             long long v;
             if (!json_int(json, "step", &v)) DIE("%s: not a checkpoint of train_gpt2", state_path);
             step = (int)v;
         }
     } else {
-        CHECK(llm_model_load(&m, o.init_from, device, NULL));
+        CHECK(llm_model_load(&m, o.init_from, device, precision));
     }
-    // every rank: the same model (checked), rank 0's parameters
-    CHECK(llm_dist_setup_model(m, o.zero_stage));
-    llm_zero *zero = NULL;
-    if (o.zero_stage == 1) CHECK(llm_zero_create(&zero, m));
+    // every rank: the same model (checked), rank 0's parameters, the collective plan (each
+    // layer's gradients reduced while the backward goes on)
+    CHECK(llm_dist_attach(m, o.zero_stage, 1));
+    const int zero = o.zero_stage == 1;
     llm_config cfg = llm_model_config(m);
     if (o.seq_len > cfg.block_size) DIE("--seq-len %d exceeds the model's block size %d", o.seq_len, cfg.block_size);
 
@@ -375,8 +391,8 @@ int main(int argc, char **argv) {
     int32_t *x = malloc(BT * sizeof(int32_t)), *y = malloc(BT * sizeof(int32_t));
     int32_t *sbuf = malloc(((size_t)o.sample_tokens + 1) * sizeof(int32_t));
     if (!x || !y || !sbuf) DIE("out of memory");
-    printf("train_gpt2 | threads %d | ranks %d%s | model L=%d NH=%d C=%d V=%d | %lld parameters\n",
-           llm_get_num_threads(), W, zero ? " (ZeRO-1)" : "", cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size,
+    printf("train_gpt2 | device %s (%s) | threads %d | ranks %d%s | model L=%d NH=%d C=%d V=%d | %lld parameters\n",
+           llm_model_device(m), llm_model_precision(m), llm_get_num_threads(), W, zero ? " (ZeRO-1)" : "", cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size,
            (long long)llm_model_num_parameters(m));
     printf("batch: %d x %d tokens x %d accumulation x %d ranks = %d tokens/step; %d steps\n", o.batch_size,
            o.seq_len, accum, W, total, o.max_steps);
@@ -397,7 +413,7 @@ int main(int argc, char **argv) {
             float l;
             CHECK(llm_dataloader_next(train, x, y));
             CHECK(llm_forward(m, x, y, o.batch_size, o.seq_len, &l));
-            CHECK(llm_backward(m, 1.0f / accum));
+            CHECK(llm_dist_backward(m, 1.0f / accum, a == accum - 1)); // the last micro-step syncs
             loss += (double)l / accum;
         }
         CHECK(llm_dist_all_reduce_sum_f64(&loss, 1)); // the mean over the ranks, the same everywhere
@@ -408,12 +424,7 @@ int main(int argc, char **argv) {
             return fail_code();
         }
         float norm;
-        if (zero) {
-            CHECK(llm_zero_step(zero, (float)lr, o.beta1, o.beta2, 1e-8f, o.weight_decay, o.grad_clip, &norm));
-        } else {
-            CHECK(llm_dist_all_reduce_grads(m));
-            CHECK(llm_step(m, (float)lr, o.beta1, o.beta2, 1e-8f, o.weight_decay, o.grad_clip, &norm));
-        }
+        CHECK(llm_step(m, (float)lr, o.beta1, o.beta2, 1e-8f, o.weight_decay, o.grad_clip, &norm));
         step++;
         double ms = (now() - t0) * 1000.0, tps = total / (ms / 1000.0);
         // %.17g round-trips a double: the log holds the exact value (as Python's json does)
@@ -439,9 +450,14 @@ int main(int argc, char **argv) {
             fflush(logf);
             printf("step %5d | val loss %.4f\n", step, vl);
         }
-        if (hs && main_rank && (step % o.hellaswag_every == 0 || last)) {
+        if (hs && (step % o.hellaswag_every == 0 || last)) { // every rank scores its share
             llm_hellaswag_result r;
-            CHECK(llm_hellaswag_eval(m, hs, LLM_HELLASWAG_MAX_TOKENS, 0, 1, &r, NULL));
+            CHECK(llm_hellaswag_eval(m, hs, LLM_HELLASWAG_MAX_TOKENS, dist.rank, W, &r, NULL));
+            double counts[3] = {(double)r.n, (double)r.correct, (double)r.correct_norm};
+            CHECK(llm_dist_all_reduce_sum_f64(counts, 3));
+            r.n = (int64_t)counts[0];
+            r.correct = (int64_t)counts[1];
+            r.correct_norm = (int64_t)counts[2];
             double acc_norm = r.n ? (double)r.correct_norm / (double)r.n : 0.0;
             fprintf(logf, "{\"step\": %d, \"hellaswag_acc_norm\": %.17g}\n", step, acc_norm);
             fflush(logf);
@@ -451,11 +467,11 @@ int main(int argc, char **argv) {
         if (tok && main_rank && o.sample_every && (step % o.sample_every == 0 || last))
             print_sample(m, tok, o.sample_tokens, sbuf, cfg.block_size, &rng);
         if (o.checkpoint_every && (step % o.checkpoint_every == 0 || last))
-            CHECK(save_checkpoint(m, zero, main_rank, &o, step, train, rng));
+            CHECK(save_checkpoint(m, main_rank, &o, step, train, rng));
         fflush(stdout);
     }
     if (stop_signal) {
-        CHECK(save_checkpoint(m, zero, main_rank, &o, step, train, rng));
+        CHECK(save_checkpoint(m, main_rank, &o, step, train, rng));
         printf("%s: saved a checkpoint of step %d in %s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step,
                o.out_dir);
     }
@@ -468,9 +484,8 @@ int main(int argc, char **argv) {
     llm_hellaswag_free(hs);
     llm_dataloader_free(train);
     llm_dataloader_free(val);
-    llm_zero_free(zero);
     llm_model_free(m);
-    CHECK(llm_dist_barrier()); // rank 0 may still be sampling; then leave together
+    CHECK(llm_dist_barrier(0.0)); // rank 0 may still be sampling; then leave together
     CHECK(llm_dist_finalize(30.0));
     return 0;
 }

@@ -30,6 +30,7 @@ struct AdamWArgs {
     float step;     // lr / (1 - beta1^t)
     float bc2_sqrt; // sqrt(1 - beta2^t)
     uint32_t seed;
+    uint64_t index0; // element i of the call is element index0 + i of its tensor (rounding bits)
 };
 
 // Writes an updated parameter: fp32 as is, bf16 rounded stochastically.
@@ -51,7 +52,7 @@ static __global__ void adamw_kernel(floatX *params, float *master, const floatX 
         m[i] = mi;
         v[i] = vi;
         if (MASTER) master[i] = p;
-        store_param(params + i, p, a.seed, i);
+        store_param(params + i, p, a.seed, a.index0 + i);
     }
 }
 
@@ -74,7 +75,7 @@ static void adamw_launch(floatX *params, float *master, const floatX *grads, flo
 template <typename floatX>
 llm_status cuda_adamw_update(floatX *params, float *master, const floatX *grads, float *m, float *v, size_t N,
                              float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                             int64_t t, uint32_t seed, cudaStream_t stream) {
+                             int64_t t, uint32_t seed, uint64_t index0, cudaStream_t stream) {
     if (t < 1) return llm_fail(LLM_EINVAL, "adamw_update: step t must be >= 1 (got %lld)", (long long)t);
     if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f))
         return llm_fail(LLM_EINVAL, "adamw_update: betas must lie in [0, 1) (got %g, %g)", beta1, beta2);
@@ -89,12 +90,15 @@ llm_status cuda_adamw_update(floatX *params, float *master, const floatX *grads,
     a.step = (float)((double)lr / (1.0 - pow((double)beta1, (double)t)));
     a.bc2_sqrt = (float)sqrt(1.0 - pow((double)beta2, (double)t));
     a.seed = seed;
+    a.index0 = index0;
     adamw_launch(params, master, grads, m, v, N, a, stream);
     CUDA_TRY_LAUNCH("adamw_update");
     return LLM_OK;
 }
 
 template llm_status cuda_adamw_update<float>(float *, float *, const float *, float *, float *, size_t, float, float,
-                                             float, float, float, float, int64_t, uint32_t, cudaStream_t);
+                                             float, float, float, float, int64_t, uint32_t, uint64_t,
+                                             cudaStream_t);
 template llm_status cuda_adamw_update<bf16>(bf16 *, float *, const bf16 *, float *, float *, size_t, float, float,
-                                            float, float, float, float, int64_t, uint32_t, cudaStream_t);
+                                            float, float, float, float, int64_t, uint32_t, uint64_t,
+                                            cudaStream_t);

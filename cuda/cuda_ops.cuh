@@ -87,7 +87,7 @@ llm_status cuda_crossentropy_backward_cols(floatX *dlogits, const floatX *logits
 template <typename floatX>
 llm_status cuda_adamw_update(floatX *params, float *master, const floatX *grads, float *m, float *v, size_t N,
                              float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                             int64_t t, uint32_t seed, cudaStream_t stream);
+                             int64_t t, uint32_t seed, uint64_t index0, cudaStream_t stream);
 
 // --- global_norm.cu -------------------------------------------------------------
 // *out (host) = sum of x^2; synchronises the stream.

@@ -83,6 +83,13 @@ static llm_status cuda_to_host(void *dst_host, const void *src, size_t bytes) {
     return LLM_OK;
 }
 
+static llm_status cuda_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes == 0) return LLM_OK;
+    if (!dst || !src) return llm_fail(LLM_EINVAL, "copy: NULL pointer");
+    CUDA_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, llm_cuda_stream));
+    return LLM_OK;
+}
+
 // ----------------------------------------------------------------------------
 // fp32 <-> floatX conversion
 
@@ -230,6 +237,9 @@ static llm_status to_device_op(void *dst, const void *src_host, size_t bytes) {
 static llm_status to_host_op(void *dst_host, const void *src, size_t bytes) {
     return run_op("to_host", [&] { return cuda_to_host(dst_host, src, bytes); });
 }
+static llm_status copy_op(void *dst, const void *src, size_t bytes) {
+    return run_op("copy", [&] { return cuda_copy(dst, src, bytes); });
+}
 template <typename X> static llm_status upload_f32_op(floatX *dst, const float *src_host, size_t N) {
     return run_op("upload_f32", [&] { return upload_f32<X>(dst, src_host, N); });
 }
@@ -348,10 +358,10 @@ static llm_status crossentropy_backward_cols(floatX *dlogits, const floatX *logi
 template <typename X>
 static llm_status adamw_update(floatX *params, float *master, const floatX *grads, float *m, float *v, size_t N,
                                float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                               int64_t t, uint32_t seed) {
+                               int64_t t, uint32_t seed, uint64_t index0) {
     return run_op("adamw_update", [&] {
         return cuda_adamw_update<X>((X *)params, master, (const X *)grads, m, v, N, lr, beta1, beta2, eps,
-                                    weight_decay, grad_scale, t, seed, llm_cuda_stream);
+                                    weight_decay, grad_scale, t, seed, index0, llm_cuda_stream);
     });
 }
 template <typename X> static llm_status norm_squared(double *out, const floatX *x, size_t N) {
@@ -379,6 +389,7 @@ template <typename X> static llm_ops make_table(llm_dtype dtype) {
     o.zero = zero_op;
     o.to_device = to_device_op;
     o.to_host = to_host_op;
+    o.copy = copy_op;
     o.upload_f32 = upload_f32_op<X>;
     o.download_f32 = download_f32_op<X>;
     o.encoder_forward = encoder_forward<X>;

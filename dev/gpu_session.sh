@@ -30,7 +30,8 @@
 #   flash    dev/bench/flash_attention.py: ours vs SDPA, bf16, causal (target >= 0.9x).
 #   e2e      dev/bench/gpu_step.py: GPT-2 124M, T=1024: llmpy bf16 vs torch.compile (eager
 #            if compile does not finish in time); tokens/s, MFU, peak memory (target >= 1.0x).
-#   nccl     reserved: python3 dev/bench/nccl_check.py, only when that file exists.
+#   nccl     dev/bench/nccl_check.py: tests/test_nccl.py on the GPU — the data-parallel path over
+#            NCCL with one rank (no MPI: a rendezvous file) equals the plain step bit for bit.
 #   report   the RESULTS.md block (device, driver, date, command, every figure, the targets)
 #            appended to $OUT/summary.md; everything merged into $OUT/results.json.
 #
@@ -48,7 +49,8 @@
 #   e2e 125     llmpy ~15 s (start, 124M init, 18 steps, matmul ceiling); torch.compile of
 #               GPT-2 on a cold cache ~40-70 s + steps; 25 s kept for the eager fallback. This
 #               stage also gets whatever earlier stages left unused (the total stays <= 480).
-#   nccl 30     reserved for dev/bench/nccl_check.py (another issue adds it).
+#   nccl 30     pytest start ~2 s; 3 configurations x 2 child processes (CUDA context, NCCL
+#               communicator of one rank, 5 steps of a small model) ~2-3 s each; a 3 s timeout.
 #   report 10   one Python process reading JSON files.
 # A stage gets SIGTERM 3 s before its limit and SIGKILL at it (timeout -k), and a global
 # deadline (480 s from the start, less the limits of the stages still to come) clamps every

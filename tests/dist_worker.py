@@ -6,9 +6,14 @@ shard, logged losses and gradient norms). Global batch of a step: ``accum * worl
 rows; micro-step k of rank r takes rows ``[(k * world_size + r) * B, ... + B)`` — the order of
 the rank-aware DataLoader — so 1 rank accumulating 2 micro-batches sees what 2 ranks see.
 
+The last micro-step's backward has ``sync=True`` (its reductions overlap the backward);
+``--no-overlap`` distributes with ``overlap=False`` instead (every reduction in ``step()``), which
+must give the same bits.
+
 Modes (``--fail``): ``raise`` makes rank 1 raise at step 2; ``kill`` makes rank 1 SIGKILL itself
-at step 2; ``exit`` makes rank 1 exit with status 0 at step 2; ``config`` gives rank 1 another
-model width. Used to check that the job then ends.
+at step 2; ``stop`` makes rank 1 SIGSTOP itself at step 2 (it never runs again); ``exit`` makes
+rank 1 exit with status 0 at step 2; ``config`` gives rank 1 another model width. Used to check
+that the job then ends.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import sys
 import numpy as np
 
 import llmpy
-from llmpy import GPT2, GPT2Config, dist
+from llmpy import GPT2, GPT2Config, _C, dist
 
 CFG = dict(n_layer=2, n_head=2, n_embd=32, vocab_size=97, block_size=16)
 
@@ -44,7 +49,8 @@ def main() -> int:
     p.add_argument("--vocab", type=int, default=CFG["vocab_size"], help="> 4M parameters: several ZeRO chunks")
     p.add_argument("--save-at", type=int, default=0, help="write ckpt.bin/.state after this step")
     p.add_argument("--resume", default=None, help="checkpoint stem to start from")
-    p.add_argument("--fail", choices=["raise", "kill", "config", "exit"], default=None)
+    p.add_argument("--no-overlap", action="store_true", help="distribute(overlap=False)")
+    p.add_argument("--fail", choices=["raise", "kill", "stop", "config", "exit"], default=None)
     a = p.parse_args()
 
     llmpy.set_num_threads(1)
@@ -57,7 +63,7 @@ def main() -> int:
         model.load_state(a.resume + ".state")
     else:
         model = GPT2(GPT2Config(**cfg), seed=1 + r)  # distribute() must replace rank 1's init by rank 0's
-    model.distribute(zero_stage=a.zero)
+    model.distribute(zero_stage=a.zero, overlap=not a.no_overlap)
 
     B, T, A = a.batch, a.seq, a.accum
     losses, norms = [], []
@@ -67,14 +73,14 @@ def main() -> int:
                 raise RuntimeError("rank 1 fails on purpose")
             if a.fail == "exit":  # a clean exit while rank 0 waits in a collective
                 sys.exit(0)
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), signal.SIGSTOP if a.fail == "stop" else signal.SIGKILL)
         rows = np.random.default_rng([7, step]).integers(0, a.vocab, size=(A * W * B, T + 1))
         model.zero_grad()
         loss = 0.0
         for k in range(A):
             chunk = rows[(k * W + r) * B:(k * W + r + 1) * B]
             loss += model.forward(chunk[:, :-1].copy(), chunk[:, 1:].copy()) / A
-            model.backward(loss_scale=1.0 / A)
+            model.backward(loss_scale=1.0 / A, sync=k == A - 1)
         losses.append(dist.all_reduce_mean(loss))
         norms.append(model.step(lr=a.lr, weight_decay=0.1, grad_clip=1.0))
         if a.save_at and step + 1 == a.save_at:
@@ -86,7 +92,7 @@ def main() -> int:
     n = model.num_parameters
     V, C, Vp = cfg["vocab_size"], cfg["n_embd"], model._m.config["padded_vocab_size"]
     internal = np.arange(n) + np.where(np.arange(n) < V * C, 0, (Vp - V) * C)
-    parts = model._zero.shard if model._zero is not None else [(0, internal[-1] + 1)]
+    parts = _C.dist.shard(model._m)
     mine = np.logical_or.reduce([(internal >= lo) & (internal < hi) for lo, hi in parts])
     np.savez(os.path.join(a.out, f"rank{r}.npz"), params=flat(model.parameters()), grads=flat(model.gradients()),
              mean_grads=mine, losses=np.array(losses), norms=np.array(norms), world=W)

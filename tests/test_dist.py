@@ -171,6 +171,50 @@ def test_two_ranks_equal_one_rank_accumulating(env, zero_stage):
 
 
 @needs_mpi
+@pytest.mark.parametrize("zero_stage", [0, 1])
+def test_four_ranks_equal_one_rank_accumulating(env, zero_stage):
+    """4 ranks x B against 1 rank accumulating 4 micro-batches: the same global batch. The sums
+    over 4 ranks are added in another order than the accumulation (dividing by 4 is exact), so
+    the tolerance is the 3-rank test's."""
+    one = worker(env / "one", 1, "--accum", "4", "--steps", "4")[0]
+    four = worker(env / "four", 4, "--steps", "4", "--zero", str(zero_stage))
+    for r in four:
+        np.testing.assert_array_equal(r["params"], four[0]["params"])
+    print(f"4 ranks, zero_stage {zero_stage}: params rel {rel_err(four[0]['params'], one['params']):.3e}")
+    assert_close("parameters after 4 steps", four[0]["params"], one["params"], rel=1e-5)
+    assert_close("gradients of step 4", mean_grads(four), one["grads"], rel=1e-5)
+    assert_close("logged losses", four[0]["losses"], one["losses"], rel=1e-6)
+
+
+@needs_mpi
+@pytest.mark.parametrize("zero_stage", [0, 1])
+def test_overlap_changes_no_bit(env, zero_stage):
+    """The plan starts each layer's reduction during the backward (sync on the last micro-step) or
+    all of them in step(): the same collectives in the same order, so the same bits."""
+    flags = ["--accum", "2", "--steps", "4", "--zero", str(zero_stage)]
+    on = worker(env / "on", 2, *flags)
+    off = worker(env / "off", 2, *flags, "--no-overlap")
+    for r in range(2):
+        for key in ("params", "losses", "norms"):
+            np.testing.assert_array_equal(on[r][key], off[r][key], err_msg=f"rank {r} {key}")
+    np.testing.assert_array_equal(mean_grads(on), mean_grads(off))
+
+
+@needs_mpi
+def test_resume_with_another_rank_count_and_stage(env):
+    """A checkpoint of 2 ranks with ZeRO-1 holds the full moments: 4 ranks without ZeRO (and 1
+    rank) continue the run as the 2 ranks would have (the global batch is the same: 2 x 2
+    micro-batches, 4 x 1, or 1 x 4)."""
+    full = worker(env / "full", 2, "--zero", "1", "--accum", "2", "--steps", "5", "--save-at", "3")
+    ckpt = env / "full" / "ckpt"
+    four = worker(env / "four", 4, "--resume", ckpt, "--first-step", "3", "--steps", "2")
+    one = worker(env / "one", 1, "--accum", "4", "--resume", ckpt, "--first-step", "3", "--steps", "2")[0]
+    assert_close("4 ranks resumed vs 2 ranks", four[0]["params"], full[0]["params"], rel=1e-5)
+    assert_close("1 rank resumed vs 2 ranks", one["params"], full[0]["params"], rel=1e-5)
+    assert_close("logged losses", four[0]["losses"], full[0]["losses"][3:], rel=1e-6)
+
+
+@needs_mpi
 def test_three_ranks_zero1_with_several_chunks(env):
     """5.0M parameters = 2 chunks of 2^22 floats, split 3 ways (uneven parts, tensors across parts).
 
@@ -291,16 +335,19 @@ def test_binary_two_ranks_equal_one_rank(env):
 
 
 @needs_mpi
-@pytest.mark.parametrize("fail", ["raise", "kill", "config", "exit"])
+@pytest.mark.parametrize("fail", ["raise", "kill", "stop", "config", "exit"])
 def test_failing_rank_ends_the_job(env, fail, monkeypatch):
     monkeypatch.setenv("LLMPY_DIST_SHUTDOWN_TIMEOUT", "5")  # "exit": how long rank 1 waits for rank 0
+    monkeypatch.setenv("LLMPY_DIST_TIMEOUT", "10")  # "stop": how long rank 0 waits in a collective
     t0 = time.monotonic()
     res = subprocess.run([*mpirun(2), sys.executable, str(WORKER), "--out", str(env), "--steps", "5", "--fail", fail],
-                         capture_output=True, text=True, timeout=120)
+                         capture_output=True, text=True, timeout=150)
     took = time.monotonic() - t0
     print(f"{fail}: exit code {res.returncode} after {took:.1f} s")
     assert res.returncode != 0, res.stdout + res.stderr
     assert took < 60, f"the job took {took:.1f} s to end after a rank failed"
+    if fail == "stop":  # rank 0 names itself and the collective it was left waiting in
+        assert "rank 0 of 2: waited 1" in res.stderr and " s in " in res.stderr, res.stderr
     if fail == "config":
         assert "the ranks disagree on the model" in res.stderr
     if fail == "raise":
@@ -333,3 +380,49 @@ def test_build_without_mpi_refuses_several_ranks(tmp_path):
         res = subprocess.run([str(build / "train_gpt2"), "--init-from", "x.bin", "--data", "x_train.bin"],
                              capture_output=True, text=True, timeout=60, env={**os.environ, var: value})
         assert res.returncode == 1 and "built without MPI" in res.stderr and var in res.stderr, res.stderr
+
+
+# ----------------------------------------------------------------------------
+# launches without MPI (GPUs only: the ranks talk through NCCL)
+
+
+def _launch(env_extra: dict) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("OMPI_", "PMI", "MV2_", "LLMPY_RANK", "LLMPY_WORLD", "TORCHELASTIC"))}
+    env.update(env_extra)
+    code = "from llmpy import dist; print(dist.init())"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+
+
+def test_launch_without_mpi_needs_the_gpu_transport():
+    """LLMPY_RANK/LLMPY_WORLD_SIZE (or torchrun's variables) start a process group without MPI; its
+    only transport is NCCL, so a process without an initialised CUDA backend is refused, saying why."""
+    for extra, how in [({"LLMPY_RANK": "0", "LLMPY_WORLD_SIZE": "2"}, "LLMPY_RANK/LLMPY_WORLD_SIZE"),
+                       ({"TORCHELASTIC_RUN_ID": "x", "RANK": "1", "WORLD_SIZE": "2"}, "torchrun's RANK/WORLD_SIZE")]:
+        res = _launch(extra)
+        assert res.returncode != 0
+        assert "without MPI: such ranks talk through NCCL" in res.stderr and how in res.stderr, res.stderr
+    res = _launch({"LLMPY_RANK": "2", "LLMPY_WORLD_SIZE": "2"})
+    assert res.returncode != 0 and "announce rank 2 of 2: need 0 <= rank < world size" in res.stderr, res.stderr
+
+
+def test_stray_rank_variables_do_not_start_a_group():
+    """RANK/WORLD_SIZE without torchrun's TORCHELASTIC_RUN_ID (a shell that happens to set them) leave
+    a single process alone, and LOCAL_RANK then picks no GPU."""
+    res = _launch({"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "3"})
+    assert res.returncode == 0, res.stderr
+    assert "'rank': 0, 'world_size': 1" in res.stdout
+    code = "from llmpy import dist; print(dist.launched_local_rank())"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMPI_", "TORCHELASTIC"))}
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "LOCAL_RANK": "3"}, capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "0", out.stdout + out.stderr
+    out = subprocess.run([sys.executable, "-c", code], env={**env, "LOCAL_RANK": "3", "TORCHELASTIC_RUN_ID": "r"},
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "3", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "abc", "nan"])
+def test_bad_dist_timeout_is_refused(value):
+    res = _launch({"LLMPY_DIST_TIMEOUT": value})
+    assert res.returncode != 0 and f"LLMPY_DIST_TIMEOUT must be a number of seconds > 0, got '{value}'" in res.stderr

@@ -9,8 +9,10 @@ What runs without a GPU, for real:
     backend was never initialised: make_id() yields distinct 128-byte ids (ncclGetUniqueId needs
     no GPU) and create() refuses to run before llm_cuda_init, or with bad arguments, with a message.
 
-The collectives themselves need GPUs: they belong with the data-parallel tests (several ranks
-under mpirun, one GPU each) once csrc/dist.c drives the transport.
+With a GPU (skipped here with the reason "no CUDA device"): the data-parallel code path over NCCL
+with one rank (a launch without MPI: LLMPY_RANK=0, LLMPY_WORLD_SIZE=1, the id through a file in
+LLMPY_DIST_DIR) trains exactly as the plain model does, bit for bit over 5 steps (zero_stage 0 and 1 in bf16,
+zero_stage 1 in fp32); and a rank whose peers never come times out naming itself.
 """
 
 from __future__ import annotations
@@ -206,3 +208,76 @@ def test_nccl_factory_without_gpu(tmp_path):
     res = subprocess.run([sys.executable, "-c", NCCL_FACTORY_SCRIPT, str(Path(__file__).parent)],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path, check=False)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
+
+
+# ----------------------------------------------------------------------------
+# NCCL with one rank on a GPU: the data-parallel path changes no bit
+
+NCCL_CHILD = r"""
+import sys
+import numpy as np
+from llmpy import GPT2, GPT2Config, _C, dist
+stage, prec, mode, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+m = GPT2(GPT2Config(n_layer=2, n_head=4, n_embd=256, vocab_size=1000, block_size=64), device="cuda",
+         precision=prec, seed=3)
+if mode == "nccl":
+    m.distribute(zero_stage=stage)  # the process group: NCCL over the rendezvous file
+    assert dist.world_size == 1 and m.zero_stage == stage
+rng = np.random.default_rng(0)
+for step in range(5):
+    x = rng.integers(0, 1000, size=(4, 65))
+    m.zero_grad()
+    m.forward(x[:, :-1].copy(), x[:, 1:].copy())
+    m.backward(sync=mode == "nccl")
+    m.step(1e-3, weight_decay=0.1, grad_clip=1.0)
+np.save(out, np.concatenate([p.ravel() for p in m.parameters().values()]))
+if mode == "nccl":
+    print("comm_seconds", _C.dist.comm_seconds(m._m))
+    dist.finalize()
+"""
+
+gpu = pytest.mark.skipif(not llmpy.cuda_available(), reason="no CUDA device (or llmpy built without CUDA)")
+
+
+def _plain_env() -> dict:
+    import os
+
+    drop = ("LLMPY_RANK", "LLMPY_WORLD_SIZE", "LLMPY_DIST_DIR", "LLMPY_DIST_RUN_ID", "TORCHELASTIC_RUN_ID",
+            "OMPI_COMM_WORLD_SIZE", "OMPI_COMM_WORLD_RANK", "PMI_SIZE", "PMI_RANK", "PMIX_RANK")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+@gpu
+@pytest.mark.parametrize("zero_stage,precision", [(0, "bf16"), (1, "bf16"), (1, "fp32")])
+def test_nccl_one_rank_equals_the_plain_step(tmp_path, zero_stage, precision):
+    import numpy as np
+
+    if not llmpy.build_info()["nccl"]:
+        pytest.fail("this CUDA build has no NCCL transport (LLMPY_NCCL=ON builds it)")
+    runs = {}
+    for mode in ("plain", "nccl"):
+        env = _plain_env()
+        if mode == "nccl":
+            env.update(LLMPY_RANK="0", LLMPY_WORLD_SIZE="1", LLMPY_DIST_DIR=str(tmp_path),
+                       LLMPY_DIST_RUN_ID=f"test-{zero_stage}-{precision}")
+        out = tmp_path / f"{mode}.npy"
+        r = subprocess.run([sys.executable, "-c", NCCL_CHILD, str(zero_stage), precision, mode, str(out)], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, f"{mode}: {r.stdout}\n{r.stderr}"
+        runs[mode] = np.load(out)
+    diff = np.flatnonzero(runs["plain"] != runs["nccl"])
+    assert diff.size == 0, (f"NCCL with one rank differs from the plain step in {diff.size} of {runs['plain'].size} "
+                            f"parameters (max abs {np.abs(runs['plain'] - runs['nccl']).max():.3e})")
+    assert not list(tmp_path.glob("llmpy-*.nccl-id")), "rank 0 must remove the rendezvous file once all joined"
+
+
+@gpu
+def test_nccl_rank_without_peers_times_out_naming_itself(tmp_path):
+    """Rank 1 of 2 whose rank 0 never starts: it waits for the rendezvous file, then gives up."""
+    env = _plain_env()
+    env.update(LLMPY_RANK="1", LLMPY_WORLD_SIZE="2", LLMPY_DIST_DIR=str(tmp_path), LLMPY_DIST_RUN_ID="lonely",
+               LLMPY_DIST_TIMEOUT="3")
+    code = "import llmpy; from llmpy import cuda, dist; cuda.module('cuda'); dist.init()"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode != 0
+    assert "rank 1 of 2: waited 3 s for rank 0's rendezvous file" in r.stderr, r.stderr

@@ -71,6 +71,7 @@ void cpu_free(void *p);
 llm_status cpu_zero(void *p, size_t bytes);
 llm_status cpu_to_device(void *dst, const void *src_host, size_t bytes);
 llm_status cpu_to_host(void *dst_host, const void *src, size_t bytes);
+llm_status cpu_copy(void *dst, const void *src, size_t bytes);
 // The calling thread's scratch buffer number `slot` (0 <= slot < CPU_SCRATCH_SLOTS): at least
 // `floats` floats, 64-byte aligned, contents undefined; NULL when out of memory. Buffers only
 // grow and live until the thread exits, so ops allocate nothing once the sizes of the first

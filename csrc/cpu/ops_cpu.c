@@ -126,6 +126,11 @@ llm_status cpu_to_host(void *dst_host, const void *src, size_t bytes) {
     return LLM_OK;
 }
 
+llm_status cpu_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes && dst != src) memcpy(dst, src, bytes);
+    return LLM_OK;
+}
+
 // ----------------------------------------------------------------------------
 // per-thread scratch
 
@@ -374,8 +379,9 @@ static llm_status crossentropy_backward_cols(floatX *dlogits, const floatX *logi
 // fp32 only: the parameters are their own master copy, and no rounding needs a seed.
 static llm_status adamw_update(floatX *params, float *master, const floatX *grads, float *m, float *v, size_t N,
                                float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale,
-                               int64_t t, uint32_t seed) {
+                               int64_t t, uint32_t seed, uint64_t index0) {
     (void)seed;
+    (void)index0;
     if (master) return llm_fail(LLM_EUNSUPPORTED, "the CPU backend has no mixed precision (master weights given)");
     return ISA->adamw_update(params, grads, m, v, N, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
 }
@@ -403,6 +409,7 @@ const llm_ops llm_cpu_ops = {
     .zero = cpu_zero,
     .to_device = cpu_to_device,
     .to_host = cpu_to_host,
+    .copy = cpu_copy,
     .upload_f32 = upload_f32,
     .download_f32 = download_f32,
     .encoder_forward = encoder_forward,

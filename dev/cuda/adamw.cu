@@ -53,7 +53,7 @@ template <typename X> static void check_size(size_t N) {
         round_vec<X>(g);
         DevBuf<X> grads(g);
         DEV_OP(cuda_adamw_update<X>(params.p, mixed ? master.p : nullptr, grads.p, dm.p, dv.p, N, h.lr, h.beta1, h.beta2,
-                                    h.eps, h.wd, h.scale, t, 1234u + t, llm_cuda_stream));
+                                    h.eps, h.wd, h.scale, t, 1234u + t, 0, llm_cuda_stream));
         adamw_ref(p, m, v, g, h, t);
     }
     check(mixed ? "adamw master" : "adamw params", mixed ? master.download() : params.download(), p, 1e-5);
@@ -77,7 +77,7 @@ static void check_rounding() {
     DevBuf<bf16> params(N), grads(zeros);
     DevBuf<float> master(master_h), m(N), v(N);
     DEV_OP(cuda_adamw_update<bf16>(params.p, master.p, grads.p, m.p, v.p, N, 0.0f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1,
-                                   42u, llm_cuda_stream));
+                                   42u, 0, llm_cuda_stream));
     std::vector<float> a = params.download();
     size_t up = 0, other = 0;
     for (float f : a) up += f == (float)(lo + ulp), other += f != (float)lo && f != (float)(lo + ulp);
@@ -86,10 +86,10 @@ static void check_rounding() {
     printf("  %-44s %.4f (expect 0.3333), %zu off-grid %s\n", "fraction rounded up", frac, other, ok ? "ok" : "FAIL");
     if (!ok) dev_failures++;
     DEV_OP(cuda_adamw_update<bf16>(params.p, master.p, grads.p, m.p, v.p, N, 0.0f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1,
-                                   42u, llm_cuda_stream));
+                                   42u, 0, llm_cuda_stream));
     const bool same = params.download() == a;
     DEV_OP(cuda_adamw_update<bf16>(params.p, master.p, grads.p, m.p, v.p, N, 0.0f, 0.9f, 0.95f, 1e-8f, 0.0f, 1.0f, 1,
-                                   43u, llm_cuda_stream));
+                                   43u, 0, llm_cuda_stream));
     const bool differs = params.download() != a;
     printf("  %-44s %s\n", "same seed repeats, another seed differs", same && differs ? "ok" : "FAIL");
     if (!(same && differs)) dev_failures++;
@@ -103,7 +103,7 @@ template <typename X> static void bench(size_t N) {
     snprintf(name, sizeof name, "%s adamw_update N=%zu", mixed ? "bf16+master" : "fp32", N);
     report_bandwidth(name, time_ms([&] {
         cuda_adamw_update<X>(params.p, mixed ? master.p : nullptr, grads.p, m.p, v.p, N, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f,
-                             1.0f, 1, 7u, llm_cuda_stream);
+                             1.0f, 1, 7u, 0, llm_cuda_stream);
     }), (mixed ? 30.0 : 28.0) * N);
 }
 

@@ -91,4 +91,5 @@ def build_info() -> dict:
     return info
 
 
-__all__ = ["GPT2", "GPT2Config", "build_info", "cuda_available", "cuda_status", "formats", "get_num_threads", "set_cpu_isa", "set_num_threads"]
+__all__ = ["GPT2", "GPT2Config", "build_info", "cuda_available", "cuda_status", "formats", "get_num_threads",
+           "set_cpu_isa", "set_num_threads"]

@@ -99,6 +99,7 @@ def module(device: str = "cuda"):
         mod.init(index)
         _initialised = index
     elif _initialised != index:
-        raise ValueError(f"this process already drives cuda:{_initialised} (asked for cuda:{index}); one GPU per "
+        raise ValueError(f"this process already drives cuda:{_initialised} (asked for cuda:{index}); one GPU "
+                         "per "
                          "process: launch one process per GPU with mpirun")
     return mod

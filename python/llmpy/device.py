@@ -32,7 +32,8 @@ __all__ = ["arg", "parse", "resolve"]
 def parse(spec: str) -> str:
     """Checks a device string and returns its canonical form (ValueError when it is malformed)."""
     if not isinstance(spec, str):
-        raise TypeError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:1', got {type(spec).__name__}")
+        raise TypeError(f"device must be a string such as 'cpu', 'cuda' or 'cuda:1', "
+                        f"got {type(spec).__name__}")
     return _C.parse_device(spec)
 
 

@@ -21,9 +21,11 @@ use), ``local_size`` and ``is_main`` are read as module attributes:
 2.5
 
 Failure behaviour, with several ranks: an uncaught exception on any rank prints its traceback
-and aborts the whole job (MPI_Abort), so the others never wait forever in a collective; a rank
-that exits cleanly waits at most ``LLMPY_DIST_SHUTDOWN_TIMEOUT`` seconds (default 30) for the
-others at shutdown, then aborts the job. A build without MPI that is launched with several
+and aborts the whole job (MPI_Abort), so the others never wait forever in a collective; a
+collective waits at most ``LLMPY_DIST_TIMEOUT`` seconds (default 90) for the other ranks — a rank
+that is stopped, stuck or dead — then raises RuntimeError naming this rank and the collective,
+which aborts the job; a rank that exits cleanly waits at most ``LLMPY_DIST_SHUTDOWN_TIMEOUT``
+seconds (default 30) for the others at shutdown, then aborts the job. A build without MPI that is launched with several
 ranks raises ``NotImplementedError`` from ``init()``.
 """
 
@@ -73,10 +75,14 @@ def launched_local_rank() -> int:
     return int(_C.dist.local_rank())
 
 
-def barrier() -> None:
-    """Waits until every rank gets here."""
+def barrier(timeout: Optional[float] = None) -> None:
+    """Waits until every rank gets here: at most ``timeout`` seconds (default
+    ``$LLMPY_DIST_TIMEOUT``, 90), then RuntimeError naming this rank (``math.inf``: no limit, for
+    waits that may legitimately take long, such as one rank preparing the data)."""
     init()
-    _C.dist.barrier()
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"timeout must be > 0 seconds or None, got {timeout}")
+    _C.dist.barrier(0.0 if timeout is None else float(timeout))
 
 
 def all_reduce_sum(values: list) -> list:

@@ -112,7 +112,6 @@ class GPT2:
             _handle = module.Model.create(**asdict(config), device=dev, seed=int(seed), precision=precision)
         self._m = _handle
         self._distributed = False  # set by distribute()
-        self._zero = None  # ZeRO-1 state (llmpy._C.dist.Zero) when distribute(zero_stage=1)
         c = _handle.config
         self.config = GPT2Config(c["n_layer"], c["n_head"], c["n_embd"], c["vocab_size"], c["block_size"])
 
@@ -176,9 +175,9 @@ class GPT2:
         the full state, which resumes on any number of ranks.
         """
         text = json.dumps(extra if extra is not None else {}, sort_keys=True)
-        if self._zero is not None:
-            self._zero.save_state(str(path), text)
-        elif not self._distributed or _is_main():
+        if self._distributed:
+            _C.dist.save_state(self._m, str(path), text)  # collective; rank 0 writes
+        else:
             self._m.save_state(str(path), text)
 
     def load_state(self, path: Union[str, PathLike]) -> dict:
@@ -212,12 +211,21 @@ class GPT2:
         return self._m.losses()
 
     def zero_grad(self) -> None:
-        """Sets all gradients to zero. Gradients otherwise accumulate across backward() calls."""
+        """Sets all gradients to zero. Gradients otherwise accumulate across backward() calls (one
+        backward per forward: on a GPU the backward overwrites the logits, so a second backward
+        needs a new forward)."""
         self._m.zero_grad()
 
-    def backward(self, loss_scale: float = 1.0) -> None:
-        """Adds the gradient of ``loss_scale * loss`` (of the last forward) to the gradients."""
-        self._m.backward(float(loss_scale))
+    def backward(self, loss_scale: float = 1.0, *, sync: bool = False) -> None:
+        """Adds the gradient of ``loss_scale * loss`` (of the last forward) to the gradients.
+
+        ``sync`` matters after ``distribute()``: pass ``sync=True`` on the last micro-step before
+        ``step()`` and the gradients travel to the other ranks layer by layer while the backward
+        goes on (the communication hides behind the computation). Without it ``step()`` moves
+        them all at once — the same result, bit for bit, only later. With gradient accumulation,
+        sync the last micro-step only (a second backward after a synced one raises ValueError).
+        """
+        self._m.backward(float(loss_scale), bool(sync))
 
     def step(self, lr: float, beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
              weight_decay: float = 0.0, grad_clip: Optional[float] = None) -> float:
@@ -229,25 +237,23 @@ class GPT2:
         clip = 0.0 if grad_clip is None else float(grad_clip)
         if grad_clip is not None and clip <= 0.0:
             raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
-        args = (float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), clip)
-        if self._zero is not None:
-            return self._zero.step(*args)
-        if self._distributed:
-            _C.dist.all_reduce_grads(self._m)
-        return self._m.step(*args)
+        return self._m.step(float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), clip)
 
     # -- data parallelism (llmpy.dist) -------------------------------------------
 
-    def distribute(self, zero_stage: int = 0) -> "GPT2":
+    def distribute(self, zero_stage: int = 0, overlap: bool = True) -> "GPT2":
         """Makes this model one replica of a data-parallel model (collective: every rank calls it).
 
-        Checks that every rank holds the same model shape and ``zero_stage`` (ValueError naming
-        the rank that differs), copies rank 0's parameters to every rank, and from then on
-        ``step()`` averages the gradients over the ranks before AdamW. With ``zero_stage=1``
-        (ZeRO-1) each rank keeps only its 1/world_size shard of the AdamW moments: ``step()``
-        reduce-scatters the gradients, updates its shard and all-gathers the parameters.
-        ``save()``/``save_state()`` then write on rank 0 only; the state file holds the full
-        moments. With one process this changes nothing. Returns ``self``.
+        Checks that every rank holds the same model, device, ``zero_stage`` and ``overlap``
+        (ValueError naming the rank that differs), copies rank 0's parameters to every rank and
+        sets up the collective plan (csrc/dist_plan.c) over MPI (CPU) or NCCL (CUDA). From then on
+        ``step()`` averages the gradients over the ranks before AdamW; with ``zero_stage=1``
+        (ZeRO-1) each rank keeps only its shard of the AdamW moments — its 1/world_size of every
+        tensor slice —, updates that shard and all-gathers the parameters. With ``overlap``, a
+        ``backward(sync=True)`` starts each layer's reduction as soon as its gradients are final
+        (the results do not depend on it). ``save()``/``save_state()`` then write on rank 0 only;
+        the state file holds the full moments and resumes on any number of ranks. With one
+        process this changes nothing. Returns ``self``.
 
         >>> m = GPT2(cfg).distribute(zero_stage=1)
         """
@@ -255,30 +261,19 @@ class GPT2:
 
         if zero_stage not in (0, 1):
             raise ValueError(f"zero_stage must be 0 or 1, got {zero_stage}")
-        if self._distributed:  # again: keep the ZeRO-1 moments, refuse a change of stage
+        if self._distributed:  # again: keep the plan, refuse a change
             if zero_stage != self.zero_stage:
                 raise ValueError(f"the model is already distributed with zero_stage={self.zero_stage}")
-            return self
         dist.init()
-        _C.dist.setup_model(self._m, int(zero_stage))
-        self._zero = _C.dist.Zero(self._m) if zero_stage == 1 else None
+        _C.dist.attach(self._m, int(zero_stage), bool(overlap))
         self._distributed = True
         return self
-
-    def all_reduce_gradients(self) -> None:
-        """Gradients <- their mean over the ranks (collective). ``step()`` already does this after
-        ``distribute()``; calling both is harmless (the mean of equal values is that value)."""
-        from . import dist
-
-        dist.init()
-        _C.dist.all_reduce_grads(self._m)
 
     @property
     def zero_stage(self) -> Optional[int]:
         """None before ``distribute()``, else 0 or 1."""
-        if not self._distributed:
-            return None
-        return 1 if self._zero is not None else 0
+        stage = _C.dist.zero_stage(self._m)
+        return None if stage < 0 else stage
 
     def generate(self, prompt, max_new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,
                  num_samples: int = 1, seed: Optional[int] = None,

@@ -243,6 +243,12 @@ class Run:
 
     def __init__(self, args):
         self.args = args
+        # the device first: ranks launched without MPI talk through NCCL, which needs the GPU set up
+        self.device = _resolve_device(args.device)
+        if self.device.startswith("cuda"):
+            from . import cuda
+
+            cuda.module(self.device)
         info = dist.init()
         self.rank, self.world = info["rank"], info["world_size"]
         self.main = self.rank == 0  # only rank 0 prints and writes files
@@ -267,7 +273,6 @@ class Run:
                 raise Stop(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
         if a.hellaswag_every < 0 or a.hellaswag_limit < 0:
             raise Stop("--hellaswag-every and --hellaswag-limit must be >= 0")
-        self.device = _resolve_device(a.device)
         on_gpu = self.device.startswith("cuda")
         precision = a.precision if a.precision != "auto" else ("bf16" if on_gpu else "fp32")
         if precision != "fp32" and not on_gpu:
@@ -319,10 +324,10 @@ class Run:
         # one rank per machine prepares the data (download, tokenize) while the others wait
         first_on_machine = dist.local_rank == 0
         if not first_on_machine:
-            dist.barrier()
+            dist.barrier(timeout=math.inf)  # preparing the data may take hours
         train_pattern, val_pattern, self.data_name = _data_patterns(a)
         if first_on_machine and W > 1:
-            dist.barrier()
+            dist.barrier(timeout=math.inf)
         self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W, shuffle=a.shuffle,
                                        seed=a.seed)
         self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
@@ -467,10 +472,11 @@ class Run:
                 lr = lr_at(self.step, a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
                 m.zero_grad()
                 loss = 0.0
-                for _ in range(self.accum):
+                for micro in range(self.accum):
                     x, y = self.train_loader.next_batch()
                     loss += m.forward(x, y) / self.accum
-                    m.backward(loss_scale=1.0 / self.accum)
+                    # the last micro-step's gradients travel to the other ranks layer by layer
+                    m.backward(loss_scale=1.0 / self.accum, sync=micro == self.accum - 1)
                 loss = dist.all_reduce_mean(loss)  # the same on every rank, so they all stop together
                 if not math.isfinite(loss):
                     raise Stop(f"loss is {loss} at step {self.step + 1}: stopping; the last good checkpoint "
@@ -539,7 +545,8 @@ def main(argv: Optional[list] = None) -> int:
         run = Run(args)
         run.setup()
         summary = run.run()
-    except (Stop, OSError, ValueError, NotImplementedError, ImportError) as e:  # bad flags, files, data, build: a message
+    # bad flags, files, data, build; a collective that timed out: a message, not a traceback
+    except (Stop, OSError, ValueError, NotImplementedError, ImportError, RuntimeError) as e:
         world = dist.world_size if _dist_ready() else 1
         where = f"rank {dist.rank}: " if world > 1 else ""
         print(f"error: {where}{e}", file=sys.stderr, flush=True)

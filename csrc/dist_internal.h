@@ -1,0 +1,14 @@
+/*
+ * dist_internal.h — what dist_plan.c needs from the process group (dist.c). Not public.
+ */
+#ifndef LLMPY_DIST_INTERNAL_H
+#define LLMPY_DIST_INTERNAL_H
+
+#include "comm.h"
+
+// Collective. A transport for the buffers of models on `device`: "cpu" -> MPI over the group's
+// communicator; another device -> the transport it registered (comm.h), its id made by rank 0 and
+// broadcast over MPI. *out is NULL for one process (nothing to move).
+llm_status dist_model_comm(llm_comm **out, const char *device);
+
+#endif // LLMPY_DIST_INTERNAL_H
