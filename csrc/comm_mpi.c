@@ -311,11 +311,14 @@ static llm_status mpi_broadcast(llm_comm *c, void *bytes, size_t n, int root, co
 static void mpi_destroy(llm_comm *c) {
     if (!c) return;
     mpi_impl *p = c->impl;
+    if (p && p->count > 0) {
+        // collectives still in flight (a timeout: the process is about to end the job) may still
+        // be advanced by a later MPI call and write into their buffers: leave them and the
+        // communicators alone rather than free memory MPI may use
+        free(c);
+        return;
+    }
     if (p) {
-        for (size_t i = 0; i < p->count; i++) { // abandoned: cancel what can be, free our memory
-            free(p->list[i].scratch);
-            free(p->list[i].counts);
-        }
         int fin = 0;
         MPI_Finalized(&fin);
         if (!fin && p->comm != MPI_COMM_NULL) MPI_Comm_free(&p->comm);

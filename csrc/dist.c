@@ -207,8 +207,15 @@ static llm_status rendezvous_path(char *path, size_t n) {
         return llm_fail(LLM_EINVAL, "a launch without MPI needs LLMPY_DIST_DIR: a directory every rank can read "
                                     "and write (shared across machines), where rank 0 leaves NCCL's id");
     const char *run = getenv("LLMPY_DIST_RUN_ID");
-    char slurm[64] = "";
-    if ((!run || !*run) && getenv("TORCHELASTIC_RUN_ID")) run = getenv("TORCHELASTIC_RUN_ID");
+    char slurm[64] = "", torch[160] = "";
+    const char *elastic = getenv("TORCHELASTIC_RUN_ID");
+    // torchrun without --rdzv-id says "none" for every job: not unique, not usable as a name;
+    // a restart of the same job counts up, so its rendezvous gets a new name
+    if ((!run || !*run) && elastic && *elastic && strcmp(elastic, "none") != 0) {
+        snprintf(torch, sizeof torch, "%s.%s", elastic,
+                 getenv("TORCHELASTIC_RESTART_COUNT") ? getenv("TORCHELASTIC_RESTART_COUNT") : "0");
+        run = torch;
+    }
     if ((!run || !*run) && getenv("SLURM_JOB_ID")) {
         snprintf(slurm, sizeof slurm, "%s.%s", getenv("SLURM_JOB_ID"),
                  getenv("SLURM_STEP_ID") ? getenv("SLURM_STEP_ID") : "0");
@@ -216,7 +223,8 @@ static llm_status rendezvous_path(char *path, size_t n) {
     }
     if (!run || !*run)
         return llm_fail(LLM_EINVAL, "a launch without MPI needs LLMPY_DIST_RUN_ID: a name unique to this run (the "
-                                    "same on every rank), so that no rank reads another run's rendezvous file");
+                                    "same on every rank), so that no rank reads another run's rendezvous file "
+                                    "(torchrun's run id 'none' is not unique: pass --rdzv-id)");
     for (const char *c = run; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '-' ||
               *c == '_' || *c == '.'))
@@ -282,12 +290,17 @@ static llm_status plain_start(int rank, int world, const char *how) {
     g.info.world_size = world;
     g.info.local_rank = llm_dist_local_rank();
     g.info.local_size = 0; // unknown without MPI
-    LLM_TRY(f->create(&g.host, id, rank, world, g.timeout_s));
-    // every rank has joined: the file has served (a later run with the same id starts clean)
+    llm_status s = f->create(&g.host, id, rank, world, g.timeout_s);
     double one = 1.0;
-    LLM_TRY(g.host->ops->all_reduce_sum_f64(g.host, &one, 1, "the start-up of the process group"));
+    if (s == LLM_OK) s = g.host->ops->all_reduce_sum_f64(g.host, &one, 1, "the start-up of the process group");
+    // every rank has joined, or the start failed: either way the file has served, and a rerun with
+    // the same run id must not find it
     if (rank == 0) remove(path);
-    return LLM_OK;
+    if (s != LLM_OK && g.host) {
+        g.host->ops->destroy(g.host);
+        g.host = NULL;
+    }
+    return s;
 }
 
 llm_status llm_dist_init(llm_dist_info *out) {
@@ -427,8 +440,9 @@ llm_status llm_dist_broadcast(void *buf, size_t n, int root) {
 // ----------------------------------------------------------------------------
 // transports for the plan (dist_plan.c)
 
-llm_status dist_model_comm(llm_comm **out, const char *device) {
+llm_status dist_model_comm(llm_comm **out, int *owned, const char *device) {
     *out = NULL;
+    *owned = 1;
     LLM_TRY(need_init());
     // a plain process has nothing to move; a launched one gets a transport even alone (mpirun -np 1
     // or a world of 1 runs the data-parallel code path, which is how one GPU checks NCCL)
@@ -438,6 +452,14 @@ llm_status dist_model_comm(llm_comm **out, const char *device) {
         if (g.info.mpi) return comm_mpi_create(out, &g.comm, g.timeout_s);
 #endif
         return llm_fail(LLM_EUNSUPPORTED, "data parallelism of CPU models needs an MPI launch (mpirun)");
+    }
+    if (!g.info.mpi && strcmp(device, "cuda") == 0) {
+        // a launch without MPI: the group's NCCL communicator serves the model too, so that host
+        // collectives queue behind the model's on one stream (NCCL does not promise progress to
+        // two communicators on one GPU at once)
+        *out = g.host;
+        *owned = 0;
+        return LLM_OK;
     }
     const llm_comm_factory *f = llm_comm_factory_for(device);
     if (!f)

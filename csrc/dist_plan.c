@@ -43,13 +43,15 @@ typedef struct piece {
 typedef struct plan {
     gpt2_dist hooks; // what gpt2.c calls; hooks.ctx is this plan
     llm_model *m;
-    llm_comm *comm; // NULL with one process
+    llm_comm *comm; // NULL for a plain process
+    int comm_owned; // 0: the process group's own transport, lent to the plan (a launch without MPI)
     int zero_stage, overlap, sync, L, W, r;
     piece *pieces; // in bucket order
     size_t npieces;
     size_t *bucket_first; // (L + 2): pieces of bucket b are [bucket_first[b], bucket_first[b + 1])
     unsigned char *started; // (L + 1): the bucket's reduction started since the last step
     int any_started;
+    int synced; // a backward with sync ran since the last step / zero_grad
     gpt2_part *parts; // what this rank updates (moment order)
     int whole;        // parts are the 16 whole tensors (zero_stage 0, or one rank)
     llm_comm_span *spans; // (npieces) scratch for start()
@@ -102,11 +104,12 @@ static void layout(plan *p) {
 // zero_stage 1 its part of every piece, moments stored piece after piece.
 static llm_status make_parts(plan *p) {
     llm_model *m = p->m;
-    size_t n = p->zero_stage == 1 && p->W > 1 ? p->npieces : LLM_NUM_TENSORS;
+    const int sharded = p->zero_stage == 1 && p->comm;
+    size_t n = sharded ? p->npieces : LLM_NUM_TENSORS;
     p->parts = calloc(n ? n : 1, sizeof *p->parts);
     if (!p->parts) return llm_fail(LLM_ENOMEM, "out of memory (the ZeRO-1 shard)");
     size_t k = 0, moment = 0;
-    p->whole = n == LLM_NUM_TENSORS && !(p->zero_stage == 1 && p->W > 1);
+    p->whole = !sharded;
     if (p->whole) {
         for (int i = 0; i < LLM_NUM_TENSORS; i++) p->parts[k++] = (gpt2_part){i, m->offsets[i], m->sizes[i], m->offsets[i]};
         moment = m->total;
@@ -163,7 +166,7 @@ static llm_status wait_all(plan *p) {
 
 static llm_status hook_backward_begin(void *ctx) {
     plan *p = ctx;
-    if (p->any_started)
+    if (p->any_started || p->synced)
         return llm_fail(LLM_ESTATE, "the gradients are being averaged across the ranks (the last backward had sync): "
                                     "call step() or zero_grad() before the next backward; with gradient "
                                     "accumulation, sync only the last micro-step");
@@ -178,6 +181,7 @@ static llm_status hook_grads_ready_untimed(void *ctx, int layer) {
 
 static llm_status hook_reduce_untimed(void *ctx) {
     plan *p = ctx;
+    p->synced = 0;
     for (int b = 0; b <= p->L; b++) LLM_TRY(start_bucket(p, b));
     return wait_all(p);
 }
@@ -209,6 +213,7 @@ static llm_status hook_gather_untimed(void *ctx) {
 
 static llm_status hook_quiesce_untimed(void *ctx) {
     plan *p = ctx;
+    p->synced = 0;
     return p->any_started ? wait_all(p) : LLM_OK;
 }
 
@@ -240,7 +245,7 @@ double llm_dist_comm_seconds(const llm_model *m) {
 static void plan_free(void *ctx) {
     plan *p = ctx;
     if (!p) return;
-    if (p->comm) p->comm->ops->destroy(p->comm);
+    if (p->comm && p->comm_owned) p->comm->ops->destroy(p->comm);
     free(p->pieces);
     free(p->bucket_first);
     free(p->started);
@@ -327,8 +332,19 @@ llm_status llm_dist_attach(llm_model *m, int zero_stage, int overlap) {
     if (p->W > 1) {
         s = check_same(m, zero_stage, overlap);
         if (s == LLM_OK) s = copy_rank0_parameters(m);
-        if (s == LLM_OK) s = dist_model_comm(&p->comm, m->device);
+        // every rank says whether it got here: one that failed must not leave the others in the
+        // transport's set-up (the agreement itself is timed)
+        double ok = s == LLM_OK;
+        llm_status s2 = llm_dist_all_reduce_sum_f64(&ok, 1);
+        if (s == LLM_OK && s2 != LLM_OK) s = s2;
+        if (s == LLM_OK && ok < p->W)
+            s = llm_fail(LLM_EBACKEND, "rank %d: another rank failed to set up the data-parallel model (its error is in "
+                                       "its output)", p->r);
     }
+    // a launched process gets the transport even alone (mpirun -np 1, or a world of one without
+    // MPI): the data-parallel path then runs as it would with more ranks, which is how one GPU
+    // checks it; a plain process gets none
+    if (s == LLM_OK) s = dist_model_comm(&p->comm, &p->comm_owned, m->device);
     if (s == LLM_OK) {
         layout(p); // count
         p->pieces = calloc(p->npieces, sizeof *p->pieces);
@@ -370,6 +386,7 @@ llm_status llm_dist_backward(llm_model *m, float loss_scale, int sync) {
     if (!p) return llm_backward(m, loss_scale);
     p->sync = sync != 0;
     llm_status s = llm_backward(m, loss_scale);
+    if (s == LLM_OK && p->sync && p->comm) p->synced = 1;
     p->sync = 0;
     return s;
 }

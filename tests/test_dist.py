@@ -215,6 +215,25 @@ def test_resume_with_another_rank_count_and_stage(env):
 
 
 @needs_mpi
+@pytest.mark.parametrize("zero_stage", [0, 1])
+def test_mpirun_one_rank_runs_the_plan_as_the_plain_step(env, zero_stage):
+    """Under mpirun -np 1 the model goes through the plan and the MPI transport with one rank (as one
+    GPU checks NCCL): the plain process's result. zero_stage 0 is the same code as the plain step
+    around an identity reduction (bit for bit); zero_stage 1 sums the gradient norm over its parts
+    (another grouping of the same squares), so the clipping may differ in the last bit."""
+    plain = worker(env / "plain", 1, "--accum", "2", "--steps", "3")[0]
+    out = env / "mpi1"
+    out.mkdir()
+    run([*mpirun(1), sys.executable, WORKER, "--out", out, "--accum", "2", "--steps", "3", "--zero", str(zero_stage)])
+    one = dict(np.load(out / "rank0.npz"))
+    if zero_stage == 0:
+        np.testing.assert_array_equal(one["params"], plain["params"])
+    else:
+        assert_close("parameters", one["params"], plain["params"], rel=1e-6)
+    assert_close("gradient norms", one["norms"], plain["norms"], rel=1e-6)
+
+
+@needs_mpi
 def test_three_ranks_zero1_with_several_chunks(env):
     """5.0M parameters = 2 chunks of 2^22 floats, split 3 ways (uneven parts, tensors across parts).
 

@@ -124,7 +124,7 @@ def finalize(timeout_s: Optional[float] = None) -> None:
     ``$LLMPY_DIST_SHUTDOWN_TIMEOUT`` or 30) for the other ranks, then aborts the job instead of
     hanging: call ``barrier()`` first when ranks may legitimately finish far apart."""
     global _finalized
-    if _finalized or _info is None or not _info["mpi"]:
+    if _finalized or _info is None or (not _info["mpi"] and _info["world_size"] == 1):
         return
     _finalized = True
     if timeout_s is None:

@@ -146,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+# How long the other ranks wait while one rank per machine downloads and tokenizes the data
+# (FineWeb's 10B tokens take hours); bounded, so that a rank that died meanwhile ends the job.
+DATA_PREP_TIMEOUT = 24 * 3600.0
+
+
 class Stop(Exception):
     """A run ends early for a reason the user must see (bad flags, NaN loss, ...)."""
 
@@ -324,10 +329,10 @@ class Run:
         # one rank per machine prepares the data (download, tokenize) while the others wait
         first_on_machine = dist.local_rank == 0
         if not first_on_machine:
-            dist.barrier(timeout=math.inf)  # preparing the data may take hours
+            dist.barrier(timeout=DATA_PREP_TIMEOUT)  # preparing the data may take hours
         train_pattern, val_pattern, self.data_name = _data_patterns(a)
         if first_on_machine and W > 1:
-            dist.barrier(timeout=math.inf)
+            dist.barrier(timeout=DATA_PREP_TIMEOUT)
         self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W, shuffle=a.shuffle,
                                        seed=a.seed)
         self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
