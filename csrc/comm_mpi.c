@@ -54,6 +54,7 @@ typedef struct pending {
 } pending;
 
 typedef struct mpi_impl {
+    mpi_worker *worker; // the communication thread, when MPI offers MPI_THREAD_MULTIPLE (comm_mpi_worker.c)
     MPI_Comm comm;    // reduce-scatters and the host collectives
     MPI_Comm gather;  // all-gathers
     pending *list; // outstanding pieces, in the order they were started
@@ -232,6 +233,18 @@ static llm_status mpi_start(llm_comm *c, llm_comm_op op, const llm_comm_span *sp
     if (count < 0 || (count > 0 && !spans)) return llm_fail(LLM_EINVAL, "comm start: bad spans");
     if (op != LLM_COMM_ALL_REDUCE_MEAN && op != LLM_COMM_REDUCE_SCATTER_MEAN && op != LLM_COMM_ALL_GATHER)
         return llm_fail(LLM_EINVAL, "comm start: unknown op %d", (int)op);
+    if (p->worker) { // the communication thread: queued in order, cut into pieces of int counts
+        for (int s = 0; s < count; s++) {
+            if (op != LLM_COMM_ALL_REDUCE_MEAN && spans[s].n > LLM_COMM_MAX_SPLIT_SPAN) // comm.h's contract
+                return llm_fail(LLM_EINVAL, "%s: a span of %zu elements exceeds LLM_COMM_MAX_SPLIT_SPAN", what,
+                                spans[s].n);
+            for (size_t o = 0; o < spans[s].n; o += PIECE) {
+                size_t n = spans[s].n - o < PIECE ? spans[s].n - o : PIECE;
+                LLM_TRY(mpi_worker_start(p->worker, op, (float *)spans[s].ptr + o, n, what));
+            }
+        }
+        return LLM_OK;
+    }
     // an all-gather must not overtake, on one rank only, the gathers that pending all-reduces
     // have yet to start: let them all start (or finish) first
     if (op == LLM_COMM_ALL_GATHER)
@@ -256,10 +269,19 @@ static llm_status mpi_start(llm_comm *c, llm_comm_op op, const llm_comm_span *sp
 static llm_status mpi_progress(llm_comm *c) {
     mpi_impl *p = c->impl;
     if (p->failed) return llm_fail(LLM_EBACKEND, "rank %d: the MPI communicator failed earlier", c->rank);
+    if (p->worker) return mpi_worker_check(p->worker);
     return test_some(c);
 }
 
-static llm_status mpi_wait(llm_comm *c) { return wait_all(c); }
+static llm_status mpi_wait(llm_comm *c) {
+    mpi_impl *p = c->impl;
+    if (p->worker) {
+        llm_status s = mpi_worker_wait(p->worker, c->timeout_s);
+        if (s != LLM_OK) p->failed = 1;
+        return s;
+    }
+    return wait_all(c);
+}
 
 static llm_status wait_one(llm_comm *c, MPI_Request *req, const char *what) {
     const double t0 = now_s();
@@ -311,6 +333,15 @@ static llm_status mpi_broadcast(llm_comm *c, void *bytes, size_t n, int root, co
 static void mpi_destroy(llm_comm *c) {
     if (!c) return;
     mpi_impl *p = c->impl;
+    if (p && p->worker) {
+        const int stuck = mpi_worker_pending(p->worker) > 0;
+        mpi_worker_destroy(p->worker); // left behind when stuck in a collective
+        p->worker = NULL;
+        if (stuck) {
+            free(c);
+            return;
+        }
+    }
     if (p && p->count > 0) {
         // collectives still in flight (a timeout: the process is about to end the job) may still
         // be advanced by a later MPI call and write into their buffers: leave them and the
@@ -341,7 +372,7 @@ static const llm_comm_ops mpi_ops = {
     .destroy = mpi_destroy,
 };
 
-llm_status comm_mpi_create(llm_comm **out, const void *mpi_comm, double timeout_s) {
+llm_status comm_mpi_create(llm_comm **out, const void *mpi_comm, double timeout_s, int worker) {
     if (!out || !mpi_comm) return llm_fail(LLM_EINVAL, "comm_mpi_create: NULL argument");
     *out = NULL;
     llm_comm *c = calloc(1, sizeof *c);
@@ -366,15 +397,25 @@ llm_status comm_mpi_create(llm_comm **out, const void *mpi_comm, double timeout_
         mpi_destroy(c);
         return s;
     }
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    if (worker && level == MPI_THREAD_MULTIPLE) {
+        llm_status s = mpi_worker_create(&p->worker, mpi_comm, c->rank, c->world_size);
+        if (s != LLM_OK) {
+            mpi_destroy(c);
+            return s;
+        }
+    }
     *out = c;
     return LLM_OK;
 }
 
 #else // no MPI
 
-llm_status comm_mpi_create(llm_comm **out, const void *mpi_comm, double timeout_s) {
+llm_status comm_mpi_create(llm_comm **out, const void *mpi_comm, double timeout_s, int worker) {
     (void)mpi_comm;
     (void)timeout_s;
+    (void)worker;
     if (out) *out = NULL;
     return llm_fail(LLM_EUNSUPPORTED, "this llmpy was built without MPI");
 }

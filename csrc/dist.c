@@ -155,8 +155,12 @@ static llm_status mpi_start(void) {
     int flag = 0;
     MPI_Initialized(&flag);
     if (!flag) {
-        int provided; // only the thread that initialised MPI calls it; OpenMP threads never do
-        LLM_TRY(mpi_ok(MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread"));
+        // MPI_THREAD_MULTIPLE: the gradients' collectives run on a thread of their own
+        // (comm_mpi.c); waiting MPI calls yield the core to the computing threads rather than spin
+        // on it (Open MPI; the user's own setting wins)
+        setenv("OMPI_MCA_mpi_yield_when_idle", "1", 0);
+        int provided;
+        LLM_TRY(mpi_ok(MPI_Init_thread(NULL, NULL, MPI_THREAD_MULTIPLE, &provided), "MPI_Init_thread"));
         g.we_init = 1;
     }
     LLM_TRY(mpi_ok(MPI_Comm_dup(MPI_COMM_WORLD, &g.comm), "MPI_Comm_dup"));
@@ -172,7 +176,7 @@ static llm_status mpi_start(void) {
     MPI_Comm_rank(node, &g.info.local_rank);
     MPI_Comm_size(node, &g.info.local_size);
     MPI_Comm_free(&node);
-    LLM_TRY(comm_mpi_create(&g.host, &g.comm, g.timeout_s));
+    LLM_TRY(comm_mpi_create(&g.host, &g.comm, g.timeout_s, 0)); // host values only: no thread
     g.info.mpi = 1;
     return LLM_OK;
 }
@@ -449,7 +453,9 @@ llm_status dist_model_comm(llm_comm **out, int *owned, const char *device) {
     if (!g.host || g.finalized) return LLM_OK;
     if (strcmp(device, "cpu") == 0) {
 #ifdef LLMPY_HAVE_MPI
-        if (g.info.mpi) return comm_mpi_create(out, &g.comm, g.timeout_s);
+        // the communication thread unless LLMPY_MPI_THREAD=0 (non-blocking MPI calls instead)
+        const char *thread = getenv("LLMPY_MPI_THREAD");
+        if (g.info.mpi) return comm_mpi_create(out, &g.comm, g.timeout_s, !(thread && strcmp(thread, "0") == 0));
 #endif
         return llm_fail(LLM_EUNSUPPORTED, "data parallelism of CPU models needs an MPI launch (mpirun)");
     }

@@ -53,6 +53,8 @@ typedef struct plan {
     int any_started;
     int synced; // a backward with sync ran since the last step / zero_grad
     gpt2_part *parts; // what this rank updates (moment order)
+    int *part_bucket; // (nparts) the bucket of each part
+    int gathered;     // buckets whose all-gather started during this step
     int whole;        // parts are the 16 whole tensors (zero_stage 0, or one rank)
     llm_comm_span *spans; // (npieces) scratch for start()
     double comm_s;        // seconds this thread spent in the transport's calls (exposed communication)
@@ -107,7 +109,8 @@ static llm_status make_parts(plan *p) {
     const int sharded = p->zero_stage == 1 && p->comm;
     size_t n = sharded ? p->npieces : LLM_NUM_TENSORS;
     p->parts = calloc(n ? n : 1, sizeof *p->parts);
-    if (!p->parts) return llm_fail(LLM_ENOMEM, "out of memory (the ZeRO-1 shard)");
+    p->part_bucket = calloc(n ? n : 1, sizeof *p->part_bucket);
+    if (!p->parts || !p->part_bucket) return llm_fail(LLM_ENOMEM, "out of memory (the ZeRO-1 shard)");
     size_t k = 0, moment = 0;
     p->whole = !sharded;
     if (p->whole) {
@@ -118,6 +121,7 @@ static llm_status make_parts(plan *p) {
             const piece *q = &p->pieces[j];
             size_t a = llm_comm_part(q->n, p->r, p->W), b = llm_comm_part(q->n, p->r + 1, p->W);
             if (b == a) continue;
+            p->part_bucket[k] = q->bucket;
             p->parts[k++] = (gpt2_part){q->tensor, q->offset + a, b - a, moment};
             moment += b - a;
         }
@@ -193,21 +197,41 @@ static llm_status hook_sum_norm_untimed(void *ctx, double *sq) {
 }
 
 // After AdamW on the shard: every rank gets every part of the parameters (and of the fp32 master
-// copy, so that any rank's checkpoint or parameter read sees the updated values).
+// copy, so that any rank's checkpoint or parameter read sees the updated values). A bucket's
+// all-gather starts as soon as AdamW has moved past it (the rest of AdamW overlaps it); every
+// rank starts them in bucket order.
+static llm_status start_gathers_before(plan *p, int bucket) {
+    llm_model *m = p->m;
+    for (; p->gathered < bucket; p->gathered++) {
+        const int b = p->gathered;
+        const size_t j0 = p->bucket_first[b], j1 = p->bucket_first[b + 1];
+        char what[128];
+        for (int pass = 0; pass < (m->master ? 2 : 1); pass++) {
+            for (size_t j = j0; j < j1; j++) {
+                const piece *q = &p->pieces[j];
+                void *base = pass == 0 ? (void *)((char *)m->params + q->offset * m->xsize)
+                                       : (void *)(m->master + q->offset);
+                p->spans[j - j0] = (llm_comm_span){base, q->n};
+            }
+            bucket_what(p, b, what, sizeof what, pass == 0 ? "all-gather (parameters)" : "all-gather (master weights)");
+            LLM_TRY(p->comm->ops->start(p->comm, LLM_COMM_ALL_GATHER, p->spans, (int)(j1 - j0),
+                                        pass == 0 ? m->ops->dtype : LLM_F32, what));
+        }
+    }
+    return LLM_OK;
+}
+
+static llm_status hook_updated_untimed(void *ctx, size_t k) {
+    plan *p = ctx;
+    if (p->zero_stage != 1) return LLM_OK;
+    return start_gathers_before(p, p->part_bucket[k]);
+}
+
 static llm_status hook_gather_untimed(void *ctx) {
     plan *p = ctx;
     if (p->zero_stage != 1) return LLM_OK;
-    llm_model *m = p->m;
-    for (int pass = 0; pass < (m->master ? 2 : 1); pass++) {
-        for (size_t j = 0; j < p->npieces; j++) {
-            const piece *q = &p->pieces[j];
-            void *base = pass == 0 ? (void *)((char *)m->params + q->offset * m->xsize) : (void *)(m->master + q->offset);
-            p->spans[j] = (llm_comm_span){base, q->n};
-        }
-        LLM_TRY(p->comm->ops->start(p->comm, LLM_COMM_ALL_GATHER, p->spans, (int)p->npieces,
-                                    pass == 0 ? m->ops->dtype : LLM_F32,
-                                    pass == 0 ? "the all-gather of the parameters" : "the all-gather of the master weights"));
-    }
+    LLM_TRY(start_gathers_before(p, p->L + 1));
+    p->gathered = 0;
     return p->comm->ops->wait(p->comm);
 }
 
@@ -230,6 +254,7 @@ static llm_status hook_quiesce_untimed(void *ctx) {
 TIMED(hook_grads_ready, (void *ctx, int layer), (ctx, layer))
 TIMED(hook_reduce, (void *ctx), (ctx))
 TIMED(hook_sum_norm, (void *ctx, double *sq), (ctx, sq))
+TIMED(hook_updated, (void *ctx, size_t k), (ctx, k))
 TIMED(hook_gather, (void *ctx), (ctx))
 TIMED(hook_quiesce, (void *ctx), (ctx))
 #undef TIMED
@@ -250,6 +275,7 @@ static void plan_free(void *ctx) {
     free(p->bucket_first);
     free(p->started);
     free(p->parts);
+    free(p->part_bucket);
     free(p->spans);
     free(p);
 }
@@ -367,6 +393,7 @@ llm_status llm_dist_attach(llm_model *m, int zero_stage, int overlap) {
     p->hooks.grads_ready = hook_grads_ready;
     p->hooks.reduce = hook_reduce;
     p->hooks.sum_norm = hook_sum_norm;
+    p->hooks.updated = hook_updated;
     p->hooks.gather = hook_gather;
     p->hooks.quiesce = hook_quiesce;
     m->dist_plan = p;

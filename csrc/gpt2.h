@@ -44,6 +44,9 @@ typedef struct gpt2_dist {
     llm_status (*reduce)(void *ctx);
     // llm_step: *sq (this rank's squared gradient norm over its parts) <- the total over the ranks
     llm_status (*sum_norm)(void *ctx, double *sq);
+    // llm_step: AdamW is done for parts[0..k] (the plan may start gathering them while the rest
+    // is updated)
+    llm_status (*updated)(void *ctx, size_t k);
     // llm_step, after AdamW: the parameters the other ranks updated
     llm_status (*gather)(void *ctx);
     // llm_zero_grad: reductions under way are completed first (they write the gradients)

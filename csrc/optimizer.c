@@ -102,6 +102,7 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
                                   AT(m->grads, q->offset), m->m + q->moment, m->v + q->moment, q->n, lr, beta1, beta2,
                                   eps, gpt2_tensor_decays(i) ? weight_decay : 0.0f, scale, m->t, seed,
                                   (uint64_t)(q->offset - m->offsets[i])));
+        if (dist) LLM_TRY(dist->updated(dist->ctx, k));
     }
     if (dist) LLM_TRY(dist->gather(dist->ctx));
     if (norm) *norm = gnorm;
