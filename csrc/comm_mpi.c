@@ -64,12 +64,6 @@ typedef struct mpi_impl {
     int failed;        // a timeout or an error happened: the communicator is unusable
 } mpi_impl;
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static llm_status mpi_check(llm_comm *c, int rc, const char *call, const char *what) {
     if (rc == MPI_SUCCESS) return LLM_OK;
     ((mpi_impl *)c->impl)->failed = 1;
@@ -166,11 +160,11 @@ static llm_status test_some(llm_comm *c) {
 static llm_status wait_all(llm_comm *c) {
     mpi_impl *p = c->impl;
     if (p->failed) return llm_fail(LLM_EBACKEND, "rank %d: the MPI communicator failed earlier", c->rank);
-    const double t0 = now_s();
+    const double t0 = llm_now_s();
     for (;;) {
         LLM_TRY(test_some(c));
         if (p->count == 0) return LLM_OK;
-        const double waited = now_s() - t0;
+        const double waited = llm_now_s() - t0;
         if (waited > c->timeout_s) {
             p->failed = 1;
             return llm_fail(LLM_EBACKEND,
@@ -284,13 +278,13 @@ static llm_status mpi_wait(llm_comm *c) {
 }
 
 static llm_status wait_one(llm_comm *c, MPI_Request *req, const char *what) {
-    const double t0 = now_s();
+    const double t0 = llm_now_s();
     for (;;) {
         int flag = 0;
         int rc = MPI_Test(req, &flag, MPI_STATUS_IGNORE);
         LLM_TRY(mpi_check(c, rc, "MPI_Test", what));
         if (flag) return LLM_OK;
-        const double waited = now_s() - t0;
+        const double waited = llm_now_s() - t0;
         if (waited > c->timeout_s) {
             ((mpi_impl *)c->impl)->failed = 1;
             return llm_fail(LLM_EBACKEND,

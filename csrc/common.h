@@ -17,6 +17,9 @@ llm_status llm_fail(llm_status s, const char *fmt, ...)
 #endif
     ;
 
+// Seconds on a monotonic clock (timeouts and timings; only differences mean anything).
+double llm_now_s(void);
+
 // Propagate a failing status from a call.
 #define LLM_TRY(call)                                                                              \
     do {                                                                                           \

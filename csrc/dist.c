@@ -197,12 +197,6 @@ static llm_status read_timeout(void) {
 // ----------------------------------------------------------------------------
 // a launch without MPI: NCCL carries everything, its id travels through a file
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 // The rendezvous file of this run: $LLMPY_DIST_DIR/llmpy-<run id>.nccl-id. The run id keeps a
 // later run from reading an earlier run's file: LLMPY_DIST_RUN_ID, else torchrun's or Slurm's.
 static llm_status rendezvous_path(char *path, size_t n) {
@@ -254,7 +248,7 @@ static llm_status write_id(const char *path, const unsigned char *id) {
 }
 
 static llm_status read_id(const char *path, unsigned char *id, double timeout_s, int rank, int world) {
-    const double t0 = now_s();
+    const double t0 = llm_now_s();
     for (;;) {
         FILE *f = fopen(path, "rb");
         if (f) {
@@ -262,10 +256,10 @@ static llm_status read_id(const char *path, unsigned char *id, double timeout_s,
             fclose(f);
             if (got == LLM_COMM_ID_BYTES) return LLM_OK;
         }
-        if (now_s() - t0 > timeout_s)
+        if (llm_now_s() - t0 > timeout_s)
             return llm_fail(LLM_EBACKEND, "rank %d of %d: waited %.0f s for rank 0's rendezvous file %s (is rank 0 "
                                           "running, with the same LLMPY_DIST_DIR and run id?)",
-                            rank, world, now_s() - t0, path);
+                            rank, world, llm_now_s() - t0, path);
         nanosleep(&(struct timespec){0, 20000000}, NULL); // 20 ms
     }
 }

@@ -27,7 +27,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "comm.h"
 #include "common.h"
@@ -55,16 +54,9 @@ typedef struct plan {
     gpt2_part *parts; // what this rank updates (moment order)
     int *part_bucket; // (nparts) the bucket of each part
     int gathered;     // buckets whose all-gather started during this step
-    int whole;        // parts are the 16 whole tensors (zero_stage 0, or one rank)
     llm_comm_span *spans; // (npieces) scratch for start()
     double comm_s;        // seconds this thread spent in the transport's calls (exposed communication)
 } plan;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static const char *const bucket_names_final = "wte, wpe and the final layernorm";
 
@@ -112,8 +104,8 @@ static llm_status make_parts(plan *p) {
     p->part_bucket = calloc(n ? n : 1, sizeof *p->part_bucket);
     if (!p->parts || !p->part_bucket) return llm_fail(LLM_ENOMEM, "out of memory (the ZeRO-1 shard)");
     size_t k = 0, moment = 0;
-    p->whole = !sharded;
-    if (p->whole) {
+    p->hooks.whole = !sharded;
+    if (p->hooks.whole) {
         for (int i = 0; i < LLM_NUM_TENSORS; i++) p->parts[k++] = (gpt2_part){i, m->offsets[i], m->sizes[i], m->offsets[i]};
         moment = m->total;
     } else {
@@ -246,9 +238,9 @@ static llm_status hook_quiesce_untimed(void *ctx) {
 #define TIMED(name, params, args)                                                                     \
     static llm_status name params {                                                                   \
         plan *p = ctx;                                                                                \
-        const double t0 = now_s();                                                                    \
+        const double t0 = llm_now_s();                                                                    \
         llm_status s = name##_untimed args;                                                           \
-        p->comm_s += now_s() - t0;                                                                    \
+        p->comm_s += llm_now_s() - t0;                                                                    \
         return s;                                                                                     \
     }
 TIMED(hook_grads_ready, (void *ctx, int layer), (ctx, layer))
@@ -423,7 +415,7 @@ size_t llm_dist_shard(const llm_model *m, size_t *starts, size_t *lens, size_t m
     if (!p) return 0;
     const gpt2_part *parts = p->hooks.parts;
     const size_t n = p->hooks.nparts;
-    if (p->whole) { // the whole buffer
+    if (p->hooks.whole) { // the whole buffer
         if (max > 0) {
             if (starts) starts[0] = 0;
             if (lens) lens[0] = m->total;

@@ -3,6 +3,7 @@
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <time.h>
 
 #include "common.h"
 
@@ -28,6 +29,12 @@ const char *llm_status_name(llm_status s) {
     case LLM_EBACKEND: return "LLM_EBACKEND";
     }
     return "LLM_UNKNOWN";
+}
+
+double llm_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 llm_status llm_fail(llm_status s, const char *fmt, ...) {

@@ -53,6 +53,7 @@ typedef struct gpt2_dist {
     llm_status (*quiesce)(void *ctx);
     const gpt2_part *parts; // what this rank updates, in moment order
     size_t nparts;
+    int whole;           // parts are the 16 whole tensors, moments in the flat layout (no ZeRO-1 shard)
     size_t moment_elems; // elements of m and v this rank keeps
 } gpt2_dist;
 

@@ -74,7 +74,7 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
     }
     LLM_TRY(ensure_moments(m, parts, nparts, elems));
     double sq = 0.0;
-    if (parts == whole || (nparts == LLM_NUM_TENSORS && elems == m->total)) { // every gradient: one reduction
+    if (!dist || dist->whole) { // every gradient: one reduction
         LLM_TRY(ops->norm_squared(&sq, m->grads, m->total));
     } else {
         for (size_t k = 0; k < nparts; k++) {

@@ -96,12 +96,6 @@ static llm_status nccl_check(ncclResult_t r, const char *who, const char *call, 
         }                                                                                \
     } while (0)
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void nap(void) {
     struct timespec ts = {0, 1000000}; // 1 ms
     nanosleep(&ts, NULL);
@@ -150,7 +144,7 @@ static llm_status settle(nccl_impl *im, double t0, double deadline, const char *
         if (st == ncclSuccess) break;
         if (st != ncclInProgress) return async_fail(im, st, what);
         if (deadline < 0) return LLM_OK;
-        const double t = now_s();
+        const double t = llm_now_s();
         if (t > deadline) return timeout_fail(im, t - t0, what);
         nap();
     }
@@ -171,7 +165,7 @@ static llm_status poll_event(nccl_impl *im, cudaEvent_t ev, double t0, double de
         ncclResult_t st = ncclSuccess;
         NCCL_TRY(im->who, ncclCommGetAsyncError(im->comm, &st));
         if (st != ncclSuccess && st != ncclInProgress) return async_fail(im, st, what);
-        const double t = now_s();
+        const double t = llm_now_s();
         if (t > deadline) return timeout_fail(im, t - t0, what);
         nap();
     }
@@ -271,7 +265,7 @@ static llm_status start_impl(const llm_comm *c, nccl_impl *im, llm_comm_op op, c
             return llm_fail(LLM_EINVAL, "%snccl start (%s): span %d has %zu elements at NULL", im->who, label(what), i,
                             spans[i].n);
 
-    const double t0 = now_s(), deadline = t0 + c->timeout_s;
+    const double t0 = llm_now_s(), deadline = t0 + c->timeout_s;
     // the previous group must be queued before another NCCL call
     LLM_TRY(settle(im, t0, deadline, im->n_groups ? im->groups[im->n_groups - 1].what : what));
     LLM_TRY(reserve_group(im));
@@ -316,7 +310,7 @@ static llm_status nccl_progress(llm_comm *c) {
 
 static llm_status wait_impl(const llm_comm *c, nccl_impl *im) {
     if (im->n_groups == 0) return LLM_OK;
-    const double t0 = now_s(), deadline = t0 + c->timeout_s;
+    const double t0 = llm_now_s(), deadline = t0 + c->timeout_s;
     LLM_TRY(settle(im, t0, deadline, im->groups[im->n_groups - 1].what));
     // in order: the first group that does not complete is the one the message names
     for (int i = 0; i < im->n_groups; i++)
@@ -363,7 +357,7 @@ static llm_status host_collective(const llm_comm *c, nccl_impl *im, void *data, 
     const size_t esize = root < 0 ? sizeof(double) : 1;
     const size_t total = n * esize;
     const int send = root < 0 || root == c->rank, recv = root < 0 || root != c->rank;
-    const double t0 = now_s(), deadline = t0 + c->timeout_s;
+    const double t0 = llm_now_s(), deadline = t0 + c->timeout_s;
     LLM_TRY(settle(im, t0, deadline, what)); // a group of start() may still be being queued
     LLM_TRY(reserve_stage(im, total < STAGING_BYTES ? total : STAGING_BYTES));
     for (size_t off = 0; off < total; off += STAGING_BYTES) {
@@ -419,10 +413,10 @@ static llm_status nccl_broadcast(llm_comm *c, void *bytes, size_t n, int root, c
 // communicator to be quiescent) then ncclCommDestroy; ncclCommAbort otherwise.
 static void finalize_comm(const llm_comm *c, nccl_impl *im) {
     ncclResult_t r = ncclCommFinalize(im->comm);
-    const double deadline = now_s() + c->timeout_s;
+    const double deadline = llm_now_s() + c->timeout_s;
     ncclResult_t st = r;
     while (r == ncclSuccess || r == ncclInProgress) {
-        if (ncclCommGetAsyncError(im->comm, &st) != ncclSuccess || st != ncclInProgress || now_s() > deadline) break;
+        if (ncclCommGetAsyncError(im->comm, &st) != ncclSuccess || st != ncclInProgress || llm_now_s() > deadline) break;
         nap();
     }
     if ((r == ncclSuccess || r == ncclInProgress) && st == ncclSuccess) (void)ncclCommDestroy(im->comm);
@@ -462,7 +456,7 @@ static llm_status setup(llm_comm *c, nccl_impl *im, const unsigned char id[LLM_C
     memcpy(&uid, id, sizeof uid);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0; // a rank that never joins must not hang this one: poll with a deadline
-    const double t0 = now_s(), deadline = t0 + c->timeout_s;
+    const double t0 = llm_now_s(), deadline = t0 + c->timeout_s;
     ncclComm_t comm = NULL;
     const ncclResult_t r = ncclCommInitRankConfig(&comm, c->world_size, uid, c->rank, &config);
     im->comm = comm; // set by NCCL even when it goes on in the background; aborted by destroy on failure
@@ -473,7 +467,7 @@ static llm_status setup(llm_comm *c, nccl_impl *im, const unsigned char id[LLM_C
         NCCL_TRY(im->who, ncclCommGetAsyncError(im->comm, &st));
         if (st == ncclSuccess) break;
         if (st != ncclInProgress) return async_fail(im, st, "NCCL communicator setup");
-        const double t = now_s();
+        const double t = llm_now_s();
         if (t > deadline)
             return llm_fail(LLM_EBACKEND,
                             "%swaited %.1f s in NCCL communicator setup; not every rank joined (are all %d ranks "
