@@ -35,18 +35,19 @@ class GPT2Config:
     block_size: int = 1024
 
 
-def _backend(device: str):
-    """(extension module, device name for the C core) for a device string (llmpy.device's rules:
-    'auto', 'cpu', 'cuda', 'cuda:N'); a CUDA device initialises the CUDA backend on its GPU."""
+def _core_device(device: str) -> str:
+    """The core's backend name for a device string (llmpy.device's rules: 'auto', 'cpu', 'cuda',
+    'cuda:N'); a CUDA device initialises the CUDA backend on its GPU, which registers itself in
+    the one core (llmpy._C) of the process."""
     from .device import resolve
 
     dev = resolve(device)
     if dev == "cpu":
-        return _C, "cpu"
+        return "cpu"
     from . import cuda
 
     cuda.module(dev)
-    return _C, "cuda"  # one core per process: the CUDA backend is registered in _C's
+    return "cuda"
 
 
 def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
@@ -108,10 +109,9 @@ class GPT2:
                 raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
             if seed < 0:
                 raise ValueError(f"seed must be >= 0, got {seed}")
-            module, dev = _backend(device)
-            _handle = module.Model.create(**asdict(config), device=dev, seed=int(seed), precision=precision)
+            _handle = _C.Model.create(**asdict(config), device=_core_device(device), seed=int(seed),
+                                      precision=precision)
         self._m = _handle
-        self._distributed = False  # set by distribute()
         c = _handle.config
         self.config = GPT2Config(c["n_layer"], c["n_head"], c["n_embd"], c["vocab_size"], c["block_size"])
 
@@ -121,8 +121,7 @@ class GPT2:
     def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu",
                         precision: Optional[str] = None) -> "GPT2":
         """Loads an llm.c model file (version 3 = fp32 or 5 = bf16)."""
-        module, dev = _backend(device)
-        return cls(None, _handle=module.Model.load(str(path), dev, precision))
+        return cls(None, _handle=_C.Model.load(str(path), _core_device(device), precision))
 
     @classmethod
     def from_pretrained(cls, name_or_dir: Union[str, PathLike], device: str = "cpu", *,
@@ -261,13 +260,13 @@ class GPT2:
 
         if zero_stage not in (0, 1):
             raise ValueError(f"zero_stage must be 0 or 1, got {zero_stage}")
-        if self._distributed:  # again: keep the plan, refuse a change
-            if zero_stage != self.zero_stage:
-                raise ValueError(f"the model is already distributed with zero_stage={self.zero_stage}")
         dist.init()
-        _C.dist.attach(self._m, int(zero_stage), bool(overlap))
-        self._distributed = True
+        _C.dist.attach(self._m, int(zero_stage), bool(overlap))  # again: the same plan, or ValueError
         return self
+
+    @property
+    def _distributed(self) -> bool:
+        return self.zero_stage is not None
 
     @property
     def zero_stage(self) -> Optional[int]:
