@@ -15,16 +15,16 @@
 
 #include <string>
 
-#include "../csrc/bindings.h"
+#include "bindings/bindings.h"
 
 extern "C" {
-#include "../csrc/ops.h"
+#include "core/ops.h"
 #include "ops_cuda.h"
 }
 
 namespace py = pybind11;
 
-void llmpy_register_ops(py::module_ &m, const llm_ops *be); // csrc/bindings_ops.cpp
+void llmpy_register_ops(py::module_ &m, const llm_ops *be); // csrc/bindings/ops.cpp
 void llmpy_register_raw(py::module_ &m, const llm_ops *be); // cuda/bindings_raw.cpp
 
 PYBIND11_MODULE(_cuda, mod) {

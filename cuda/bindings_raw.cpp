@@ -3,11 +3,11 @@
  * llmpy._cuda.raw_fp32 / raw_bf16 (registered by bindings_cuda.cpp with llm_cuda_ops_fp32 /
  * llm_cuda_ops_bf16).
  *
- * ops_fp32 / ops_bf16 (csrc/bindings_ops.cpp) copy numpy arrays to the device and back around
+ * ops_fp32 / ops_bf16 (csrc/bindings/ops.cpp) copy numpy arrays to the device and back around
  * every call, which is right for tests and useless for timing. These functions take DEVICE
  * POINTERS as Python ints instead (e.g. torch's tensor.data_ptr(), or any cudaMalloc'd address
  * in this process's context) and call the table's op directly: no copy, no allocation, no
- * synchronisation. Arguments are in the order of csrc/ops.h (outputs, inputs, sizes):
+ * synchronisation. Arguments are in the order of csrc/core/ops.h (outputs, inputs, sizes):
  *
  *   attention_state_bytes(B, T, C, NH)    bytes of the per-layer state the forward saves
  *   attention_scratch_bytes(B, T, C, NH)  bytes of the scratch both passes need
@@ -45,10 +45,10 @@
 #include <cstdint>
 #include <string>
 
-#include "../csrc/bindings.h"
+#include "bindings/bindings.h"
 
 extern "C" {
-#include "../csrc/ops.h"
+#include "core/ops.h"
 #include "ops_cuda.h"
 }
 

@@ -26,8 +26,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../csrc/common.h"
-#include "../csrc/ops.h"
+#include "core/common.h"
+#include "core/ops.h"
 
 // ----------------------------------------------------------------------------
 // error checks: turn a failing CUDA call into an llm_status with a message

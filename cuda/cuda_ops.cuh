@@ -2,7 +2,7 @@
  * cuda_ops.cuh — the CUDA op entry points, one file each (cuda/<op>.cu), as templates over the
  * element type floatX (float or __nv_bfloat16; each file instantiates both). ops_cuda.cu wraps
  * them into the two llm_ops tables. Semantics, shapes and the gradient convention are those of
- * csrc/ops.h; every pointer is device memory; every entry validates its sizes (LLM_EINVAL),
+ * csrc/core/ops.h; every pointer is device memory; every entry validates its sizes (LLM_EINVAL),
  * checks its launches and library calls (LLM_EBACKEND) and runs asynchronously on `stream`
  * unless its comment says otherwise. Scratch memory (common.cuh) assumes that all ops run on
  * one stream, llm_cuda_stream.

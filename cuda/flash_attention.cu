@@ -39,7 +39,7 @@
  * garbage, NaN included, can reach an accumulator), masked out of every softmax/gradient, and
  * never stored. Causality masks key j > query i; for a valid row that also masks every key >= T.
  *
- * Gradient convention (csrc/ops.h): dqkv, out and lse are written (=); dqkv's previous contents
+ * Gradient convention (csrc/core/ops.h): dqkv, out and lse are written (=); dqkv's previous contents
  * are never read.
  */
 #include <math.h>

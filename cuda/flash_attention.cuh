@@ -2,7 +2,7 @@
  * flash_attention.cuh — causal multi-head self-attention that never stores the (T,T) matrix
  * (FlashAttention-2 style: online softmax forward, recomputing backward). See flash_attention.cu.
  *
- * Shapes (letters as in csrc/ops.h; hs = C/NH, only 64 and 128 are supported):
+ * Shapes (letters as in csrc/core/ops.h; hs = C/NH, only 64 and 128 are supported):
  *   qkv  (B,T,3C)  each row is [q | k | v], each part (NH, hs): q of head h at row (b,t) is
  *                  qkv[(b*T+t)*3C + h*hs + d], k at + C, v at + 2C
  *   out  (B,T,C)   head h at columns h*hs .. h*hs+hs-1

@@ -1,5 +1,5 @@
 /*
- * nccl.cu — the "nccl" transport of csrc/comm.h: data-parallel collectives on the CUDA backend's
+ * nccl.cu — the "nccl" transport of csrc/dist/comm.h: data-parallel collectives on the CUDA backend's
  * device buffers (fp32 or bf16), with NCCL.
  *
  * Streams. A communicator has its own stream (non-blocking, so it never orders with the legacy
@@ -37,7 +37,7 @@
 
 #include <nccl.h>
 
-#include "../csrc/comm.h"
+#include "dist/comm.h"
 #include "context.cuh"
 #include "nccl_comm.h"
 

@@ -1,6 +1,6 @@
 /*
  * nccl_comm.h — the CUDA backend's NCCL transport (cuda/nccl.cu), the "nccl" implementation of
- * csrc/comm.h. Usable from C and C++; no CUDA or NCCL headers. (Not named nccl.h: that name is
+ * csrc/dist/comm.h. Usable from C and C++; no CUDA or NCCL headers. (Not named nccl.h: that name is
  * NCCL's own header.)
  *
  * Built only when CMake finds NCCL (option LLMPY_NCCL), which then defines LLMPY_HAVE_NCCL for the
@@ -9,7 +9,7 @@
 #ifndef LLMPY_CUDA_NCCL_COMM_H
 #define LLMPY_CUDA_NCCL_COMM_H
 
-#include "../csrc/comm.h"
+#include "dist/comm.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -33,7 +33,7 @@
 
 #include <stddef.h>
 
-#include "../csrc/ops.h"
+#include "core/ops.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -10,7 +10,7 @@ The C engine is checked against this file. It holds
   - a CLI that builds a seeded random model and batch, runs one forward/backward and
     writes ``model.bin`` + ``state.bin`` for ``tests/c/test_gpt2`` and the pytest parity tests.
 
-Magic numbers and versions are parsed from ``csrc/formats.h`` (the one source of truth), so
+Magic numbers and versions are parsed from ``csrc/core/formats.h`` (the one source of truth), so
 this file works without the compiled ``llmpy`` package.
 
 Example::
@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FORMATS_H = Path(__file__).resolve().parents[1] / "csrc" / "formats.h"
+FORMATS_H = Path(__file__).resolve().parents[1] / "csrc" / "core" / "formats.h"
 
 # The 16 llm.c tensors in file order. Per-layer tensors are stacked over the L layers.
 LLMC_NAMES = (
@@ -47,12 +47,12 @@ _GLOBAL_NAMES = ("wte", "wpe", "lnfw", "lnfb")
 
 
 # ----------------------------------------------------------------------------
-# file-format constants (from csrc/formats.h)
+# file-format constants (from csrc/core/formats.h)
 
 
 @functools.lru_cache(maxsize=1)
 def formats() -> dict[str, int]:
-    """Return the integer ``#define LLM_*`` constants of ``csrc/formats.h``, prefix stripped.
+    """Return the integer ``#define LLM_*`` constants of ``csrc/core/formats.h``, prefix stripped.
 
     Example: ``formats()["MODEL_MAGIC"] == 20240326``.
     """

@@ -47,7 +47,7 @@ def test_formats_come_from_formats_h():
     import re
     from pathlib import Path
 
-    text = (Path(__file__).resolve().parents[1] / "csrc" / "formats.h").read_text()
+    text = (Path(__file__).resolve().parents[1] / "csrc" / "core" / "formats.h").read_text()
     defined = {k: int(v) for k, v in re.findall(r"#define LLM_(\w+) (\d+)", text)}
     assert llmpy.formats == defined
 

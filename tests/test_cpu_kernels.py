@@ -216,7 +216,7 @@ def test_gemm_split_does_not_depend_on_thread_count(rng):
 
 
 # ----------------------------------------------------------------------------
-# the model on the CPU backend: the two strategies of the classifier backward (csrc/ops.h:
+# the model on the CPU backend: the two strategies of the classifier backward (csrc/core/ops.h:
 # lm_head_in_place; the CPU table uses slices), and the mean loss reduced by sum_f32 (issue 17)
 
 # GPT-2's vocabulary, everything else tiny: at B*T = 256 the sliced backward runs 13 slices

@@ -1,7 +1,7 @@
 """Flash attention (cuda/flash_attention.cu) against PyTorch autograd in float64.
 
 Through the backend's attention op with the flash kernels selected (``set_attention("flash")``,
-the default): ``_cuda.ops_fp32`` / ``_cuda.ops_bf16`` (csrc/bindings_ops.cpp) take
+the default): ``_cuda.ops_fp32`` / ``_cuda.ops_bf16`` (csrc/bindings/ops.cpp) take
 
     attention_forward(out, state, qkv, B, T, C, NH)
         out (B,T,C) written; state = the saved logsumexp, lse (B,NH,T) fp32; qkv (B,T,3C)
@@ -13,7 +13,7 @@ is always fp32) and outputs copied back. Head sizes other than 64/128 fall back 
 reference attention (whose saved state is larger).
 
 Every case poisons out, lse and dqkv with NaN (every element must be written, and the previous
-contents of dqkv never read: csrc/ops.h's gradient convention). Inputs are random
+contents of dqkv never read: csrc/core/ops.h's gradient convention). Inputs are random
 normals, q scaled by 2 so the running softmax maximum moves between key tiles. The bf16
 reference is computed from the bf16-rounded inputs. Error: max |got - ref| / max |ref| per
 quantity; fp32 <= 1e-5, bf16 <= 1e-2.

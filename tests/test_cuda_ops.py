@@ -2,7 +2,7 @@
 
 The CPU ops are themselves checked against PyTorch in float64 (test_ops.py), so they are the
 oracle here. Inputs are random (never zeros) with awkward sizes (not multiples of any block or
-vector width). Gradient convention (csrc/ops.h): outputs that ops accumulate into start random,
+vector width). Gradient convention (csrc/core/ops.h): outputs that ops accumulate into start random,
 so += is checked; outputs that ops write (gelu_backward, attention_backward, matmul_backward's
 dinp with accumulate=False, crossentropy_backward) start as NaN on the GPU, so a finite result
 equal to the CPU's proves every element was written and none was read. Tolerances (issue 6):

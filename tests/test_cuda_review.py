@@ -1,4 +1,4 @@
-"""The CUDA backend after the review of cuda/ and csrc/gpt2.c (issue 17, item 3), on a GPU.
+"""The CUDA backend after the review of cuda/ and csrc/core/gpt2.c (issue 17, item 3), on a GPU.
 
 1. lm_head backward in place of the logits: afterwards the logits are refused (until the next
    forward), the losses stay readable, a second backward is refused. (The gradients of the

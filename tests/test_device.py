@@ -1,6 +1,6 @@
-"""Device strings and the CUDA status: one parser (csrc/device.c) behind every entry point.
+"""Device strings and the CUDA status: one parser (csrc/core/device.c) behind every entry point.
 
-The oracle is the rule table of csrc/device.c's header comment, written out case by case:
+The oracle is the rule table of csrc/core/device.c's header comment, written out case by case:
 auto -> a GPU when one is usable, else the CPU; cuda -> cuda:<local rank>; cuda:N -> N when it
 exists. The CUDA status is checked against what this machine is: these tests run everywhere,
 and on a machine without a GPU the reason must name the cause (not built / no driver / no
@@ -54,7 +54,7 @@ def test_parse_rejects_non_strings():
 
 
 # ----------------------------------------------------------------------------
-# resolving: (spec, GPUs on the machine, local rank) -> device, the rules of csrc/device.c
+# resolving: (spec, GPUs on the machine, local rank) -> device, the rules of csrc/core/device.c
 
 
 @pytest.mark.parametrize("spec,count,local_rank,want", [

@@ -1,4 +1,4 @@
-"""Data parallelism (csrc/dist.c, llmpy.dist): several ranks under mpirun against one process.
+"""Data parallelism (csrc/dist/dist.c, llmpy.dist): several ranks under mpirun against one process.
 
 The oracle of every multi-rank test is llmpy itself in one process: 2 ranks with micro-batch B
 must reproduce 1 rank accumulating the same 2*B sequences (gradients and parameters within 1e-6
@@ -85,7 +85,7 @@ def mean_grads(ranks: list) -> np.ndarray:
 
 
 def state_moments(path: Path) -> tuple:
-    """(m, v) from a training-state file (csrc/formats.h: a 256 x int32 header whose ints 4-5 hold
+    """(m, v) from a training-state file (csrc/core/formats.h: a 256 x int32 header whose ints 4-5 hold
     the element count and 6 the moments flag, then m and v as float32)."""
     header = np.fromfile(path, dtype="<i4", count=256)
     assert header[6] == 1, f"{path} holds no AdamW moments"

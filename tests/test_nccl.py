@@ -1,8 +1,8 @@
-"""The collective transports of csrc/comm.h: the core's registry and the CUDA backend's NCCL transport.
+"""The collective transports of csrc/dist/comm.h: the core's registry and the CUDA backend's NCCL transport.
 
 What runs without a GPU, for real:
   - build_info()["nccl"]: a bool, and never true without the CUDA backend;
-  - the registry (llm_register_comm / llm_comm_factory_for in libllmpy.so, csrc/comm.c), called
+  - the registry (llm_register_comm / llm_comm_factory_for in libllmpy.so, csrc/dist/comm.c), called
     through ctypes: there is no Python binding for it, and the core the bindings use is the same
     library (checked first: an error raised through llmpy._C is the one ctypes reads back);
   - with an NCCL build: the transport's factory (cuda/nccl.cu), in a fresh process where the CUDA

@@ -6,7 +6,7 @@ float64. Tolerances are per quantity and relative to the largest reference magni
 times 1e-7 for the sizes here, so 1e-5 leaves room without hiding real bugs. Shapes include
 awkward ones: T=1, odd C, NH=3, V=101 padded to Vp=128, B*T = 4*257.
 
-Gradient convention (csrc/ops.h): parameter gradients accumulate (+=), so the backwards that
+Gradient convention (csrc/core/ops.h): parameter gradients accumulate (+=), so the backwards that
 have them start from random values (or run twice) and must add the gradient; activation
 gradients are written (=) where the model writes a buffer once (gelu_backward,
 attention_backward, crossentropy_backward, matmul_backward with accumulate=False): those outputs

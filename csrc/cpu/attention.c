@@ -27,7 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../common.h"
+#include "core/common.h"
 #include "cpu_ops.h"
 
 #define QB 64 // queries per block

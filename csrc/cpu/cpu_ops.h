@@ -1,7 +1,7 @@
 /*
  * cpu_ops.h — the CPU backend's ops, one source file each (csrc/cpu/<op>.c).
  *
- * Every cpu_<op> function implements the matching llm_ops member of csrc/ops.h (where the
+ * Every cpu_<op> function implements the matching llm_ops member of csrc/core/ops.h (where the
  * shapes and the gradient convention are documented) with floatX = float; ops_cpu_isa.c
  * collects them into a cpu_kernels table. Pointers are host memory. Shape letters: see ops.h.
  *
@@ -30,8 +30,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../llmpy.h"
-#include "../ops.h"
+#include "core/llmpy.h"
+#include "core/ops.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -52,7 +52,7 @@
 #include <omp.h>
 #endif
 
-#include "../common.h"
+#include "core/common.h"
 #include "cpu_ops.h"
 
 // ----------------------------------------------------------------------------

@@ -30,8 +30,8 @@
 #endif
 #endif
 
-#include "../common.h"
-#include "../ops.h"
+#include "core/common.h"
+#include "core/ops.h"
 #include "cpu_ops.h"
 
 #define CPU_ALIGN 64

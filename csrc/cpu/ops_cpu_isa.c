@@ -7,8 +7,8 @@
  * llm_cpu_ops to the variant it picks at run time. Memory is the same for every variant and
  * lives in ops_cpu.c.
  */
-#include "../common.h"
-#include "../ops.h"
+#include "core/common.h"
+#include "core/ops.h"
 #include "cpu_ops.h"
 
 // ----------------------------------------------------------------------------

@@ -186,9 +186,9 @@ def main(argv=None) -> int:
         rows = [
             ("llmpy.data.DataLoader", False, lambda: DataLoader(pattern, B, T)),
             ("llmpy.data.DataLoader", True, lambda: DataLoader(pattern, B, T, shuffle=True, seed=1)),
-            ("C loader (csrc/dataloader.c)", False, lambda: _C.data.DataLoader([pattern], B, T)),
+            ("C loader (csrc/data/dataloader.c)", False, lambda: _C.data.DataLoader([pattern], B, T)),
             (
-                "C loader (csrc/dataloader.c)",
+                "C loader (csrc/data/dataloader.c)",
                 True,
                 lambda: _C.data.DataLoader([pattern], B, T, shuffle=True, seed=1),
             ),

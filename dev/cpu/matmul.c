@@ -10,7 +10,7 @@
  * Build (one ISA variant at a time, the flags of CMakeLists.txt), from the repository root:
  *   gcc -O3 -fno-math-errno -fopenmp -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma \
  *       -mprefer-vector-width=512 -DLLMPY_CPU_ISA=avx512 -Icsrc dev/cpu/matmul.c \
- *       csrc/cpu/ops_cpu.c csrc/error.c -DLLMPY_CPU_HAVE_GENERIC -o /tmp/matmul_bench -lm
+ *       csrc/cpu/ops_cpu.c csrc/core/error.c -DLLMPY_CPU_HAVE_GENERIC -o /tmp/matmul_bench -lm
  *   OMP_NUM_THREADS=2 /tmp/matmul_bench [reps]
  * (ops_cpu.c provides cpu_scratch; its dispatch table is unused here, which is why the
  * generic variant it names is defined as a stub below.)

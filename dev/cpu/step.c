@@ -17,7 +17,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "llmpy.h"
+#include "core/llmpy.h"
 
 static double now(void) {
     struct timespec ts;

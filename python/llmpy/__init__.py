@@ -16,7 +16,7 @@ from .model import GPT2, GPT2Config
 
 __version__: str = _C.build_info()["version"]
 
-#: File-format constants (magic numbers, versions), read from csrc/formats.h via the C module.
+#: File-format constants (magic numbers, versions), read from csrc/core/formats.h via the C module.
 formats: dict = dict(_C.formats)
 
 

@@ -2,7 +2,7 @@
 
 Every part of llmpy that takes a device (``GPT2(device=...)``, ``python -m llmpy.train
 --device``, sampling, HellaSwag, the ``train_gpt2`` binary) goes through the C core's
-``llm_device_parse``/``llm_device_resolve`` (csrc/device.c), so the rules are written once:
+``llm_device_parse``/``llm_device_resolve`` (csrc/core/device.c), so the rules are written once:
 
 - ``auto``: ``cuda:<local rank>`` when a GPU is usable, else ``cpu``;
 - ``cuda``: ``cuda:<local rank>`` — under ``mpirun`` each rank takes the GPU numbered by its rank

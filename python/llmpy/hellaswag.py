@@ -248,7 +248,7 @@ def _crop(r: Rendered, block_size: int) -> tuple:
 
 def _packs(widths: np.ndarray, max_tokens: int, rows: int = NUM_ENDINGS) -> list:
     """Groups example indices, sorted by width (stable), into packs with rows*len*max(width) <= max_tokens
-    (one example per pack at least). train_gpt2 packs the same way (csrc/hellaswag.c)."""
+    (one example per pack at least). train_gpt2 packs the same way (csrc/data/hellaswag.c)."""
     order = np.argsort(widths, kind="stable")
     packs, cur, cur_w = [], [], 0
     for i in order:

@@ -7,7 +7,7 @@ Three kinds of weights hold the same 16 llm.c tensors (``llmpy.model.TENSOR_NAME
   a hub name (``gpt2``, ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl``, ``owner/name``) resolves
   to such a directory in the ``huggingface_hub`` cache;
 * an llm.c model file: 256 x int32 header, then the tensors in fp32 (version 3) or bf16 (5),
-  wte padded with zero rows to a multiple of 128 (``csrc/formats.h``);
+  wte padded with zero rows to a multiple of 128 (``csrc/core/formats.h``);
 * a live ``llmpy.GPT2``.
 
 Differences handled here: Hugging Face stores one tensor per layer (``h.{l}.attn.c_attn.weight``)

@@ -1,4 +1,4 @@
-"""The GPT-2 model: a Python handle on the C engine (csrc/gpt2.c).
+"""The GPT-2 model: a Python handle on the C engine (csrc/core/gpt2.c).
 
 Python checks what numpy can check cheaply (array rank, dtype, contiguity) and turns friendly
 inputs into what the C API takes; the C core checks everything again (token ranges, sizes) and
@@ -245,7 +245,7 @@ class GPT2:
 
         Checks that every rank holds the same model, device, ``zero_stage`` and ``overlap``
         (ValueError naming the rank that differs), copies rank 0's parameters to every rank and
-        sets up the collective plan (csrc/dist_plan.c) over MPI (CPU) or NCCL (CUDA). From then on
+        sets up the collective plan (csrc/dist/dist_plan.c) over MPI (CPU) or NCCL (CUDA). From then on
         ``step()`` averages the gradients over the ranks before AdamW; with ``zero_stage=1``
         (ZeRO-1) each rank keeps only its shard of the AdamW moments — its 1/world_size of every
         tensor slice —, updates that shard and all-gathers the parameters. With ``overlap``, a

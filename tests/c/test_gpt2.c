@@ -10,7 +10,7 @@
  *   gradients  ||g - g_ref|| / ||g_ref|| <= 1e-4 per tensor (sums in double)
  * It prints one line per check and exits non-zero on any failure or API error.
  *
- * Both strategies of the classifier backward (csrc/ops.h: lm_head_in_place) run: the CPU
+ * Both strategies of the classifier backward (csrc/core/ops.h: lm_head_in_place) run: the CPU
  * backend as built (vocabulary slices), and a copy of its table with lm_head_in_place = 1
  * registered as device "cpu-inplace". For the latter it also checks the state rules: after
  * backward the logits are refused (LLM_ESTATE) while the losses stay readable, a second backward
@@ -27,9 +27,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "formats.h"
-#include "llmpy.h"
-#include "ops.h"
+#include "core/formats.h"
+#include "core/llmpy.h"
+#include "core/ops.h"
 
 #define LOGITS_ATOL 1e-4
 #define LOSS_RTOL 1e-5

@@ -1,6 +1,6 @@
 """Rank-aware, resumable, optionally shuffled batches of (inputs, targets) from token shards.
 
-Semantics (``csrc/dataloader.c`` implements the same, batch for batch):
+Semantics (``csrc/data/dataloader.c`` implements the same, batch for batch):
 
 * The shards are the files matching ``pattern`` (a glob, a path, or a list of them), sorted
   by path. Every header and size is validated when the loader is built.
@@ -52,7 +52,7 @@ Pattern = Union[PathLike, Sequence[PathLike]]
 STATE_VERSION = 1
 
 # ----------------------------------------------------------------------------
-# deterministic permutations (mirrored in csrc/dataloader.c)
+# deterministic permutations (mirrored in csrc/data/dataloader.c)
 
 _MASK = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15

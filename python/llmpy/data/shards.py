@@ -1,6 +1,6 @@
 """Token shard files (llm.c format): read, validate and write them atomically.
 
-Layout (constants from ``csrc/formats.h`` through ``llmpy.formats``, never retyped)::
+Layout (constants from ``csrc/core/formats.h`` through ``llmpy.formats``, never retyped)::
 
     header   256 x int32 little-endian: [0] SHARD_MAGIC, [1] SHARD_VERSION, [2] token count
     payload  token count x uint16 little-endian

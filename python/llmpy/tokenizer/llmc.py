@@ -1,6 +1,6 @@
 """The llm.c tokenizer file: how the compiled train_gpt2 binary turns token ids back into text.
 
-Layout (csrc/formats.h, llm.c-compatible): a 256 x int32 little-endian header — magic
+Layout (csrc/core/formats.h, llm.c-compatible): a 256 x int32 little-endian header — magic
 LLM_TOKENIZER_MAGIC, version LLM_TOKENIZER_VERSION (2: carries the EOT id), vocabulary size,
 EOT id — then, for every id in order, a 1-byte length and the token's bytes. Ids without a token
 (unused ids of some vocabularies) are written with length 0, which llmpy's reader accepts (llm.c's
@@ -22,7 +22,7 @@ from .. import _C
 from .base import Tokenizer
 from .gpt2 import gpt2
 
-#: The C reader of the file (csrc/tokenizer.c): ``TokenizerFile(path).decode(id) -> bytes``,
+#: The C reader of the file (csrc/data/tokenizer.c): ``TokenizerFile(path).decode(id) -> bytes``,
 #: ``.decode_many(ids)``, ``.vocab_size``, ``.eot_token``.
 TokenizerFile = _C.tokenizer.TokenizerFile
 

@@ -1,0 +1,46 @@
+/*
+ * error.c — status codes and the thread-local "last error" message behind llm_last_error().
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "core/common.h"
+
+#if defined(_MSC_VER)
+#define LLM_THREAD_LOCAL __declspec(thread)
+#else
+#define LLM_THREAD_LOCAL _Thread_local
+#endif
+
+static LLM_THREAD_LOCAL char last_error[1024];
+
+const char *llm_last_error(void) { return last_error; }
+
+const char *llm_status_name(llm_status s) {
+    switch (s) {
+    case LLM_OK: return "LLM_OK";
+    case LLM_EINVAL: return "LLM_EINVAL";
+    case LLM_EIO: return "LLM_EIO";
+    case LLM_EFORMAT: return "LLM_EFORMAT";
+    case LLM_ENOMEM: return "LLM_ENOMEM";
+    case LLM_ESTATE: return "LLM_ESTATE";
+    case LLM_EUNSUPPORTED: return "LLM_EUNSUPPORTED";
+    case LLM_EBACKEND: return "LLM_EBACKEND";
+    }
+    return "LLM_UNKNOWN";
+}
+
+double llm_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+llm_status llm_fail(llm_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return s;
+}
