@@ -12,6 +12,7 @@
 #include <pybind11/stl.h>
 
 #include <string>
+#include <vector>
 
 #include "bindings/bindings.h"
 
@@ -39,9 +40,41 @@ PYBIND11_MODULE(_C, mod) {
     mod.doc() = "llmpy C core (thin pybind11 bindings over csrc/core/llmpy.h)";
     llmpy_register_model(mod);
 
-    py::list names; // from the C side, so they cannot drift
-    for (int i = 0; i < LLM_NUM_TENSORS; i++) names.append(llm_tensor_name(i));
+    // the tensor table (llmpy.h: llm_tensor_spec), from the C side so that it cannot drift
+    static const char *const dim_names[] = {"", "L", "Vp", "maxT", "C", "3C", "4C"};
+    static const char *const init_names[] = {"zero", "one", "normal", "normal_residual"};
+    py::list names, specs;
+    for (int i = 0; i < LLM_NUM_TENSORS; i++) {
+        const llm_tensor_spec *t = llm_tensor_spec_of(i);
+        py::list dims;
+        for (int d = 0; d < 3 && t->dims[d] != LLM_DIM_NONE; d++) dims.append(dim_names[t->dims[d]]);
+        py::dict row;
+        row["name"] = t->name;
+        row["dims"] = py::tuple(dims);
+        row["per_layer"] = (bool)llm_tensor_per_layer(i);
+        row["decays"] = (bool)t->decays;
+        row["init"] = init_names[t->init];
+        names.append(t->name);
+        specs.append(row);
+    }
     mod.attr("TENSOR_NAMES") = names;
+    mod.attr("TENSORS") = specs;
+    mod.def(
+        "tensor_shapes",
+        [](int n_layer, int n_head, int n_embd, int vocab_size, int block_size, int padded_vocab_size) {
+            llm_config c{n_layer, n_head, n_embd, vocab_size, block_size, padded_vocab_size};
+            llmpy_check(llm_config_check(&c));
+            py::list out;
+            for (int i = 0; i < LLM_NUM_TENSORS; i++) {
+                int64_t shape[3];
+                int nd = llm_tensor_shape(&c, i, shape);
+                out.append(py::tuple(py::cast(std::vector<int64_t>(shape, shape + nd))));
+            }
+            return out;
+        },
+        py::arg("n_layer"), py::arg("n_head"), py::arg("n_embd"), py::arg("vocab_size"), py::arg("block_size"),
+        py::arg("padded_vocab_size") = 0,
+        "the 16 tensors' shapes for a configuration, in the model-file layout (wte with the padded rows)");
 
     mod.def("set_num_threads", &llm_set_num_threads, py::arg("n"));
     mod.def("get_num_threads", &llm_get_num_threads);

@@ -27,17 +27,6 @@
 // ----------------------------------------------------------------------------
 // configuration and parameter layout
 
-const char *const gpt2_tensor_names[LLM_NUM_TENSORS] = {
-    "wte", "wpe", "ln1w", "ln1b", "qkvw", "qkvb", "attprojw", "attprojb",
-    "ln2w", "ln2b", "fcw", "fcb", "fcprojw", "fcprojb", "lnfw", "lnfb",
-};
-
-// Tensors that get weight decay (the 2-D matrices: embeddings and matmul weights).
-static int is_matrix(int i) { return i == 0 || i == 1 || i == 4 || i == 6 || i == 10 || i == 12; }
-int gpt2_tensor_decays(int i) { return is_matrix(i); }
-
-int gpt2_tensor_is_per_layer(int i) { return i >= 2 && i <= 13; }
-
 // Elements of dlogits the backward holds at once when a backend runs the lm_head backward by
 // vocabulary slices (ops->lm_head_in_place == 0).
 #define LM_HEAD_SLICE_ELEMS ((size_t)1 << 20)
@@ -66,22 +55,6 @@ llm_status llm_config_check(llm_config *cfg) {
         return llm_fail(LLM_EINVAL, "padded_vocab_size (%d) must be >= vocab_size (%d)",
                         cfg->padded_vocab_size, cfg->vocab_size);
     return LLM_OK;
-}
-
-int gpt2_tensor_shape(const llm_config *cfg, int i, int64_t shape[3]) {
-    int64_t L = cfg->n_layer, C = cfg->n_embd;
-    switch (i) {
-    case 0: shape[0] = cfg->padded_vocab_size; shape[1] = C; return 2;   // wte
-    case 1: shape[0] = cfg->block_size; shape[1] = C; return 2;          // wpe
-    case 4: shape[0] = L; shape[1] = 3 * C; shape[2] = C; return 3;      // qkvw
-    case 5: shape[0] = L; shape[1] = 3 * C; return 2;                    // qkvb
-    case 6: shape[0] = L; shape[1] = C; shape[2] = C; return 3;          // attprojw
-    case 10: shape[0] = L; shape[1] = 4 * C; shape[2] = C; return 3;     // fcw
-    case 11: shape[0] = L; shape[1] = 4 * C; return 2;                   // fcb
-    case 12: shape[0] = L; shape[1] = C; shape[2] = 4 * C; return 3;     // fcprojw
-    case 14: case 15: shape[0] = C; return 1;                            // lnfw, lnfb
-    default: shape[0] = L; shape[1] = C; return 2;                       // ln*, attprojb, fcprojb
-    }
 }
 
 // ----------------------------------------------------------------------------
@@ -191,7 +164,7 @@ llm_status gpt2_alloc(llm_model **out, const llm_config *cfg_in, const char *dev
     size_t total = 0;
     for (int i = 0; i < LLM_NUM_TENSORS; i++) {
         int64_t shape[3];
-        int nd = gpt2_tensor_shape(&cfg, i, shape);
+        int nd = llm_tensor_shape(&cfg, i, shape);
         size_t n = 1;
         for (int d = 0; d < nd; d++) n *= (size_t)shape[d];
         m->sizes[i] = n;
@@ -270,6 +243,13 @@ static void init_const(float *x, size_t n, float value) {
     for (size_t i = 0; i < n; i++) x[i] = value;
 }
 
+// Elements of tensor i that llm_model_tensor shows: rows of the padded vocabulary (wte's) are
+// hidden beyond vocab_size.
+static size_t visible_size(const llm_model *m, int i) {
+    if (llm_tensor_spec_of(i)->dims[0] != LLM_DIM_VP) return m->sizes[i];
+    return m->sizes[i] / (size_t)m->cfg.padded_vocab_size * (size_t)m->cfg.vocab_size;
+}
+
 llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, const char *precision,
                             uint64_t seed) {
     if (!out) return llm_fail(LLM_EINVAL, "output pointer is NULL");
@@ -283,19 +263,14 @@ llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *
     if (!host) { llm_model_free(m); return llm_fail(LLM_ENOMEM, "out of memory initialising parameters"); }
     const float std = 0.02f, proj_std = 0.02f / sqrtf(2.0f * m->cfg.n_layer);
     for (int i = 0; i < LLM_NUM_TENSORS; i++) {
-        size_t n = m->sizes[i];
-        const char *name = gpt2_tensor_names[i];
-        if (i == 0) { // wte: real rows random, padding rows zero
-            size_t real = (size_t)m->cfg.vocab_size * m->cfg.n_embd;
-            init_normal(host, real, std, seed, i);
-            init_const(host + real, n - real, 0.0f);
-        } else if (is_matrix(i)) {
-            init_normal(host, n, (i == 6 || i == 12) ? proj_std : std, seed, i);
-        } else if (strcmp(name + strlen(name) - 1, "w") == 0) { // ln1w, ln2w, lnfw
-            init_const(host, n, 1.0f);
-        } else {
-            init_const(host, n, 0.0f);
+        size_t n = m->sizes[i], real = visible_size(m, i); // wte: the padding rows stay zero
+        switch (llm_tensor_spec_of(i)->init) {
+        case LLM_INIT_NORMAL: init_normal(host, real, std, seed, i); break;
+        case LLM_INIT_NORMAL_RESIDUAL: init_normal(host, real, proj_std, seed, i); break;
+        case LLM_INIT_ONE: init_const(host, real, 1.0f); break;
+        case LLM_INIT_ZERO: init_const(host, real, 0.0f); break;
         }
+        init_const(host + real, n - real, 0.0f);
         llm_status s = gpt2_set_params(m, m->offsets[i], host, n);
         if (s != LLM_OK) { free(host); llm_model_free(m); return s; }
     }
@@ -316,26 +291,19 @@ int64_t llm_model_num_parameters(const llm_model *m) {
     return (int64_t)(m->total - (size_t)(m->cfg.padded_vocab_size - m->cfg.vocab_size) * m->cfg.n_embd);
 }
 
-const char *llm_tensor_name(int i) { return i >= 0 && i < LLM_NUM_TENSORS ? gpt2_tensor_names[i] : NULL; }
-
 llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *t) {
     if (!m || !t) return llm_fail(LLM_EINVAL, "model or output is NULL");
     if (i < 0 || i >= LLM_NUM_TENSORS) return llm_fail(LLM_EINVAL, "tensor index %d out of range [0, %d)", i, LLM_NUM_TENSORS);
-    t->name = gpt2_tensor_names[i];
+    t->name = llm_tensor_name(i);
     t->data = (char *)m->params + m->offsets[i] * m->xsize;
     t->grad = (char *)m->grads + m->offsets[i] * m->xsize;
     t->dtype = m->ops->dtype;
     t->host = m->ops->host_memory;
-    t->ndim = gpt2_tensor_shape(&m->cfg, i, t->shape);
-    if (i == 0) t->shape[0] = m->cfg.vocab_size; // hide the padding rows
+    t->ndim = llm_tensor_shape(&m->cfg, i, t->shape);
+    if (llm_tensor_spec_of(i)->dims[0] == LLM_DIM_VP) t->shape[0] = m->cfg.vocab_size; // hide the padding rows
     t->row_stride = 1;
     for (int d = 1; d < t->ndim; d++) t->row_stride *= t->shape[d];
     return LLM_OK;
-}
-
-// Elements of tensor i that llm_model_tensor shows (wte without its padding rows).
-static size_t visible_size(const llm_model *m, int i) {
-    return i == 0 ? (size_t)m->cfg.vocab_size * m->cfg.n_embd : m->sizes[i];
 }
 
 llm_status llm_model_read_tensor(llm_model *m, int i, int grad, float *dst) {
@@ -572,9 +540,9 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
     LLM_TRY(ops->to_device(a.inputs, idx, BT * sizeof(int32_t)));
     if (targets) LLM_TRY(ops->to_device(a.targets, targets, BT * sizeof(int32_t)));
 
-    LLM_TRY(ops->encoder_forward(a.encoded, a.inputs, PARAM(0, 0), PARAM(1, 0), B, T, C));
+    LLM_TRY(ops->encoder_forward(a.encoded, a.inputs, PARAM(LLM_WTE, 0), PARAM(LLM_WPE, 0), B, T, C));
     // layer 0's first LayerNorm; the later ones are fused with the residual addition before them
-    LLM_TRY(ops->layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, PARAM(2, 0), PARAM(3, 0), B, T, C));
+    LLM_TRY(ops->layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, a.encoded, PARAM(LLM_LN1W, 0), PARAM(LLM_LN1B, 0), B, T, C));
     const floatX *residual = a.encoded;
     for (int l = 0; l < L; l++) {
         floatX *ln1 = AT(a.ln1, l * BTC), *qkv = AT(a.qkv, l * BTC * 3), *atty = AT(a.atty, l * BTC);
@@ -584,30 +552,30 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
         floatX *fch = AT(a.fch, l * BTC * 4), *fch_gelu = AT(a.fch_gelu, l * BTC * 4), *res3 = AT(a.res3, l * BTC);
         size_t c = (size_t)l * C;
 
-        LLM_TRY(ops->matmul_forward(qkv, ln1, PARAM(4, c * 3 * C), PARAM(5, 3 * c), B, T, C, 3 * C));
+        LLM_TRY(ops->matmul_forward(qkv, ln1, PARAM(LLM_QKVW, c * 3 * C), PARAM(LLM_QKVB, 3 * c), B, T, C, 3 * C));
         LLM_TRY(ops->attention_forward(atty, att, m->att_scratch, qkv, B, T, C, NH));
         // the projection lands in res2, then the residual is added in place
-        LLM_TRY(ops->matmul_forward(res2, atty, PARAM(6, c * C), PARAM(7, c), B, T, C, C));
-        LLM_TRY(residual_layernorm(ops, res2, ln2, ln2_mean, ln2_rstd, res2, residual, PARAM(8, c), PARAM(9, c), B, T,
+        LLM_TRY(ops->matmul_forward(res2, atty, PARAM(LLM_ATTPROJW, c * C), PARAM(LLM_ATTPROJB, c), B, T, C, C));
+        LLM_TRY(residual_layernorm(ops, res2, ln2, ln2_mean, ln2_rstd, res2, residual, PARAM(LLM_LN2W, c), PARAM(LLM_LN2B, c), B, T,
                                    C));
         if (ops->matmul_gelu_forward) {
-            LLM_TRY(ops->matmul_gelu_forward(fch, fch_gelu, ln2, PARAM(10, c * 4 * C), PARAM(11, 4 * c), B, T, C,
+            LLM_TRY(ops->matmul_gelu_forward(fch, fch_gelu, ln2, PARAM(LLM_FCW, c * 4 * C), PARAM(LLM_FCB, 4 * c), B, T, C,
                                              4 * C));
         } else {
-            LLM_TRY(ops->matmul_forward(fch, ln2, PARAM(10, c * 4 * C), PARAM(11, 4 * c), B, T, C, 4 * C));
+            LLM_TRY(ops->matmul_forward(fch, ln2, PARAM(LLM_FCW, c * 4 * C), PARAM(LLM_FCB, 4 * c), B, T, C, 4 * C));
             LLM_TRY(ops->gelu_forward(fch_gelu, fch, BTC * 4));
         }
-        LLM_TRY(ops->matmul_forward(res3, fch_gelu, PARAM(12, c * 4 * C), PARAM(13, c), B, T, 4 * C, C));
+        LLM_TRY(ops->matmul_forward(res3, fch_gelu, PARAM(LLM_FCPROJW, c * 4 * C), PARAM(LLM_FCPROJB, c), B, T, 4 * C, C));
         if (l + 1 < L) // res3 += res2, then the next layer's ln1
             LLM_TRY(residual_layernorm(ops, res3, AT(a.ln1, (l + 1) * BTC), a.ln1_mean + (l + 1) * BT,
-                                       a.ln1_rstd + (l + 1) * BT, res3, res2, PARAM(2, c + C), PARAM(3, c + C), B, T,
+                                       a.ln1_rstd + (l + 1) * BT, res3, res2, PARAM(LLM_LN1W, c + C), PARAM(LLM_LN1B, c + C), B, T,
                                        C));
         else // res3 += res2, then the final LayerNorm
-            LLM_TRY(residual_layernorm(ops, res3, a.lnf, a.lnf_mean, a.lnf_rstd, res3, res2, PARAM(14, 0),
-                                       PARAM(15, 0), B, T, C));
+            LLM_TRY(residual_layernorm(ops, res3, a.lnf, a.lnf_mean, a.lnf_rstd, res3, res2, PARAM(LLM_LNFW, 0),
+                                       PARAM(LLM_LNFB, 0), B, T, C));
         residual = res3;
     }
-    LLM_TRY(ops->matmul_forward(logits, a.lnf, PARAM(0, 0), NULL, B, T, C, Vp));
+    LLM_TRY(ops->matmul_forward(logits, a.lnf, PARAM(LLM_WTE, 0), NULL, B, T, C, Vp));
 
     m->B = B;
     m->T = T;
@@ -678,19 +646,19 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
         // dlogits @ wte in one GEMM over all Vp columns: one rounding of dln, and dwte += dlogits^T lnf.
         m->logits_overwritten = 1; // from here on, even if an op below fails
         LLM_TRY(ops->crossentropy_backward_cols(logits, logits, losses, a.targets, dloss, B, T, V, Vp, 0, Vp));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(0, 0), NULL, logits, a.lnf, PARAM(0, 0), B, T, C, Vp, 0));
+        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_WTE, 0), NULL, logits, a.lnf, PARAM(LLM_WTE, 0), B, T, C, Vp, 0));
     } else {
         // the padding columns (>= V) have zero gradient and are skipped; the first slice writes dln
         for (size_t v0 = 0; v0 < (size_t)V; v0 += vc) {
             const int n = (int)((size_t)V - v0 < vc ? (size_t)V - v0 : vc);
             LLM_TRY(ops->crossentropy_backward_cols(dlogits, logits, losses, a.targets, dloss, B, T, V, Vp, (int)v0, n));
-            LLM_TRY(ops->matmul_backward(dln, GRAD(0, v0 * C), NULL, dlogits, a.lnf, PARAM(0, v0 * C), B, T, C, n,
+            LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_WTE, v0 * C), NULL, dlogits, a.lnf, PARAM(LLM_WTE, v0 * C), B, T, C, n,
                                          v0 > 0));
         }
     }
     LLM_TRY(ops->zero(dres, BTC * xs));
     const floatX *last = AT(a.res3, (size_t)(L - 1) * BTC);
-    LLM_TRY(ops->layernorm_backward(dres, GRAD(14, 0), GRAD(15, 0), dln, last, PARAM(14, 0), a.lnf_mean, a.lnf_rstd, B,
+    LLM_TRY(ops->layernorm_backward(dres, GRAD(LLM_LNFW, 0), GRAD(LLM_LNFB, 0), dln, last, PARAM(LLM_LNFW, 0), a.lnf_mean, a.lnf_rstd, B,
                                     T, C));
 
     // dres carries the gradient of the residual stream from the top down; each residual
@@ -706,23 +674,23 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
         size_t c = (size_t)l * C;
 
         // MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dfch_gelu, dfch, dln written
-        LLM_TRY(ops->matmul_backward(dfch_gelu, GRAD(12, c * 4 * C), GRAD(13, c), dres, fch_gelu, PARAM(12, c * 4 * C),
+        LLM_TRY(ops->matmul_backward(dfch_gelu, GRAD(LLM_FCPROJW, c * 4 * C), GRAD(LLM_FCPROJB, c), dres, fch_gelu, PARAM(LLM_FCPROJW, c * 4 * C),
                                      B, T, 4 * C, C, 0));
         LLM_TRY(ops->gelu_backward(dfch, fch, dfch_gelu, 4 * BTC));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(10, c * 4 * C), GRAD(11, 4 * c), dfch, ln2, PARAM(10, c * 4 * C), B, T,
+        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_FCW, c * 4 * C), GRAD(LLM_FCB, 4 * c), dfch, ln2, PARAM(LLM_FCW, c * 4 * C), B, T,
                                      C, 4 * C, 0));
-        LLM_TRY(ops->layernorm_backward(dres, GRAD(8, c), GRAD(9, c), dln, res2, PARAM(8, c), ln2_mean, ln2_rstd, B, T,
+        LLM_TRY(ops->layernorm_backward(dres, GRAD(LLM_LN2W, c), GRAD(LLM_LN2B, c), dln, res2, PARAM(LLM_LN2W, c), ln2_mean, ln2_rstd, B, T,
                                         C));
         // attention: res2 = residual + attproj(attn(qkv(ln1(residual)))); datty, dqkv, dln written
-        LLM_TRY(ops->matmul_backward(datty, GRAD(6, c * C), GRAD(7, c), dres, atty, PARAM(6, c * C), B, T, C, C, 0));
+        LLM_TRY(ops->matmul_backward(datty, GRAD(LLM_ATTPROJW, c * C), GRAD(LLM_ATTPROJB, c), dres, atty, PARAM(LLM_ATTPROJW, c * C), B, T, C, C, 0));
         LLM_TRY(ops->attention_backward(dqkv, m->att_scratch, datty, qkv, atty, att, B, T, C, NH));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(4, c * 3 * C), GRAD(5, 3 * c), dqkv, ln1, PARAM(4, c * 3 * C), B, T, C,
+        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_QKVW, c * 3 * C), GRAD(LLM_QKVB, 3 * c), dqkv, ln1, PARAM(LLM_QKVW, c * 3 * C), B, T, C,
                                      3 * C, 0));
-        LLM_TRY(ops->layernorm_backward(dres, GRAD(2, c), GRAD(3, c), dln, residual, PARAM(2, c), ln1_mean, ln1_rstd, B,
+        LLM_TRY(ops->layernorm_backward(dres, GRAD(LLM_LN1W, c), GRAD(LLM_LN1B, c), dln, residual, PARAM(LLM_LN1W, c), ln1_mean, ln1_rstd, B,
                                         T, C));
         if (dist) LLM_TRY(dist->grads_ready(dist->ctx, l));
     }
-    LLM_TRY(ops->encoder_backward(GRAD(0, 0), GRAD(1, 0), dres, a.inputs, inputs_host, B, T, C));
+    LLM_TRY(ops->encoder_backward(GRAD(LLM_WTE, 0), GRAD(LLM_WPE, 0), dres, a.inputs, inputs_host, B, T, C));
     m->has_grad = 1;
     if (dist) LLM_TRY(dist->grads_ready(dist->ctx, -1));
     return LLM_OK;

@@ -26,7 +26,7 @@ struct llm_block {
 
 // A range of the flat buffers that the optimizer step updates, and where its AdamW moments are.
 typedef struct gpt2_part {
-    int tensor;    // which of the 16
+    int tensor;    // llm_tensor_id
     size_t offset; // first element in the flat buffers (params, grads, master)
     size_t n;      // elements
     size_t moment; // first element of its moments in m->m / m->v
@@ -109,13 +109,6 @@ llm_status gpt2_alloc(llm_model **out, const llm_config *cfg, const char *device
 // and the compute copy) and get (from the master copy when there is one).
 llm_status gpt2_set_params(llm_model *m, size_t offset, const float *src, size_t n);
 llm_status gpt2_get_params(const llm_model *m, size_t offset, float *dst, size_t n);
-// Tensor i's shape in the model-file layout (wte with Vp rows).
-int gpt2_tensor_shape(const llm_config *cfg, int i, int64_t shape[3]);
-extern const char *const gpt2_tensor_names[LLM_NUM_TENSORS];
-// 1 for the 12 tensors with one slice per layer (shape (L, ...)), 0 for wte, wpe, lnfw, lnfb.
-int gpt2_tensor_is_per_layer(int i);
-// 1 for the tensors that get weight decay: the 2-D matrices (embeddings, matmul weights).
-int gpt2_tensor_decays(int i);
 // splitmix64's finaliser: well-mixed 64 bits of x (initialisation and rounding seeds).
 uint64_t gpt2_mix64(uint64_t x);
 

@@ -138,9 +138,56 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
 int64_t llm_model_steps(const llm_model *m);
 
 // ----------------------------------------------------------------------------
-// tensors: the 16 GPT-2 parameter tensors in llm.c order
+// tensors: the 16 GPT-2 parameter tensors in llm.c order, named, described by one table
 
-#define LLM_NUM_TENSORS 16
+typedef enum llm_tensor_id {
+    LLM_WTE,      // token embedding (Vp, C), also the tied lm_head
+    LLM_WPE,      // position embedding (maxT, C)
+    LLM_LN1W,     // (L, C)
+    LLM_LN1B,     // (L, C)
+    LLM_QKVW,     // (L, 3C, C)
+    LLM_QKVB,     // (L, 3C)
+    LLM_ATTPROJW, // (L, C, C)
+    LLM_ATTPROJB, // (L, C)
+    LLM_LN2W,     // (L, C)
+    LLM_LN2B,     // (L, C)
+    LLM_FCW,      // (L, 4C, C)
+    LLM_FCB,      // (L, 4C)
+    LLM_FCPROJW,  // (L, C, 4C)
+    LLM_FCPROJB,  // (L, C)
+    LLM_LNFW,     // (C)
+    LLM_LNFB,     // (C)
+    LLM_NUM_TENSORS
+} llm_tensor_id;
+
+// The size a dimension has for a configuration.
+typedef enum llm_dim { LLM_DIM_NONE, LLM_DIM_L, LLM_DIM_VP, LLM_DIM_MAXT, LLM_DIM_C, LLM_DIM_3C, LLM_DIM_4C } llm_dim;
+
+// How llm_model_create initialises a tensor (GPT-2's scheme).
+typedef enum llm_init {
+    LLM_INIT_ZERO,
+    LLM_INIT_ONE,
+    LLM_INIT_NORMAL,          // N(0, 0.02); rows beyond the vocabulary (wte's padding) zero
+    LLM_INIT_NORMAL_RESIDUAL, // N(0, 0.02 / sqrt(2 L)): projections into the residual stream
+} llm_init;
+
+// One row of the table: everything the model, the optimizer, the distributed plan and the
+// converters need to know about a tensor. Shapes are in the model-file layout (wte with Vp rows);
+// a tensor whose first dimension is LLM_DIM_L holds one slice per layer.
+typedef struct llm_tensor_spec {
+    const char *name; // llm.c's name: "wte", "qkvw", ...
+    llm_dim dims[3];  // LLM_DIM_NONE after the last dimension
+    int decays;       // AdamW weight decay applies (the 2-D matrices: embeddings, matmul weights)
+    llm_init init;
+} llm_tensor_spec;
+
+// The table, indexed by llm_tensor_id (LLM_NUM_TENSORS rows); NULL for an index out of range.
+const llm_tensor_spec *llm_tensor_spec_of(int i);
+// 1 for the tensors with one slice per layer (first dimension L).
+int llm_tensor_per_layer(int i);
+// Tensor i's shape for cfg (padded_vocab_size set, e.g. by llm_config_check) in the model-file
+// layout; returns ndim (1..3), 0 for an index out of range.
+int llm_tensor_shape(const llm_config *cfg, int i, int64_t shape[3]);
 
 typedef struct llm_tensor {
     const char *name;   // "wte", "wpe", "ln1w", ...
@@ -160,7 +207,7 @@ llm_status llm_model_read_tensor(llm_model *m, int i, int grad, float *dst);
 // Sets parameter tensor i from host fp32 values (visible shape); mixed precision keeps them as the
 // master copy and rounds them to bf16 for the compute copy.
 llm_status llm_model_write_tensor(llm_model *m, int i, const float *src);
-// Name of tensor i ("wte", ...), NULL when out of range.
+// Name of tensor i ("wte", ...), NULL when out of range (llm_tensor_spec_of(i)->name).
 const char *llm_tensor_name(int i);
 
 // Reference-counted block behind activation views.

@@ -100,7 +100,7 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
         uint32_t seed = (uint32_t)gpt2_mix64((uint64_t)m->t * LLM_NUM_TENSORS + (uint64_t)i);
         LLM_TRY(ops->adamw_update(AT(m->params, q->offset), m->master ? m->master + q->offset : NULL,
                                   AT(m->grads, q->offset), m->m + q->moment, m->v + q->moment, q->n, lr, beta1, beta2,
-                                  eps, gpt2_tensor_decays(i) ? weight_decay : 0.0f, scale, m->t, seed,
+                                  eps, llm_tensor_spec_of(i)->decays ? weight_decay : 0.0f, scale, m->t, seed,
                                   (uint64_t)(q->offset - m->offsets[i])));
         if (dist) LLM_TRY(dist->updated(dist->ctx, k));
     }

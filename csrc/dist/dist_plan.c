@@ -63,7 +63,6 @@ static const char *const bucket_names_final = "wte, wpe and the final layernorm"
 // ----------------------------------------------------------------------------
 // the plan
 
-static int per_layer(int tensor) { return gpt2_tensor_is_per_layer(tensor); }
 
 // Appends the pieces of elements [offset, offset + n) of tensor i to bucket b.
 static void add_slice(plan *p, int i, int b, size_t offset, size_t n) {
@@ -82,11 +81,11 @@ static void layout(plan *p) {
     for (int b = 0; b <= L; b++) {
         if (p->bucket_first) p->bucket_first[b] = p->npieces;
         for (int i = 0; i < LLM_NUM_TENSORS; i++) {
-            if (b < L && per_layer(i)) {
+            if (b < L && llm_tensor_per_layer(i)) {
                 const int l = L - 1 - b;
                 const size_t per = m->sizes[i] / (size_t)L;
                 add_slice(p, i, b, m->offsets[i] + (size_t)l * per, per);
-            } else if (b == L && !per_layer(i)) {
+            } else if (b == L && !llm_tensor_per_layer(i)) {
                 add_slice(p, i, b, m->offsets[i], m->sizes[i]);
             }
         }

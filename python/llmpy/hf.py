@@ -78,18 +78,20 @@ def _fm() -> dict:
 
 
 def _chunk_shapes(cfg: GPT2Config) -> list:
-    """[(llm.c name, layer or None, shape of the chunk)] in llm.c file order; wte unpadded."""
-    C, L = cfg.n_embd, cfg.n_layer
-    per_layer = {"ln1w": (C,), "ln1b": (C,), "qkvw": (3 * C, C), "qkvb": (3 * C,), "attprojw": (C, C),
-                 "attprojb": (C,), "ln2w": (C,), "ln2b": (C,), "fcw": (4 * C, C), "fcb": (4 * C,),
-                 "fcprojw": (C, 4 * C), "fcprojb": (C,)}
-    glob = {"wte": (cfg.vocab_size, C), "wpe": (cfg.block_size, C), "lnfw": (C,), "lnfb": (C,)}
+    """[(llm.c name, layer or None, shape of the chunk)] in llm.c file order; wte unpadded.
+
+    From the core's tensor table (``_C.TENSORS``, ``_C.tensor_shapes``): a tensor whose first
+    dimension is the layer comes one layer at a time; the padded-vocabulary rows are hidden.
+    """
+    shapes = _C.tensor_shapes(cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.block_size)
     out = []
-    for name in TENSOR_NAMES:
-        if name in glob:
-            out.append((name, None, glob[name]))
+    for spec, shape in zip(_C.TENSORS, shapes):
+        if spec["dims"][0] == "Vp":
+            shape = (cfg.vocab_size, *shape[1:])
+        if spec["per_layer"]:
+            out.extend((spec["name"], layer, tuple(shape[1:])) for layer in range(cfg.n_layer))
         else:
-            out.extend((name, layer, per_layer[name]) for layer in range(L))
+            out.append((spec["name"], None, tuple(shape)))
     return out
 
 
