@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
-_initialised: Optional[int] = None
+from . import _C
+
+_initialised: int | None = None
 
 NOT_BUILT = ("not built: this llmpy has no CUDA backend; reinstall on a machine with nvcc and cuBLAS: "
              "pip install . --no-build-isolation --config-settings=cmake.define.LLMPY_CUDA=ON")
@@ -80,26 +82,39 @@ def device_count() -> int:
     return status().device_count
 
 
+def resolve(spec: str, *, local_rank: int | None = None) -> str:
+    """``'cuda:N'`` for a canonical non-CPU device string (``auto``, ``cuda``, ``cuda:N``; see
+    ``llmpy.device``, which parses before calling this), or ``'cpu'`` for ``auto`` without a usable
+    GPU. The rules are the core's (``llm_device_resolve``); this supplies what it needs to know:
+    the GPUs here and this process's rank on its machine (the launcher's, without joining a group).
+    """
+    from . import dist
+
+    st = status()
+    if local_rank is None:
+        local_rank = dist.launched_local_rank()
+    return _C.resolve_device(spec, st.device_count, int(local_rank), "" if st.available else st.reason)
+
+
 def module(device: str = "cuda"):
     """The CUDA extension module, initialised on ``device`` ('cuda' or 'cuda:N'; 'cuda' resolves
-    to ``cuda:<local rank>`` under an MPI launch, see ``llmpy.device.resolve``).
+    to ``cuda:<local rank>`` under an MPI launch, see ``resolve``).
 
     One process drives one GPU (launch one process per GPU with mpirun for more). Raises
     NotImplementedError when CUDA is not built or not usable (with the reason) and the module's
     own ImportError when it does not load.
     """
     global _initialised
-    from .device import resolve
-
     mod = _import()  # ImportError propagates with its message
-    index = int(resolve(device).split(":")[1]) if device != "cpu" else None
-    if index is None:
-        raise ValueError("llmpy.cuda.module() needs a CUDA device, got 'cpu'")
+    spec = _C.parse_device(device)
+    dev = resolve(spec) if spec != "cpu" else "cpu"
+    if dev == "cpu":
+        raise ValueError(f"llmpy.cuda.module() needs a CUDA device, got {device!r} (which means the CPU here)")
+    index = int(dev.split(":")[1])
     if _initialised is None:
         mod.init(index)
         _initialised = index
     elif _initialised != index:
         raise ValueError(f"this process already drives cuda:{_initialised} (asked for cuda:{index}); one GPU "
-                         "per "
-                         "process: launch one process per GPU with mpirun")
+                         "per process: launch one process per GPU with mpirun")
     return mod

@@ -22,9 +22,7 @@ ValueError: unknown device 'gpu' (expected auto, cpu, cuda or cuda:N)
 
 from __future__ import annotations
 
-from typing import Optional
-
-from . import _C
+from . import _C, cuda
 
 __all__ = ["arg", "parse", "resolve"]
 
@@ -37,30 +35,17 @@ def parse(spec: str) -> str:
     return _C.parse_device(spec)
 
 
-def resolve(spec: str = "auto", *, local_rank: Optional[int] = None) -> str:
+def resolve(spec: str = "auto", *, local_rank: int | None = None) -> str:
     """The device this process uses for ``spec``: ``'cpu'`` or ``'cuda:N'``.
 
-    ``local_rank`` defaults to this process's rank on its machine (``llmpy.dist.local_rank``;
-    0 without a launcher). A CUDA request that cannot be met raises NotImplementedError with the
+    ``local_rank`` defaults to this process's rank on its machine (``llmpy.dist.launched_local_rank``;
+    0 without a launcher). The CUDA cases are ``llmpy.cuda.resolve``'s. A CUDA request that cannot be met raises NotImplementedError with the
     reason (not built, no driver, no device) or ValueError (no such GPU).
     """
     spec = parse(spec)
     if spec == "cpu":
         return "cpu"
-    from . import cuda
-
-    st = cuda.status()
-    if local_rank is None:
-        local_rank = _launcher_local_rank()
-    return _C.resolve_device(spec, st.device_count, int(local_rank), "" if st.available else st.reason)
-
-
-def _launcher_local_rank() -> int:
-    """The local rank the launcher announced, without joining the process group (which resolving
-    a device must not do: the training CLI resolves before it initialises MPI)."""
-    from . import dist
-
-    return dist.launched_local_rank()
+    return cuda.resolve(spec, local_rank=local_rank)
 
 
 def arg(spec: str) -> str:

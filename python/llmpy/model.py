@@ -16,6 +16,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import _C
+from .sampling import sample_next
 
 TENSOR_NAMES: tuple = tuple(_C.TENSOR_NAMES)
 
@@ -286,7 +287,6 @@ class GPT2:
         >>> m.generate([50256], max_new_tokens=5, top_k=1).shape
         (1, 6)
         """
-        from .sample import sample_next
 
         if rng is None:
             rng = np.random.default_rng(seed)

@@ -14,36 +14,10 @@ import json
 import sys
 from typing import Optional
 
-import numpy as np
 
+from .sampling import sample_next
 
-def sample_next(logits: np.ndarray, rng: np.random.Generator, top_k: Optional[int] = None,
-                temperature: float = 1.0) -> np.ndarray:
-    """Picks one token per row of ``logits`` (N, V).
-
-    ``temperature`` 0 or ``top_k`` 1 is greedy (argmax). Otherwise the logits are divided by the
-    temperature, all but the ``top_k`` largest are dropped, and a token is drawn from the softmax.
-
-    >>> sample_next(np.array([[0.0, 3.0, 1.0]]), np.random.default_rng(0), top_k=1)
-    array([1])
-    """
-    logits = np.asarray(logits, dtype=np.float64)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-    if temperature == 0 or top_k == 1:
-        return np.argmax(logits, axis=-1)
-    z = logits / temperature
-    if top_k is not None and top_k < z.shape[-1]:
-        kth = np.partition(z, -top_k, axis=-1)[:, -top_k][:, None]
-        z = np.where(z < kth, -np.inf, z)
-    z = z - z.max(axis=-1, keepdims=True)
-    p = np.exp(z)
-    p /= p.sum(axis=-1, keepdims=True)
-    u = rng.random((z.shape[0], 1))
-    # inverse CDF per row; the clip guards against rounding in the last cumulative sum
-    return np.minimum((np.cumsum(p, axis=-1) < u).sum(axis=-1), z.shape[-1] - 1)
+__all__ = ["main", "sample_next"]
 
 
 def main(argv: Optional[list] = None) -> int:
