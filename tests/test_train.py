@@ -108,6 +108,27 @@ def cosine_lr(step, max_steps, lr, warmup, min_frac):
     return lr * min_frac + 0.5 * lr * (1 - min_frac) * (1 + math.cos(math.pi * t))
 
 
+def linear_lr(step, max_steps, lr, warmup, min_frac):
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    return lr - (lr - lr * min_frac) * min(1.0, (step - warmup) / (max_steps - warmup))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "linear", "constant"])
+def test_schedule_is_the_written_out_formula(schedule):
+    """The core's schedule (llm_lr_at, which train_gpt2 uses too) against the formulas above."""
+    from llmpy.train import lr_at
+
+    oracle = {"cosine": cosine_lr, "linear": linear_lr,
+              "constant": lambda s, n, lr, w, f: lr * (s + 1) / w if s < w else lr}[schedule]
+    for max_steps, warmup in [(50, 10), (7, 0), (30, 1)]:
+        for step in range(max_steps):
+            got, want = lr_at(step, max_steps, 3e-3, warmup, schedule, 0.1), oracle(step, max_steps, 3e-3, warmup, 0.1)
+            assert got == pytest.approx(want, rel=1e-15, abs=0), f"{schedule} step {step}/{max_steps}: {got} vs {want}"
+    with pytest.raises(ValueError, match="--lr-schedule must be cosine, linear or constant, got 'wsd'"):
+        lr_at(0, 10, 1e-3, 1, "wsd", 0.1)
+
+
 def test_training_matches_oracle(env, oracle):
     steps, lr, wd, clip, warmup = 20, 3e-3, 0.1, 1.0, 5
     torch.manual_seed(0)
@@ -195,6 +216,9 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(env, capsys):
     "flags,match",
     [
         (["--total-batch-size", "100"], "not a multiple"),
+        (["--min-lr-frac", "-0.5"], "--min-lr-frac must be in [0, 1], got -0.5"),
+        (["--warmup-steps", "-1"], "--warmup-steps must be >= 0"),
+        (["--lr", "nan"], "--lr must be a finite number"),
         (["--seq-len", "64", "--init-from", "small.bin"], "exceeds the model's block size 32"),
         (["--precision", "bf16"], "CUDA"),
         (["--resume", "nope.bin"], "no checkpoint"),

@@ -76,6 +76,37 @@ PYBIND11_MODULE(_C, mod) {
         py::arg("padded_vocab_size") = 0,
         "the 16 tensors' shapes for a configuration, in the model-file layout (wte with the padded rows)");
 
+    // training rules shared with train_gpt2 (llmpy.h: llm_schedule)
+    auto schedule = [](int max_steps, double lr, int warmup_steps, const std::string &kind, double min_lr_frac) {
+        llm_schedule s{LLM_LR_COSINE, lr, warmup_steps, max_steps, min_lr_frac};
+        llmpy_check(llm_schedule_parse(kind.c_str(), &s.kind));
+        llmpy_check(llm_schedule_check(&s));
+        return s;
+    };
+    mod.def(
+        "check_schedule",
+        [schedule](int max_steps, double lr, int warmup_steps, const std::string &kind, double min_lr_frac) {
+            schedule(max_steps, lr, warmup_steps, kind, min_lr_frac);
+        },
+        py::arg("max_steps"), py::arg("lr"), py::arg("warmup_steps"), py::arg("schedule"), py::arg("min_lr_frac"),
+        "ValueError naming the flag when the schedule's settings are invalid");
+    mod.def(
+        "lr_at",
+        [schedule](int64_t step, int max_steps, double lr, int warmup_steps, const std::string &kind,
+                   double min_lr_frac) {
+            llm_schedule s = schedule(max_steps, lr, warmup_steps, kind, min_lr_frac);
+            return llm_lr_at(&s, step);
+        },
+        py::arg("step"), py::arg("max_steps"), py::arg("lr"), py::arg("warmup_steps"), py::arg("schedule"),
+        py::arg("min_lr_frac"));
+    mod.def(
+        "grad_accumulation",
+        [](int64_t total_batch_size, int B, int T, int world_size) {
+            int accum = 0;
+            llmpy_check(llm_grad_accumulation(total_batch_size, B, T, world_size, &accum));
+            return accum;
+        },
+        py::arg("total_batch_size"), py::arg("batch_size"), py::arg("seq_len"), py::arg("world_size"));
     mod.def("set_num_threads", &llm_set_num_threads, py::arg("n"));
     mod.def("get_num_threads", &llm_get_num_threads);
     mod.def("build_info", [] {

@@ -228,6 +228,31 @@ llm_status llm_model_copy_logits(llm_model *m, float *dst);
 llm_status llm_model_copy_losses(llm_model *m, float *dst);
 
 // ----------------------------------------------------------------------------
+// training rules shared by the two training programs (python -m llmpy.train and train_gpt2):
+// the learning-rate schedule and the batch arithmetic, with errors that name the flags
+
+typedef enum llm_lr_schedule { LLM_LR_COSINE, LLM_LR_LINEAR, LLM_LR_CONSTANT } llm_lr_schedule;
+
+typedef struct llm_schedule {
+    llm_lr_schedule kind;
+    double lr;          // --lr: peak learning rate, >= 0
+    int warmup_steps;   // --warmup-steps: linear warmup from lr / warmup_steps to lr, >= 0
+    int max_steps;      // --max-steps, >= 1
+    double min_lr_frac; // --min-lr-frac: the decay ends at lr * min_lr_frac at max_steps, in [0, 1]
+} llm_schedule;
+
+// "cosine", "linear" or "constant"; LLM_EINVAL naming --lr-schedule otherwise.
+llm_status llm_schedule_parse(const char *name, llm_lr_schedule *out);
+// Checks every field (finite, in range); the message names the flag.
+llm_status llm_schedule_check(const llm_schedule *s);
+// Learning rate of 0-based step: lr * (step + 1) / warmup_steps during the warmup, then the decay
+// from lr to lr * min_lr_frac over [warmup_steps, max_steps] (held after it); computed in double.
+double llm_lr_at(const llm_schedule *s, int64_t step);
+// Micro-batches per optimizer step: total_batch_size / (B * T * world_size) (total 0: one). The
+// message names --total-batch-size when it is not a positive multiple.
+llm_status llm_grad_accumulation(int64_t total_batch_size, int B, int T, int world_size, int *accum);
+
+// ----------------------------------------------------------------------------
 // runtime
 
 void llm_set_num_threads(int n);

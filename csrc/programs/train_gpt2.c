@@ -114,19 +114,6 @@ static int parse_options(int argc, char **argv, options *o) {
 }
 
 // ----------------------------------------------------------------------------
-// schedule: the same formula as llmpy.train.lr_at
-
-static double lr_at(const options *o, int step) {
-    if (step < o->warmup_steps) return o->lr * (step + 1) / o->warmup_steps;
-    if (!strcmp(o->lr_schedule, "constant") || o->max_steps <= o->warmup_steps) return o->lr;
-    double frac = (double)(step - o->warmup_steps) / (double)(o->max_steps - o->warmup_steps);
-    if (frac > 1.0) frac = 1.0;
-    double lr = o->lr, min_lr = lr * o->min_lr_frac;
-    if (!strcmp(o->lr_schedule, "linear")) return lr - (lr - min_lr) * frac;
-    return min_lr + 0.5 * (lr - min_lr) * (1.0 + cos(3.141592653589793 * frac));
-}
-
-// ----------------------------------------------------------------------------
 // checkpoints: ckpt_NNNNNN.bin (model) + ckpt_NNNNNN.state (AdamW + this JSON)
 
 static void ckpt_path(char *buf, size_t n, const char *dir, int step, const char *ext) {
@@ -294,13 +281,13 @@ int main(int argc, char **argv) {
     if (!o.data) { usage(stderr); DIE("--data is required"); }
     if (!o.init_from && !o.resume) DIE("--init-from MODEL.bin (or --resume) is required");
     if (o.batch_size < 1 || o.seq_len < 1 || o.max_steps < 1 || o.val_steps < 1) DIE("sizes must be >= 1");
-    int tokens_per_micro = o.batch_size * o.seq_len * W; // over all ranks
-    int total = o.total_batch_size ? o.total_batch_size : tokens_per_micro;
-    if (total % tokens_per_micro)
-        DIE("--total-batch-size %d is not a multiple of batch-size x seq-len x ranks = %d", total, tokens_per_micro);
-    int accum = total / tokens_per_micro;
-    if (strcmp(o.lr_schedule, "cosine") && strcmp(o.lr_schedule, "linear") && strcmp(o.lr_schedule, "constant"))
-        DIE("--lr-schedule must be cosine, linear or constant");
+    // the rules python -m llmpy.train follows too (csrc/core/schedule.c)
+    int accum = 0;
+    CHECK(llm_grad_accumulation(o.total_batch_size, o.batch_size, o.seq_len, W, &accum));
+    const int total = o.batch_size * o.seq_len * W * accum;
+    llm_schedule sched = {LLM_LR_COSINE, o.lr, o.warmup_steps, o.max_steps, o.min_lr_frac};
+    CHECK(llm_schedule_parse(o.lr_schedule, &sched.kind));
+    CHECK(llm_schedule_check(&sched));
     if (o.threads > 0) llm_set_num_threads(o.threads);
     if (mkdir(o.out_dir, 0777) != 0 && errno != EEXIST) DIE("cannot create %s: %s", o.out_dir, strerror(errno));
 
@@ -406,7 +393,7 @@ int main(int argc, char **argv) {
         if (stop > 0 && !stop_signal) stop_signal = SIGTERM;
         if (step >= o.max_steps || stop > 0) break;
         double t0 = now();
-        double lr = lr_at(&o, step);
+        double lr = llm_lr_at(&sched, step);
         CHECK(llm_zero_grad(m));
         double loss = 0.0;
         for (int a = 0; a < accum; a++) {

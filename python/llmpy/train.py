@@ -30,7 +30,7 @@ from typing import Optional
 
 import numpy as np
 
-from . import checkpoint, dist
+from . import _C, checkpoint, dist
 from .device import HELP as DEVICE_HELP
 from .device import arg as device_arg
 from .hf import load as load_weights  # an llm.c file, a Hugging Face directory or a hub name
@@ -55,24 +55,16 @@ STATE_VERSION = 1
 
 def lr_at(step: int, max_steps: int, lr: float, warmup_steps: int, schedule: str, min_lr_frac: float) -> float:
     """Learning rate of (0-based) ``step``: linear warmup over ``warmup_steps``, then the schedule
-    decays from ``lr`` to ``lr * min_lr_frac`` at ``max_steps``.
+    decays from ``lr`` to ``lr * min_lr_frac`` at ``max_steps``. The rule is the core's
+    (``llm_lr_at``, csrc/core/schedule.c), which train_gpt2 follows too; ValueError names the
+    flag of an invalid setting.
 
     >>> lr_at(0, 100, 1e-3, 10, "cosine", 0.1)
     0.0001
     >>> lr_at(99, 100, 1e-3, 10, "constant", 0.1)
     0.001
     """
-    if step < warmup_steps:
-        return lr * (step + 1) / warmup_steps
-    if schedule == "constant" or max_steps <= warmup_steps:
-        return lr
-    frac = min(1.0, (step - warmup_steps) / (max_steps - warmup_steps))
-    min_lr = lr * min_lr_frac
-    if schedule == "linear":
-        return lr - (lr - min_lr) * frac
-    if schedule == "cosine":
-        return min_lr + 0.5 * (lr - min_lr) * (1.0 + math.cos(math.pi * frac))
-    raise ValueError(f"unknown lr schedule {schedule!r}")
+    return _C.lr_at(step, max_steps, lr, warmup_steps, schedule, min_lr_frac)
 
 
 # ----------------------------------------------------------------------------
@@ -286,11 +278,11 @@ class Run:
         if a.threads:
             llmpy.set_num_threads(a.threads)
         B, T, W = a.batch_size, a.seq_len, self.world
-        total = a.total_batch_size or B * T * W
-        if total % (B * T * W):
-            raise Stop(f"--total-batch-size {total} is not a multiple of batch-size x seq-len x ranks = "
-                       f"{B} x {T} x {W} = {B * T * W}")
-        self.accum = total // (B * T * W)
+        try:  # the core's rules, shared with train_gpt2
+            _C.check_schedule(a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
+            self.accum = _C.grad_accumulation(a.total_batch_size, B, T, W)
+        except ValueError as e:
+            raise Stop(str(e)) from None
         # every rank must run the same command: compare with rank 0's flags
         mine = dict(vars(a))
         ref = dist.broadcast_object(mine)
