@@ -2,7 +2,7 @@
  * bindings.h — what every pybind11 file of llmpy._C shares: C status -> Python exception, and
  * running a C call without the GIL.
  *
- * Status -> exception: EINVAL/EFORMAT/ESTATE -> ValueError, EIO -> OSError,
+ * Status -> exception: EINVAL/EFORMAT/ESTATE -> ValueError, EIO -> OSError, ENOENT -> FileNotFoundError,
  * ENOMEM -> MemoryError, EUNSUPPORTED -> NotImplementedError, EBACKEND -> RuntimeError.
  */
 #ifndef LLMPY_BINDINGS_H
@@ -23,6 +23,7 @@ inline void llmpy_check(llm_status s) {
     PyObject *type = PyExc_ValueError;
     switch (s) {
     case LLM_EIO: type = PyExc_OSError; break;
+    case LLM_ENOENT: type = PyExc_FileNotFoundError; break;
     case LLM_ENOMEM: type = PyExc_MemoryError; break;
     case LLM_EUNSUPPORTED: type = PyExc_NotImplementedError; break;
     case LLM_EBACKEND: type = PyExc_RuntimeError; break;

@@ -27,6 +27,7 @@ const char *llm_status_name(llm_status s) {
     case LLM_ESTATE: return "LLM_ESTATE";
     case LLM_EUNSUPPORTED: return "LLM_EUNSUPPORTED";
     case LLM_EBACKEND: return "LLM_EBACKEND";
+    case LLM_ENOENT: return "LLM_ENOENT";
     }
     return "LLM_UNKNOWN";
 }

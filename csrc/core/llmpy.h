@@ -34,6 +34,7 @@ typedef enum llm_status {
     LLM_ESTATE = 5,       // call out of order (backward before forward, step before backward)
     LLM_EUNSUPPORTED = 6, // feature/backend not built or not supported
     LLM_EBACKEND = 7,     // backend failure (CUDA, MPI, ...)
+    LLM_ENOENT = 8,       // a file does not exist (or a pattern matches none): FileNotFoundError
 } llm_status;
 
 // Message describing the most recent failure on this thread ("" if none).

@@ -1,11 +1,11 @@
 /*
- * dataloader.c — token shards (formats.h) and the rank-aware, resumable data loader of the binary.
+ * dataloader.c — token shards (core/formats.h) and the rank-aware, resumable data loader.
  *
- * Semantics are documented in dataloader.h and mirror python/llmpy/data/loader.py exactly
- * (same file order, same permutations, same batches). Reads go through stdio: one open shard
- * at a time, one fread per batch (or one per sequence when shuffling). Tokens are stored
+ * The semantics are documented in dataloader.h. Reads go through stdio: one open shard at a
+ * time, one fread per batch (or one per sequence when shuffling). Tokens are stored
  * little-endian; like llm.c this assumes a little-endian host.
- * Every failure returns an llm_status with a message naming the file; nothing exits.
+ * Every failure returns an llm_status with a message naming the file or pattern and saying what
+ * to do; nothing exits.
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L // glob, fseeko, stat
@@ -23,44 +23,68 @@
 #include "core/formats.h"
 
 #define HEADER_BYTES ((int64_t)LLM_HEADER_INTS * (int64_t)sizeof(int32_t))
+// what to do about a damaged shard, and about a missing one
+#define SHARD_FIX "re-create it (python -m llmpy.data --help lists the datasets)"
+#define CREATE_FIX "(python -m llmpy.data --help)"
 
 // ----------------------------------------------------------------------------
 // shard header
 
-llm_status llm_shard_read_header(const char *path, int64_t *ntok) {
-    if (!path || !ntok) return llm_fail(LLM_EINVAL, "shard path or output is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f) return llm_fail(LLM_EIO, "cannot open token shard %s: %s", path, strerror(errno));
-    int32_t header[LLM_HEADER_INTS];
-    size_t got = fread(header, 1, sizeof header, f);
+// Opens a shard for reading: LLM_ENOENT when it does not exist, LLM_EIO for other failures.
+static llm_status open_shard(const char *path, FILE **out) {
+    *out = fopen(path, "rb");
+    if (*out) return LLM_OK;
+    if (errno == ENOENT) return llm_fail(LLM_ENOENT, "token shard %s does not exist; " SHARD_FIX, path);
+    return llm_fail(LLM_EIO, "cannot open token shard %s: %s", path, strerror(errno));
+}
+
+// Validates the header of the open shard f against its size; *ntok receives the token count.
+static llm_status check_header(FILE *f, const char *path, int64_t *ntok) {
     struct stat st;
-    int stat_rc = fstat(fileno(f), &st);
-    fclose(f);
-    if (stat_rc != 0) return llm_fail(LLM_EIO, "cannot stat token shard %s: %s", path, strerror(errno));
+    if (fstat(fileno(f), &st) != 0)
+        return llm_fail(LLM_EIO, "cannot stat token shard %s: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return llm_fail(LLM_EFORMAT, "token shard %s is a directory, not a file", path);
     int64_t size = (int64_t)st.st_size;
+    int32_t header[LLM_HEADER_INTS];
+    if (fseeko(f, 0, SEEK_SET) != 0)
+        return llm_fail(LLM_EIO, "cannot seek in token shard %s: %s", path, strerror(errno));
+    size_t got = fread(header, 1, sizeof header, f);
     if (got < sizeof header)
-        return llm_fail(LLM_EFORMAT, "token shard %s is truncated: %lld bytes, smaller than the %lld-byte header",
-                        path, (long long)size, (long long)HEADER_BYTES);
+        return llm_fail(LLM_EFORMAT,
+                        "token shard %s is truncated: %lld bytes, smaller than the %lld-byte header; " SHARD_FIX, path,
+                        (long long)size, (long long)HEADER_BYTES);
     if (header[0] != LLM_SHARD_MAGIC)
-        return llm_fail(LLM_EFORMAT, "%s is not a token shard: magic number %d, expected %d", path, header[0],
-                        LLM_SHARD_MAGIC);
+        return llm_fail(LLM_EFORMAT, "%s is not a token shard: magic number %d, expected %d; " SHARD_FIX, path,
+                        header[0], LLM_SHARD_MAGIC);
     if (header[1] != LLM_SHARD_VERSION)
         return llm_fail(LLM_EFORMAT, "token shard %s has version %d, this llmpy reads version %d", path, header[1],
                         LLM_SHARD_VERSION);
     if (header[2] < 0)
-        return llm_fail(LLM_EFORMAT, "token shard %s is corrupt: negative token count %d in its header", path,
-                        header[2]);
+        return llm_fail(LLM_EFORMAT, "token shard %s is corrupt: negative token count %d in its header; " SHARD_FIX,
+                        path, header[2]);
     int64_t expect = HEADER_BYTES + (int64_t)header[2] * (int64_t)sizeof(uint16_t);
-    if (size != expect)
-        return llm_fail(LLM_EFORMAT, "token shard %s %s: header says %d tokens (%lld bytes), file has %lld bytes",
-                        path, size < expect ? "is truncated" : "is longer than its header says", header[2],
-                        (long long)expect, (long long)size);
+    if (size != expect) {
+        int64_t found = (size - HEADER_BYTES) / (int64_t)sizeof(uint16_t);
+        return llm_fail(LLM_EFORMAT,
+                        "token shard %s %s: header says %d tokens (%lld bytes), file has %lld bytes (%lld tokens); "
+                        SHARD_FIX, path, size < expect ? "is truncated" : "is longer than its header says", header[2],
+                        (long long)expect, (long long)size, (long long)found);
+    }
     *ntok = header[2];
     return LLM_OK;
 }
 
+llm_status llm_shard_read_header(const char *path, int64_t *ntok) {
+    if (!path || !ntok) return llm_fail(LLM_EINVAL, "shard path or output is NULL");
+    FILE *f;
+    LLM_TRY(open_shard(path, &f));
+    llm_status s = check_header(f, path, ntok);
+    fclose(f);
+    return s;
+}
+
 // ----------------------------------------------------------------------------
-// permutations: splitmix64 keys, sorted (python/llmpy/data/loader.py computes the same)
+// permutations: splitmix64 keys, sorted
 
 #define GOLDEN 0x9E3779B97F4A7C15ULL
 
@@ -100,7 +124,8 @@ static void permute(int64_t *out, keyed *scratch, int64_t n, uint64_t seed) {
 }
 
 llm_status llm_data_permutation(int64_t *out, int64_t n, uint64_t seed) {
-    if (n < 0 || (n > 0 && !out)) return llm_fail(LLM_EINVAL, "permutation: bad arguments (n = %lld)", (long long)n);
+    if (n < 0) return llm_fail(LLM_EINVAL, "permutation: n must be >= 0, got %lld", (long long)n);
+    if (n > 0 && !out) return llm_fail(LLM_EINVAL, "permutation: output is NULL");
     if (n == 0) return LLM_OK;
     keyed *scratch = malloc((size_t)n * sizeof *scratch);
     if (!scratch) return llm_fail(LLM_ENOMEM, "permutation: out of memory for %lld entries", (long long)n);
@@ -121,6 +146,7 @@ struct llm_dataloader {
     int64_t *nseq;     // sequences per file
     int64_t *nbatch;   // global batches per file
     int64_t total_batches;
+    int64_t total_tokens;
     llm_data_position pos;
     int64_t *order;      // (nfiles) shard order of order_epoch
     int64_t order_epoch; // -1: none computed
@@ -148,8 +174,10 @@ static llm_status expand_patterns(llm_dataloader *dl, const char *const *pattern
         glob_t g;
         int rc = glob(pat, GLOB_NOSORT, NULL, &g);
         if (rc == GLOB_NOMATCH) {
-            s = has_magic(pat) ? llm_fail(LLM_EIO, "no token shard matches '%s'", pat)
-                               : llm_fail(LLM_EIO, "token shard %s does not exist", pat);
+            if (has_magic(pat))
+                s = llm_fail(LLM_ENOENT, "no token shard matches '%s'; create the shards first " CREATE_FIX, pat);
+            else
+                s = llm_fail(LLM_ENOENT, "token shard %s does not exist; create it first " CREATE_FIX, pat);
         } else if (rc != 0) {
             s = llm_fail(rc == GLOB_NOSPACE ? LLM_ENOMEM : LLM_EIO, "cannot expand shard pattern '%s' (glob error %d)",
                          pat, rc);
@@ -214,7 +242,7 @@ llm_status llm_dataloader_open(llm_dataloader **out, const char *const *patterns
     if (!out) return llm_fail(LLM_EINVAL, "output is NULL");
     *out = NULL;
     if (!patterns || num_patterns < 1) return llm_fail(LLM_EINVAL, "no shard pattern given");
-    if (B < 1 || T < 1) return llm_fail(LLM_EINVAL, "batch size and sequence length must be >= 1, got B=%d, T=%d", B, T);
+    if (B < 1 || T < 1) return llm_fail(LLM_EINVAL, "batch_size and seq_len must be >= 1, got %d, %d", B, T);
     if (world_size < 1 || rank < 0 || rank >= world_size)
         return llm_fail(LLM_EINVAL, "need world_size >= 1 and 0 <= rank < world_size, got rank %d, world_size %d",
                         rank, world_size);
@@ -250,15 +278,18 @@ llm_status llm_dataloader_open(llm_dataloader **out, const char *const *patterns
         dl->nseq[i] = dl->ntok[i] > 0 ? (dl->ntok[i] - 1) / T : 0;
         dl->nbatch[i] = dl->nseq[i] / global;
         dl->total_batches += dl->nbatch[i];
+        dl->total_tokens += dl->ntok[i];
         if (dl->nseq[i] > max_nseq) max_nseq = dl->nseq[i];
         if (dl->ntok[i] > max_ntok) max_ntok = dl->ntok[i];
     }
     if (dl->total_batches == 0) {
         llm_dataloader_free(dl);
-        return llm_fail(LLM_EINVAL,
-                        "no shard matching '%s' holds a full batch: B*world_size*T+1 = %lld tokens are needed, the "
-                        "largest of %d shard(s) has %lld; use a smaller batch or sequence length",
-                        patterns[0], (long long)(global * T + 1), n, (long long)max_ntok);
+        char others[48] = "";
+        if (num_patterns > 1) snprintf(others, sizeof others, " or the other %d pattern(s)", num_patterns - 1);
+        return llm_fail(LLM_EFORMAT,
+                        "no shard matching '%s'%s holds a full batch: B*world_size*T+1 = %lld tokens are needed, the "
+                        "largest of %d shard(s) has %lld; use a smaller batch or seq_len",
+                        patterns[0], others, (long long)(global * T + 1), n, (long long)max_ntok);
     }
     if (dl->shuffle) {
         int64_t m = max_nseq > n ? max_nseq : n;
@@ -292,12 +323,30 @@ void llm_dataloader_free(llm_dataloader *dl) {
 // ----------------------------------------------------------------------------
 // reading
 
+void llm_dataloader_release_shard(llm_dataloader *dl) {
+    if (!dl || !dl->fp) return;
+    fclose(dl->fp);
+    dl->fp = NULL;
+    dl->fp_file = -1;
+}
+
+// Makes shard f the open one, revalidating its header (it may have been rewritten since open).
 static llm_status open_file(llm_dataloader *dl, int f) {
     if (dl->fp_file == f) return LLM_OK;
-    if (dl->fp) fclose(dl->fp);
-    dl->fp_file = -1;
-    dl->fp = fopen(dl->files[f], "rb");
-    if (!dl->fp) return llm_fail(LLM_EIO, "cannot open token shard %s: %s", dl->files[f], strerror(errno));
+    llm_dataloader_release_shard(dl);
+    const char *path = dl->files[f];
+    FILE *fp;
+    LLM_TRY(open_shard(path, &fp));
+    int64_t ntok = 0;
+    llm_status s = check_header(fp, path, &ntok);
+    if (s == LLM_OK && ntok != dl->ntok[f])
+        s = llm_fail(LLM_EFORMAT, "token shard %s changed since the loader opened it: %lld tokens then, %lld now; "
+                                  "restart with the new shards", path, (long long)dl->ntok[f], (long long)ntok);
+    if (s != LLM_OK) {
+        fclose(fp);
+        return s;
+    }
+    dl->fp = fp;
     dl->fp_file = f;
     return LLM_OK;
 }
@@ -367,13 +416,13 @@ llm_data_position llm_dataloader_tell(const llm_dataloader *dl) {
 llm_status llm_dataloader_seek(llm_dataloader *dl, llm_data_position pos) {
     if (!dl) return llm_fail(LLM_EINVAL, "data loader is NULL");
     if (pos.epoch < 0 || pos.shard < 0 || pos.shard >= dl->nfiles)
-        return llm_fail(LLM_EINVAL, "invalid data position (epoch %lld, shard %lld) for %d shard(s)",
-                        (long long)pos.epoch, (long long)pos.shard, dl->nfiles);
+        return llm_fail(LLM_EINVAL, "data loader state has an invalid position (epoch %lld, shard %lld)",
+                        (long long)pos.epoch, (long long)pos.shard);
     ensure_order(dl, pos.epoch);
     int64_t n = dl->nbatch[dl->order[pos.shard]];
     if (pos.batch < 0 || pos.batch >= n) {
         ensure_order(dl, dl->pos.epoch);
-        return llm_fail(LLM_EINVAL, "invalid data position: batch %lld but that shard holds %lld batches",
+        return llm_fail(LLM_EINVAL, "data loader state has batch %lld but that shard holds %lld batches",
                         (long long)pos.batch, (long long)n);
     }
     dl->pos = pos;
@@ -381,6 +430,7 @@ llm_status llm_dataloader_seek(llm_dataloader *dl, llm_data_position pos) {
 }
 
 int64_t llm_dataloader_batches_per_epoch(const llm_dataloader *dl) { return dl ? dl->total_batches : 0; }
+int64_t llm_dataloader_num_tokens(const llm_dataloader *dl) { return dl ? dl->total_tokens : 0; }
 int llm_dataloader_num_files(const llm_dataloader *dl) { return dl ? dl->nfiles : 0; }
 
 const char *llm_dataloader_file(const llm_dataloader *dl, int i) {

@@ -15,7 +15,7 @@ same shards (32,768-token val shard, then train shards of ``--shard-size`` token
 Every llmpy run must produce files byte-identical to the baseline's. The figure of merit is
 the speed-up of 2 workers over the baseline (target >= 1.8x on 2 cores).
 
-Loader. ``llmpy.data.DataLoader`` and the C loader (``llmpy._C.data.DataLoader``) on the
+Loader. ``llmpy.data.DataLoader`` (the C loader, ``csrc/data/dataloader.c``) on the
 train shards just written, with and without shuffling, against the rate at which one GPU could
 possibly consume batches: GPT-2 124M needs ~6N + 12*L*C*T FLOPs per token, so an H100 at its
 dense BF16 peak (989 TFLOP/s, i.e. 100% MFU) eats at most ~1.15M tokens/s = ~17.5 batches/s of
@@ -28,16 +28,15 @@ folder by default).
 from __future__ import annotations
 
 import argparse
-import sys
 import os
 import platform
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from llmpy import _C
 from llmpy.data import DataLoader, tinyshakespeare
 from llmpy.data.sharding import ShardSpec, _context, _encode_batch, default_workers
 from llmpy.data.shards import write_shard
@@ -127,7 +126,7 @@ def loader_rate(make, steps: int, repeats: int) -> float:
     best = 0.0
     for _ in range(repeats):
         dl = make()
-        dl.next_batch()  # open and map the first shard
+        dl.next_batch()  # open the first shard
         t0 = time.perf_counter()
         for _ in range(steps):
             dl.next_batch()
@@ -186,12 +185,6 @@ def main(argv=None) -> int:
         rows = [
             ("llmpy.data.DataLoader", False, lambda: DataLoader(pattern, B, T)),
             ("llmpy.data.DataLoader", True, lambda: DataLoader(pattern, B, T, shuffle=True, seed=1)),
-            ("C loader (csrc/data/dataloader.c)", False, lambda: _C.data.DataLoader([pattern], B, T)),
-            (
-                "C loader (csrc/data/dataloader.c)",
-                True,
-                lambda: _C.data.DataLoader([pattern], B, T, shuffle=True, seed=1),
-            ),
         ]
         print(f"| loader, B={B}, T={T} | shuffle | batches/s | x H100 upper bound ({gpu:.1f} steps/s) |")
         print("|---|---|---:|---:|")

@@ -25,7 +25,7 @@ from typing import Union
 
 import numpy as np
 
-from .. import formats
+from .. import _C, formats
 
 __all__ = [
     "HEADER_BYTES",
@@ -51,8 +51,6 @@ TOKEN_DTYPE = np.dtype("<u2")
 MAX_TOKEN = int(np.iinfo(TOKEN_DTYPE).max)
 MAX_TOKENS = int(np.iinfo(np.int32).max)  # the count is an int32 in the header
 
-_FIX = "re-create it (python -m llmpy.data --help lists the datasets)"
-
 
 class ShardError(ValueError):
     """A token shard is missing, truncated or corrupt; the message names the file."""
@@ -66,55 +64,34 @@ class MissingShardError(ShardError, FileNotFoundError):
 # reading
 
 
-def read_header(path: PathLike, hint: str = _FIX) -> int:
+def read_header(path: PathLike) -> int:
     """Validates a shard's header against its size and returns its token count.
 
-    Raises :class:`MissingShardError` when the file does not exist and :class:`ShardError`
-    for a wrong magic number or version, a truncated file, or a header/size mismatch.
+    The check is the C one (``llm_shard_read_header`` in ``csrc/data/dataloader.c``), which the
+    data loader runs on every shard. Raises :class:`MissingShardError` when the file does not
+    exist and :class:`ShardError` for a directory, a wrong magic number or version, a truncated
+    file, or a header/size mismatch; the message names the file and says what to do.
+
+    >>> read_header("missing.bin")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    llmpy.data.shards.MissingShardError: token shard missing.bin does not exist; ...
     """
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(HEADER_BYTES)
-            size = os.fstat(f.fileno()).st_size
-    except FileNotFoundError as e:
-        raise MissingShardError(f"token shard {path} does not exist; {hint}") from e
-    except IsADirectoryError as e:
-        raise ShardError(f"token shard {path} is a directory, not a file") from e
-    if len(raw) < HEADER_BYTES:
-        raise ShardError(
-            f"token shard {path} is truncated: {size} bytes, smaller than the {HEADER_BYTES}-byte header; {hint}"
-        )
-    header = np.frombuffer(raw, dtype="<i4")
-    magic, version, ntok = int(header[0]), int(header[1]), int(header[2])
-    if magic != SHARD_MAGIC:
-        raise ShardError(f"{path} is not a token shard: magic number {magic}, expected {SHARD_MAGIC}; {hint}")
-    if version != SHARD_VERSION:
-        raise ShardError(
-            f"token shard {path} has version {version}, this llmpy reads version {SHARD_VERSION}"
-        )
-    if ntok < 0:
-        raise ShardError(f"token shard {path} is corrupt: negative token count {ntok} in its header; {hint}")
-    expect = HEADER_BYTES + ntok * TOKEN_DTYPE.itemsize
-    if size != expect:
-        found = (size - HEADER_BYTES) // TOKEN_DTYPE.itemsize
-        what = "is truncated" if size < expect else "is longer than its header says"
-        raise ShardError(
-            f"token shard {path} {what}: header says {ntok} tokens ({expect} bytes), "
-            f"file has {size} bytes ({found} tokens); {hint}"
-        )
-    return ntok
+    return _C.data.read_header(os.fspath(path))
 
 
-def read_shard(path: PathLike, mmap: bool = True, hint: str = _FIX) -> np.ndarray:
+def read_shard(path: PathLike, mmap: bool = True) -> np.ndarray:
     """The validated tokens of a shard as uint16: a read-only memory map (or a copy).
+
+    This is the numpy view of a shard file (for tools and tests); training reads shards through
+    the C loader (:class:`~llmpy.data.DataLoader`).
 
     >>> read_shard("missing.bin")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     llmpy.data.shards.MissingShardError: token shard missing.bin does not exist; ...
     """
-    ntok = read_header(path, hint)
+    ntok = read_header(path)
     if ntok == 0:
         return np.zeros(0, dtype=TOKEN_DTYPE)
     if mmap:
