@@ -1,6 +1,6 @@
 """Hugging Face GPT-2 checkpoints and llm.c model files, in and out.
 
-Three kinds of weights hold the same 16 llm.c tensors (``llmpy.model.TENSOR_NAMES``):
+Three kinds of weights hold the same 16 llm.c tensors (``_C.TENSOR_NAMES``):
 
 * a Hugging Face directory: ``config.json`` + ``model.safetensors`` (or a sharded
   ``model.safetensors.index.json``, or ``pytorch_model.bin``), as ``transformers`` writes it;
@@ -8,7 +8,10 @@ Three kinds of weights hold the same 16 llm.c tensors (``llmpy.model.TENSOR_NAME
   to such a directory in the ``huggingface_hub`` cache;
 * an llm.c model file: 256 x int32 header, then the tensors in fp32 (version 3) or bf16 (5),
   wte padded with zero rows to a multiple of 128 (``csrc/core/formats.h``);
-* a live ``llmpy.GPT2``.
+* a live model: an ``llmpy.GPT2``, or anything with its ``config`` and ``parameters()``.
+
+This module sits below ``llmpy.model`` and never imports it: the functions that make a GPT2
+from these weights are ``GPT2.from_pretrained`` and ``GPT2.load``.
 
 Differences handled here: Hugging Face stores one tensor per layer (``h.{l}.attn.c_attn.weight``)
 where llm.c stacks layers (``qkvw`` is (L, 3C, C)); its ``Conv1D`` layers keep weights as
@@ -34,18 +37,28 @@ import re
 import struct
 from os import PathLike
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Protocol, Union
 
 import numpy as np
 
 from . import _C
-from .model import TENSOR_NAMES, GPT2, GPT2Config
+from .config import GPT2Config
 from .progress import Progress
 
-__all__ = ["HUB_MODELS", "config_from_hf", "config_to_hf", "convert", "from_pretrained", "load",
-           "open_source", "save_pretrained", "to_bf16_bits", "writes_llmc"]
+__all__ = ["HUB_MODELS", "LiveModel", "Source", "config_from_hf", "config_to_hf", "convert", "open_source",
+           "save_pretrained", "to_bf16_bits", "writes_llmc"]
 
 PathType = Union[str, PathLike]
+
+
+class LiveModel(Protocol):
+    """What this module needs of a live model (``llmpy.GPT2`` is one): its config, and its
+    parameters as ``name -> float32 array`` in llm.c names and shapes (wte without padding)."""
+
+    config: GPT2Config
+
+    def parameters(self) -> dict: ...
+
 
 #: OpenAI's GPT-2 checkpoints on the hub and their llm.c-style depth names.
 HUB_MODELS = {"gpt2": "d12", "gpt2-medium": "d24", "gpt2-large": "d36", "gpt2-xl": "d48"}
@@ -282,8 +295,9 @@ def _atomic_write(path: Path, write) -> None:
 # sources: anything that yields the chunks of a model
 
 
-class _Source:
-    """A model's weights as a stream of (name, layer, float32 chunk in llm.c orientation)."""
+class Source:
+    """A model's weights as a stream of (name, layer, float32 chunk in llm.c orientation):
+    ``layer`` is None for a whole tensor, else the layer of a per-layer tensor; file order."""
 
     config: GPT2Config
     where: str
@@ -291,8 +305,16 @@ class _Source:
     def chunks(self) -> Iterator:
         raise NotImplementedError
 
+    def progress(self, desc: str, enabled: Optional[bool] = None) -> Progress:
+        """A progress bar counting this model's parameters (None: shown only for 100M+ parameters,
+        which take long enough to want one)."""
+        total = _num_floats(self.config)
+        if enabled is None and total < 100_000_000:
+            enabled = False
+        return Progress(total=total, unit="param", desc=desc, enabled=enabled)
 
-class _HFSource(_Source):
+
+class _HFSource(Source):
     """A Hugging Face directory; shapes and names are all checked when it is opened."""
 
     def __init__(self, directory: Path):
@@ -393,7 +415,7 @@ def _read_torch_bin(path: Path) -> dict:
     return {k: v.detach().float().numpy() for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
 
-class _LlmcSource(_Source):
+class _LlmcSource(Source):
     """An llm.c model file (version 3 or 5), memory-mapped."""
 
     def __init__(self, path: Path):
@@ -433,10 +455,10 @@ class _LlmcSource(_Source):
                 pos += (self.Vp - self.config.vocab_size) * C  # skip the padding rows
 
 
-class _ModelSource(_Source):
-    """A live GPT2, read through its parameters() views."""
+class _ModelSource(Source):
+    """A live model, read through its parameters() (views on the CPU)."""
 
-    def __init__(self, model: GPT2):
+    def __init__(self, model: LiveModel):
         self.config, self.where, self.model = model.config, repr(model), model
 
     def chunks(self) -> Iterator:
@@ -454,11 +476,19 @@ def _is_llmc_file(path: Path) -> bool:
     return len(head) == 4 and struct.unpack("<i", head)[0] == _fm()["MODEL_MAGIC"]
 
 
-def open_source(spec: Union[PathType, GPT2], *, cache_dir: Optional[PathType] = None,
-                local_files_only: bool = False) -> _Source:
-    """The weights meant by ``spec``: a GPT2, an llm.c file, a Hugging Face directory or a hub name."""
-    if isinstance(spec, GPT2):
-        return _ModelSource(spec)
+def open_source(spec: Union[PathType, LiveModel], *, cache_dir: Optional[PathType] = None,
+                local_files_only: bool = False) -> Source:
+    """The weights meant by ``spec``: a live model, an llm.c file, a Hugging Face directory or a hub name.
+
+    >>> src = open_source("gpt2_124M.bin")                      # doctest: +SKIP
+    >>> src.config, next(src.chunks())[0]                       # doctest: +SKIP
+    (GPT2Config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=1024), 'wte')
+    """
+    if not isinstance(spec, (str, PathLike)):
+        if hasattr(spec, "config") and hasattr(spec, "parameters"):
+            return _ModelSource(spec)
+        raise TypeError(f"expected a path, a hub name or a model (with .config and .parameters()), "
+                        f"got {type(spec).__name__}")
     p = Path(spec).expanduser()
     if p.is_dir():
         return _HFSource(p)
@@ -500,29 +530,7 @@ def _hub_snapshot(name: str, cache_dir: Optional[PathType], local_files_only: bo
 # sinks
 
 
-def _progress(cfg: GPT2Config, desc: str, enabled: Optional[bool]) -> Progress:
-    # only models of 100M+ parameters take long enough to want a bar
-    if enabled is None and _num_floats(cfg) < 100_000_000:
-        enabled = False
-    return Progress(total=_num_floats(cfg), unit="param", desc=desc, enabled=enabled)
-
-
-def _to_model(src: _Source, device: str, progress: Optional[bool]) -> GPT2:
-    model = GPT2(src.config, device=device, seed=0)
-    stack: dict = {}
-    with _progress(src.config, "loading", progress) as bar:
-        for name, layer, a in src.chunks():
-            if layer is None:
-                model.load_parameters({name: a})
-            else:  # one stacked tensor at a time
-                stack.setdefault(name, []).append(a)
-                if len(stack[name]) == src.config.n_layer:
-                    model.load_parameters({name: np.stack(stack.pop(name))})
-            bar.update(a.size)
-    return model
-
-
-def _write_llmc(src: _Source, path: Path, dtype: str, progress: Optional[bool]) -> None:
+def _write_llmc(src: Source, path: Path, dtype: str, progress: Optional[bool]) -> None:
     fm, cfg = _fm(), src.config
     Vp = _padded_vocab(cfg.vocab_size)
     header = np.zeros(fm["HEADER_INTS"], dtype="<i4")
@@ -533,7 +541,7 @@ def _write_llmc(src: _Source, path: Path, dtype: str, progress: Optional[bool]) 
 
     def write(f):
         f.write(header.tobytes())
-        with _progress(cfg, f"writing {path.name}", progress) as bar:
+        with src.progress(f"writing {path.name}", progress) as bar:
             for name, _, a in src.chunks():
                 f.write(conv(a).tobytes())
                 if name == "wte":  # zero rows up to the padded vocabulary
@@ -543,7 +551,7 @@ def _write_llmc(src: _Source, path: Path, dtype: str, progress: Optional[bool]) 
     _atomic_write(path, write)
 
 
-def _write_hf(src: _Source, directory: Path, dtype: str, progress: Optional[bool]) -> None:
+def _write_hf(src: Source, directory: Path, dtype: str, progress: Optional[bool]) -> None:
     cfg = src.config
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} exists and is not a directory")
@@ -560,7 +568,7 @@ def _write_hf(src: _Source, directory: Path, dtype: str, progress: Optional[bool
 
     # model.safetensors first: a directory whose config.json exists is complete
     (directory / "config.json").unlink(missing_ok=True)
-    with _progress(cfg, f"writing {directory.name}/model.safetensors", progress) as bar:
+    with src.progress(f"writing {directory.name}/model.safetensors", progress) as bar:
         _write_safetensors(directory / "model.safetensors", entries, hf_chunks(), bar)
     text = json.dumps(config_to_hf(cfg, dtype), indent=2) + "\n"
     _atomic_write(directory / "config.json", lambda f: f.write(text.encode()))
@@ -576,26 +584,7 @@ def _check_dtype(dtype: str) -> str:
     return dtype
 
 
-def from_pretrained(name_or_dir: PathType, device: str = "cpu", *, cache_dir: Optional[PathType] = None,
-                    local_files_only: bool = False, progress: Optional[bool] = None) -> GPT2:
-    """A GPT2 with the weights of a Hugging Face directory or hub name (see ``GPT2.from_pretrained``)."""
-    p = Path(name_or_dir).expanduser()
-    if p.is_file():
-        raise ValueError(f"{p} is a file; from_pretrained takes a Hugging Face directory or hub name "
-                         "(use GPT2.from_checkpoint for llm.c model files)")
-    src = open_source(name_or_dir, cache_dir=cache_dir, local_files_only=local_files_only)
-    return _to_model(src, device, progress)
-
-
-def load(spec: PathType, device: str = "cpu", *, progress: Optional[bool] = None) -> GPT2:
-    """A GPT2 from an llm.c model file, a Hugging Face directory or a hub name (``--init-from``)."""
-    p = Path(spec).expanduser()
-    if p.is_file():
-        return GPT2.from_checkpoint(p, device=device)
-    return from_pretrained(spec, device=device, progress=progress)
-
-
-def save_pretrained(model: GPT2, directory: PathType, dtype: str = "fp32",
+def save_pretrained(model: LiveModel, directory: PathType, dtype: str = "fp32",
                     progress: Optional[bool] = None) -> None:
     """Writes ``config.json`` + ``model.safetensors`` (see ``GPT2.save_pretrained``)."""
     _write_hf(_ModelSource(model), Path(directory), _check_dtype(dtype), progress)
@@ -607,14 +596,14 @@ def writes_llmc(dst: PathType) -> bool:
     return out.suffix == ".bin" and not out.is_dir()
 
 
-def convert(src: Union[PathType, GPT2], dst: PathType, dtype: str = "fp32", *,
+def convert(src: Union[PathType, LiveModel], dst: PathType, dtype: str = "fp32", *,
             progress: Optional[bool] = None, cache_dir: Optional[PathType] = None,
             local_files_only: bool = False) -> GPT2Config:
     """Converts between Hugging Face directories (or hub names) and llm.c model files.
 
     ``dst`` ending in ``.bin`` is an llm.c model file (version 3 for ``dtype="fp32"``, 5 for
     ``"bf16"``, rounded to nearest even); anything else is a Hugging Face directory (config.json
-    + model.safetensors in float32 or bfloat16). ``src`` may also be a GPT2. Returns the config
+    + model.safetensors in float32 or bfloat16). ``src`` may also be a live model. Returns the config
     of the converted model.
 
     >>> convert("gpt2", "gpt2_124M.bin")                       # doctest: +SKIP
