@@ -7,7 +7,8 @@ Three kinds of weights hold the same 16 llm.c tensors (``_C.TENSOR_NAMES``):
   a hub name (``gpt2``, ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl``, ``owner/name``) resolves
   to such a directory in the ``huggingface_hub`` cache;
 * an llm.c model file: 256 x int32 header, then the tensors in fp32 (version 3) or bf16 (5),
-  wte padded with zero rows to a multiple of 128 (``csrc/core/formats.h``);
+  wte padded with zero rows to a multiple of 128 (``csrc/core/formats.h``), read and written
+  by the core's one model-file reader/writer (``_C.ModelFile``, ``csrc/core/model_file.c``);
 * a live model: an ``llmpy.GPT2``, or anything with its ``config`` and ``parameters()``.
 
 This module sits below ``llmpy.model`` and never imports it: the functions that make a GPT2
@@ -35,6 +36,7 @@ import math
 import os
 import re
 import struct
+from dataclasses import asdict
 from os import PathLike
 from pathlib import Path
 from typing import Iterator, Optional, Protocol, Union
@@ -120,11 +122,6 @@ def _num_floats(cfg: GPT2Config) -> int:
     return sum(math.prod(s) for _, _, s in _chunk_shapes(cfg))
 
 
-def _padded_vocab(vocab_size: int) -> int:
-    pad = _fm()["VOCAB_PAD"]
-    return (vocab_size + pad - 1) // pad * pad
-
-
 # ----------------------------------------------------------------------------
 # config.json
 
@@ -205,17 +202,13 @@ def config_to_hf(cfg: GPT2Config, dtype: str = "fp32") -> dict:
 
 
 def to_bf16_bits(a: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest, ties to even.
+    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest, ties to even; a NaN stays a
+    quiet NaN. The core's conversion (``llm_f32_to_bf16``), the one the llm.c files get too.
 
     >>> to_bf16_bits(np.array([1.0, 1.00390625, 1.01171875], dtype=np.float32))  # ties: down, up
     array([16256, 16256, 16258], dtype=uint16)
     """
-    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-    out = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
-    nan = np.isnan(bits.view(np.float32))
-    if nan.any():  # keep NaNs NaN (rounding could carry them into infinity): a quiet NaN
-        out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)
-    return out
+    return _C.to_bf16_bits(a)
 
 
 def _from_bf16_bits(a: np.ndarray) -> np.ndarray:
@@ -416,43 +409,20 @@ def _read_torch_bin(path: Path) -> dict:
 
 
 class _LlmcSource(Source):
-    """An llm.c model file (version 3 or 5), memory-mapped."""
+    """An llm.c model file (version 3 or 5), read by the core (``_C.ModelFile``: header and size
+    checked when it opens, bf16 widened, wte's padding rows skipped)."""
 
     def __init__(self, path: Path):
-        fm = _fm()
         self.where = str(path)
-        n = fm["HEADER_INTS"]
-        size = path.stat().st_size
-        h = np.fromfile(path, dtype="<i4", count=n)
-        if h.size != n or h[0] != fm["MODEL_MAGIC"]:
-            raise ValueError(f"{path}: not an llm.c model file (bad magic); expected a file written by "
-                             "llm.c, llmpy (GPT2.save) or python -m llmpy.convert")
-        versions = {fm["MODEL_VERSION_FP32"]: 4, fm["MODEL_VERSION_BF16"]: 2}
-        if int(h[1]) not in versions:
-            raise ValueError(f"{path}: unsupported model file version {h[1]} (supported: {sorted(versions)})")
-        self.bf16 = int(h[1]) == fm["MODEL_VERSION_BF16"]
-        self.config = GPT2Config(n_layer=int(h[4]), n_head=int(h[5]), n_embd=int(h[6]), vocab_size=int(h[3]),
-                                 block_size=int(h[2]))
-        self.Vp = int(h[7])
-        if min(int(x) for x in h[2:8]) < 1 or self.Vp < self.config.vocab_size:
-            raise ValueError(f"{path}: invalid header sizes {h[2:8].tolist()}; the file is corrupt")
-        numel = _num_floats(self.config) + (self.Vp - self.config.vocab_size) * self.config.n_embd
-        expect = 4 * n + numel * versions[int(h[1])]
-        if size != expect:
-            raise ValueError(f"{path}: {size} bytes, but its header ({self.config}, padded vocab {self.Vp}) "
-                             f"implies {expect}; the file is truncated or corrupt")
-        dt = "<u2" if self.bf16 else "<f4"
-        self.data = np.memmap(path, dtype=dt, mode="r", offset=4 * n, shape=(numel,))
+        self.file = _C.ModelFile.open(str(path))
+        self.bf16 = self.file.bf16
+        c = self.file.config
+        self.config = GPT2Config(n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
+                                 vocab_size=c["vocab_size"], block_size=c["block_size"])
 
     def chunks(self) -> Iterator:
-        pos, C = 0, self.config.n_embd
-        for name, layer, shape in _chunk_shapes(self.config):
-            k = math.prod(shape)
-            a = self.data[pos:pos + k].reshape(shape)
-            yield name, layer, (_from_bf16_bits(a) if self.bf16 else np.array(a, dtype=np.float32))
-            pos += k
-            if name == "wte":
-                pos += (self.Vp - self.config.vocab_size) * C  # skip the padding rows
+        for name, layer, _ in _chunk_shapes(self.config):
+            yield name, layer, self.file.read(name, -1 if layer is None else layer)
 
 
 class _ModelSource(Source):
@@ -531,24 +501,13 @@ def _hub_snapshot(name: str, cache_dir: Optional[PathType], local_files_only: bo
 
 
 def _write_llmc(src: Source, path: Path, dtype: str, progress: Optional[bool]) -> None:
-    fm, cfg = _fm(), src.config
-    Vp = _padded_vocab(cfg.vocab_size)
-    header = np.zeros(fm["HEADER_INTS"], dtype="<i4")
-    version = fm["MODEL_VERSION_BF16" if dtype == "bf16" else "MODEL_VERSION_FP32"]
-    header[:8] = [fm["MODEL_MAGIC"], version, cfg.block_size, cfg.vocab_size, cfg.n_layer, cfg.n_head,
-                  cfg.n_embd, Vp]
-    conv = to_bf16_bits if dtype == "bf16" else (lambda a: np.ascontiguousarray(a, dtype="<f4"))
-
-    def write(f):
-        f.write(header.tobytes())
-        with src.progress(f"writing {path.name}", progress) as bar:
-            for name, _, a in src.chunks():
-                f.write(conv(a).tobytes())
-                if name == "wte":  # zero rows up to the padded vocabulary
-                    f.write(bytes((Vp - cfg.vocab_size) * cfg.n_embd * (2 if dtype == "bf16" else 4)))
-                bar.update(a.size)
-
-    _atomic_write(path, write)
+    """Streams ``src`` into the core's model-file writer (temp file, renamed when complete)."""
+    with _C.ModelFile.create(str(path), **asdict(src.config), bf16=dtype == "bf16") as f, \
+            src.progress(f"writing {path.name}", progress) as bar:
+        for name, layer, a in src.chunks():
+            f.write(name, a, -1 if layer is None else layer)
+            bar.update(a.size)
+        f.commit()  # leaving the block without it (an exception) removes the temp file
 
 
 def _write_hf(src: Source, directory: Path, dtype: str, progress: Optional[bool]) -> None:
