@@ -19,6 +19,8 @@ import torch.nn.functional as F
 import transformers
 
 import llmpy
+import llmpy.config
+import llmpy.model
 from llmpy import hf
 from llmpy.convert import main as convert_main
 
@@ -226,6 +228,21 @@ def test_fp32_round_trip_is_exact_and_llmpy_reads_it(hf_dir, tmp_path):
     got = hf_weights(back)
     for k, v in hf_weights(ref).items():
         assert_close(f"fp32 round trip {k}", got[k], v, max_abs=0.0)
+
+
+def test_load_takes_llmc_files_and_hf_directories(hf_dir, tmp_path):
+    """GPT2.load (--init-from): an llm.c file goes to the C loader, a directory through hf; same model."""
+    ref, d = hf_dir
+    hf.convert(d, tmp_path / "m.bin")
+    a, b = llmpy.GPT2.load(tmp_path / "m.bin"), llmpy.GPT2.load(d)
+    assert a.config == b.config == llmpy.model.GPT2Config(n_layer=2, n_head=3, n_embd=48, vocab_size=101,
+                                                          block_size=32)
+    for k, v in a.parameters().items():
+        assert_close(f"load {k}", b.parameters()[k], v, max_abs=0.0)
+    x = tokens()
+    a.forward(x)
+    assert_close("logits of GPT2.load", a.logits(), hf_logits(ref, x), max_abs=LOGITS_TOL)
+    assert llmpy.GPT2Config is llmpy.model.GPT2Config is llmpy.config.GPT2Config
 
 
 def test_to_bf16_bits_rounds_like_torch():
