@@ -105,13 +105,18 @@ llm_status llm_file_read_header(FILE *f, const char *path, int32_t header[LLM_HE
 
 char *llm_temp_path(const char *path) {
     static unsigned counter; // two writers of one path in one process get different temp files
+#if defined(__GNUC__)
+    unsigned n = __atomic_fetch_add(&counter, 1u, __ATOMIC_RELAXED); // writers may run on several threads
+#else
+    unsigned n = counter++;
+#endif
     size_t len = strlen(path) + 48;
     char *tmp = malloc(len);
     if (!tmp) return NULL;
 #ifndef _WIN32
-    snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(), counter++);
+    snprintf(tmp, len, "%s.tmp.%ld.%u", path, (long)getpid(), n);
 #else
-    snprintf(tmp, len, "%s.tmp.%u", path, counter++);
+    snprintf(tmp, len, "%s.tmp.%u", path, n);
 #endif
     return tmp;
 }
