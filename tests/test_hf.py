@@ -19,6 +19,8 @@ import torch.nn.functional as F
 import transformers
 
 import llmpy
+import llmpy.config
+import llmpy.model
 from llmpy import hf
 from llmpy.convert import main as convert_main
 
@@ -228,6 +230,21 @@ def test_fp32_round_trip_is_exact_and_llmpy_reads_it(hf_dir, tmp_path):
         assert_close(f"fp32 round trip {k}", got[k], v, max_abs=0.0)
 
 
+def test_load_takes_llmc_files_and_hf_directories(hf_dir, tmp_path):
+    """GPT2.load (--init-from): an llm.c file goes to the C loader, a directory through hf; same model."""
+    ref, d = hf_dir
+    hf.convert(d, tmp_path / "m.bin")
+    a, b = llmpy.GPT2.load(tmp_path / "m.bin"), llmpy.GPT2.load(d)
+    assert a.config == b.config == llmpy.model.GPT2Config(n_layer=2, n_head=3, n_embd=48, vocab_size=101,
+                                                          block_size=32)
+    for k, v in a.parameters().items():
+        assert_close(f"load {k}", b.parameters()[k], v, max_abs=0.0)
+    x = tokens()
+    a.forward(x)
+    assert_close("logits of GPT2.load", a.logits(), hf_logits(ref, x), max_abs=LOGITS_TOL)
+    assert llmpy.GPT2Config is llmpy.model.GPT2Config is llmpy.config.GPT2Config
+
+
 def test_to_bf16_bits_rounds_like_torch():
     rng = np.random.default_rng(0)
     a = np.concatenate([
@@ -382,7 +399,7 @@ def test_shape_mismatch_and_damaged_files(hf_dir, tmp_path):
     good = tmp_path / "good.bin"
     hf.convert(save_bin(ref, tmp_path / "good"), good)
     good.write_bytes(good.read_bytes()[:-4])
-    with pytest.raises(ValueError, match="truncated or corrupt"):
+    with pytest.raises(ValueError, match="good.bin: file is truncated"):
         hf.convert(good, tmp_path / "y")
 
 

@@ -28,6 +28,7 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be); // bindings_ops.cpp
 void llmpy_register_data(py::module_ &m);      // bindings_data.cpp
 void llmpy_register_tokenizer(py::module_ &m); // bindings_tokenizer.cpp
 void llmpy_register_dist(py::module_ &m);      // bindings_dist.cpp
+void llmpy_register_model_file(py::module_ &m); // bindings/model_file.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -39,6 +40,7 @@ void llmpy_register_dist(py::module_ &m);      // bindings_dist.cpp
 PYBIND11_MODULE(_C, mod) {
     mod.doc() = "llmpy C core (thin pybind11 bindings over csrc/core/llmpy.h)";
     llmpy_register_model(mod);
+    llmpy_register_model_file(mod);
 
     // the tensor table (llmpy.h: llm_tensor_spec), from the C side so that it cannot drift
     static const char *const dim_names[] = {"", "L", "Vp", "maxT", "C", "3C", "4C"};

@@ -1,6 +1,7 @@
 /*
- * checkpoint.c — files of the model (formats.h): llm.c-compatible model files (read fp32 v3 and
- * bf16 v5, write fp32 v3) and our training-state files (AdamW moments + the loop's JSON).
+ * checkpoint.c — files of the model (formats.h): llm_model_load/llm_model_save (llm.c model
+ * files: read fp32 v3 and bf16 v5, write fp32 v3) over the one model-file reader/writer of
+ * model_file.c, and our training-state files (AdamW moments + the loop's JSON).
  * Writes are atomic: a temp file beside the target, then rename().
  * Every failure returns a status with a message naming the file and what was wrong.
  */
@@ -8,25 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#ifndef _WIN32
-#include <unistd.h>
-#endif
 
 #include "core/common.h"
 #include "core/formats.h"
 #include "core/gpt2.h"
+#include "core/model_file.h"
 
 // Tensors move through a host staging buffer of this many floats (backends may be devices).
 #define STAGE_FLOATS ((size_t)1 << 20)
 
 // ----------------------------------------------------------------------------
-// reading
-
-static llm_status read_exact(FILE *f, void *buf, size_t bytes, const char *path) {
-    if (fread(buf, 1, bytes, f) != bytes)
-        return llm_fail(LLM_EFORMAT, "%s: file is truncated (unexpected end of file)", path);
-    return LLM_OK;
-}
+// model files: through the streaming reader/writer of model_file.c, chunk by chunk
 
 // Reads n floats from f into backend memory dst through a host staging buffer.
 static llm_status read_floats(FILE *f, const llm_ops *ops, float *dst, size_t n, const char *path) {
@@ -35,7 +28,8 @@ static llm_status read_floats(FILE *f, const llm_ops *ops, float *dst, size_t n,
     llm_status s = LLM_OK;
     for (size_t done = 0; s == LLM_OK && done < n;) {
         size_t k = n - done < STAGE_FLOATS ? n - done : STAGE_FLOATS;
-        s = read_exact(f, stage, k * sizeof(float), path);
+        if (fread(stage, sizeof(float), k, f) != k)
+            s = llm_fail(LLM_EFORMAT, "%s: file is truncated (unexpected end of file)", path);
         if (s == LLM_OK) s = ops->to_device(dst + done, stage, k * sizeof(float));
         done += k;
     }
@@ -59,91 +53,65 @@ static llm_status write_floats(FILE *f, const llm_ops *ops, const float *src, si
     return s;
 }
 
-// Reads the 256-int header; *file_bytes receives the file's size (every format checks it).
-static llm_status read_header(FILE *f, const char *path, int32_t header[LLM_HEADER_INTS], long long *file_bytes) {
-    const size_t header_bytes = LLM_HEADER_INTS * sizeof(int32_t);
-    if (fseek(f, 0, SEEK_END) != 0) return llm_fail(LLM_EIO, "%s: cannot seek: %s", path, strerror(errno));
-    *file_bytes = ftell(f);
-    rewind(f);
-    if (*file_bytes < (long long)header_bytes)
-        return llm_fail(LLM_EFORMAT, "%s: file is truncated: %lld bytes, smaller than the %zu-byte header", path,
-                        *file_bytes, header_bytes);
-    return read_exact(f, header, header_bytes, path);
-}
-
-static float bf16_to_float(uint16_t h) {
-    uint32_t bits = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &bits, sizeof x);
-    return x;
-}
-
-static llm_status load_from(FILE *f, const char *path, const char *device, const char *precision, llm_model **out) {
-    int32_t header[LLM_HEADER_INTS];
-    long long file_bytes = 0;
-    LLM_TRY(read_header(f, path, header, &file_bytes));
-    if (header[0] != LLM_MODEL_MAGIC)
-        return llm_fail(LLM_EFORMAT, "%s: not an llm.c model file (magic %d, expected %d)", path, header[0],
-                        LLM_MODEL_MAGIC);
-    int version = header[1];
-    if (version != LLM_MODEL_VERSION_FP32 && version != LLM_MODEL_VERSION_BF16)
-        return llm_fail(LLM_EFORMAT, "%s: unsupported model file version %d (supported: %d = fp32, %d = bf16)",
-                        path, version, LLM_MODEL_VERSION_FP32, LLM_MODEL_VERSION_BF16);
-    llm_config cfg = {.block_size = header[2], .vocab_size = header[3], .n_layer = header[4],
-                      .n_head = header[5], .n_embd = header[6], .padded_vocab_size = header[7]};
-    if (cfg.padded_vocab_size <= 0)
-        return llm_fail(LLM_EFORMAT, "%s: header has padded_vocab_size %d", path, cfg.padded_vocab_size);
-    if (llm_config_check(&cfg) != LLM_OK)
-        return llm_fail(LLM_EFORMAT, "%s: header holds an invalid configuration: %s", path, llm_last_error());
-
-    llm_model *m;
-    LLM_TRY(gpt2_alloc(&m, &cfg, device, precision));
-    size_t elem = version == LLM_MODEL_VERSION_FP32 ? 4 : 2;
-    long long expect = (long long)sizeof header + (long long)(m->total * elem);
-    if (file_bytes != expect) {
-        llm_model_free(m);
-        return llm_fail(LLM_EFORMAT,
-                        "%s: %s: header (L=%d, NH=%d, C=%d, V=%d, Vp=%d, maxT=%d, version %d) implies %lld bytes, "
-                        "file has %lld",
-                        path, file_bytes < expect ? "file is truncated" : "header does not match the file size",
-                        cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.padded_vocab_size, cfg.block_size,
-                        version, expect, file_bytes);
-    }
-    // chunk by chunk through a host fp32 stage (bf16 files are widened on the host)
-    llm_status s = LLM_OK;
+// The whole parameter block (wte with its padding rows) chunk by chunk through a host fp32 stage.
+static llm_status load_params(llm_model *m, llm_model_file *f, const char *path) {
+    if (llm_model_file_elems(f) != m->total) // both come from the tensor table
+        return llm_fail(LLM_EFORMAT, "%s: holds %zu parameters, the model %zu", path, llm_model_file_elems(f),
+                        m->total);
     float *stage = malloc(STAGE_FLOATS * sizeof(float));
-    uint16_t *raw = elem == 2 ? malloc(STAGE_FLOATS * sizeof(uint16_t)) : NULL;
-    if (!stage || (elem == 2 && !raw)) s = llm_fail(LLM_ENOMEM, "out of memory loading %s", path);
+    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory loading %s", path);
+    llm_status s = LLM_OK;
     for (size_t done = 0; s == LLM_OK && done < m->total;) {
         size_t n = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
-        if (elem == 4) {
-            s = read_exact(f, stage, n * sizeof(float), path);
-        } else {
-            s = read_exact(f, raw, n * 2, path);
-            for (size_t i = 0; s == LLM_OK && i < n; i++) stage[i] = bf16_to_float(raw[i]);
-        }
+        s = llm_model_file_read_range(f, done, n, stage);
         if (s == LLM_OK) s = gpt2_set_params(m, done, stage, n);
         done += n;
     }
     free(stage);
-    free(raw);
-    if (s != LLM_OK) { llm_model_free(m); return s; }
-    *out = m;
-    return LLM_OK;
+    return s;
 }
 
 llm_status llm_model_load(llm_model **out, const char *path, const char *device, const char *precision) {
     if (!out || !path) return llm_fail(LLM_EINVAL, "output or path is NULL");
     *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return llm_fail(LLM_EIO, "cannot open model file %s: %s", path, strerror(errno));
-    llm_status s = load_from(f, path, device, precision, out);
-    fclose(f);
+    llm_model_file *f;
+    LLM_TRY(llm_model_file_open(&f, path));
+    llm_config cfg = llm_model_file_config(f);
+    llm_model *m = NULL;
+    llm_status s = gpt2_alloc(&m, &cfg, device, precision);
+    if (s == LLM_OK) s = load_params(m, f, path);
+    llm_model_file_close(f);
+    if (s != LLM_OK) { llm_model_free(m); return s; }
+    *out = m;
+    return LLM_OK;
+}
+
+// From the fp32 master copy when there is one, so a mixed-precision run saves exact weights.
+static llm_status save_params(const llm_model *m, llm_model_file *f, const char *path) {
+    float *stage = malloc(STAGE_FLOATS * sizeof(float));
+    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory writing %s", path);
+    llm_status s = LLM_OK;
+    for (size_t done = 0; s == LLM_OK && done < m->total;) {
+        size_t k = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
+        s = gpt2_get_params(m, done, stage, k);
+        if (s == LLM_OK) s = llm_model_file_write_range(f, stage, k);
+        done += k;
+    }
+    free(stage);
+    return s == LLM_OK ? llm_model_file_commit(f) : s;
+}
+
+llm_status llm_model_save(const llm_model *m, const char *path) {
+    if (!m || !path) return llm_fail(LLM_EINVAL, "model or path is NULL");
+    llm_model_file *f;
+    LLM_TRY(llm_model_file_create(&f, path, &m->cfg, 0));
+    llm_status s = save_params(m, f, path);
+    llm_model_file_close(f); // removes the temp file unless committed
     return s;
 }
 
 // ----------------------------------------------------------------------------
-// writing
+// atomic writes of training-state files
 
 static void put_i64(int32_t *h, int i, int64_t v) {
     h[i] = (int32_t)(uint32_t)((uint64_t)v & 0xffffffffu);
@@ -159,14 +127,8 @@ typedef llm_status (*writer_fn)(FILE *f, const void *ctx, const char *path);
 // Runs write(f) on a temp file beside path, then renames it over path; removes it on failure.
 static llm_status write_atomically(const char *path, writer_fn write, const void *ctx) {
     if (!path) return llm_fail(LLM_EINVAL, "path is NULL");
-    size_t len = strlen(path);
-    char *tmp = malloc(len + 32);
+    char *tmp = llm_temp_path(path);
     if (!tmp) return llm_fail(LLM_ENOMEM, "out of memory");
-#ifndef _WIN32
-    snprintf(tmp, len + 32, "%s.tmp.%ld", path, (long)getpid());
-#else
-    snprintf(tmp, len + 32, "%s.tmp", path);
-#endif
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         llm_status s = llm_fail(LLM_EIO, "cannot write %s: %s", tmp, strerror(errno));
@@ -185,39 +147,6 @@ static llm_status write_atomically(const char *path, writer_fn write, const void
 static void config_to_header(const llm_config *c, int32_t *h) {
     h[0] = c->n_layer; h[1] = c->n_head; h[2] = c->n_embd;
     h[3] = c->vocab_size; h[4] = c->block_size; h[5] = c->padded_vocab_size;
-}
-
-static llm_status write_model(FILE *f, const void *ctx, const char *path) {
-    const llm_model *m = ctx;
-    int32_t header[LLM_HEADER_INTS] = {0};
-    header[0] = LLM_MODEL_MAGIC;
-    header[1] = LLM_MODEL_VERSION_FP32;
-    header[2] = m->cfg.block_size;
-    header[3] = m->cfg.vocab_size;
-    header[4] = m->cfg.n_layer;
-    header[5] = m->cfg.n_head;
-    header[6] = m->cfg.n_embd;
-    header[7] = m->cfg.padded_vocab_size;
-    if (fwrite(header, sizeof header, 1, f) != 1)
-        return llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
-    // from the fp32 master copy when there is one, so a mixed-precision run saves exact weights
-    float *stage = malloc(STAGE_FLOATS * sizeof(float));
-    if (!stage) return llm_fail(LLM_ENOMEM, "out of memory writing %s", path);
-    llm_status s = LLM_OK;
-    for (size_t done = 0; s == LLM_OK && done < m->total;) {
-        size_t k = m->total - done < STAGE_FLOATS ? m->total - done : STAGE_FLOATS;
-        s = gpt2_get_params(m, done, stage, k);
-        if (s == LLM_OK && fwrite(stage, sizeof(float), k, f) != k)
-            s = llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
-        done += k;
-    }
-    free(stage);
-    return s;
-}
-
-llm_status llm_model_save(const llm_model *m, const char *path) {
-    if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
-    return write_atomically(path, write_model, m);
 }
 
 // ----------------------------------------------------------------------------
@@ -263,8 +192,8 @@ llm_status llm_model_save_state(const llm_model *m, const char *path, const char
 
 static llm_status load_state_from(FILE *f, llm_model *m, const char *path, char **json) {
     int32_t header[LLM_HEADER_INTS];
-    long long file_bytes = 0;
-    LLM_TRY(read_header(f, path, header, &file_bytes));
+    int64_t file_bytes = 0;
+    LLM_TRY(llm_file_read_header(f, path, header, &file_bytes));
     if (header[0] != LLM_TRAIN_STATE_MAGIC)
         return llm_fail(LLM_EFORMAT, "%s: not an llmpy training-state file (magic %d, expected %d)", path, header[0],
                         LLM_TRAIN_STATE_MAGIC);
@@ -288,7 +217,7 @@ static llm_status load_state_from(FILE *f, llm_model *m, const char *path, char 
     if (file_bytes != expect)
         return llm_fail(LLM_EFORMAT, "%s: %s: header implies %lld bytes, file has %lld", path,
                         file_bytes < expect ? "file is truncated" : "header does not match the file size", expect,
-                        file_bytes);
+                        (long long)file_bytes);
     char *text = NULL;
     if (json) {
         text = malloc((size_t)json_len + 1);
@@ -305,8 +234,9 @@ static llm_status load_state_from(FILE *f, llm_model *m, const char *path, char 
         if (s == LLM_OK) s = read_floats(f, ops, vv, m->total, path);
     }
     if (s == LLM_OK && json) {
-        if (fseek(f, (long)(expect - json_len), SEEK_SET) != 0) s = llm_fail(LLM_EIO, "%s: cannot seek", path);
-        if (s == LLM_OK) s = read_exact(f, text, (size_t)json_len, path);
+        s = llm_file_seek(f, (int64_t)(expect - json_len), path);
+        if (s == LLM_OK && fread(text, 1, (size_t)json_len, f) != (size_t)json_len)
+            s = llm_fail(LLM_EFORMAT, "%s: file is truncated (unexpected end of file)", path);
         if (s == LLM_OK) text[json_len] = '\0';
     }
     if (s != LLM_OK) {

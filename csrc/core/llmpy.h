@@ -254,6 +254,55 @@ double llm_lr_at(const llm_schedule *s, int64_t step);
 llm_status llm_grad_accumulation(int64_t total_batch_size, int B, int T, int world_size, int *accum);
 
 // ----------------------------------------------------------------------------
+// model files (model_file.c): llm.c's format (formats.h) streamed one tensor slice at a time, so
+// converters never hold a whole model; llm_model_load/llm_model_save use the same code.
+//
+// A slice is tensor i's layer `layer` for a per-layer tensor (llm_tensor_per_layer), or the whole
+// tensor with layer = -1 (every layer, for a per-layer tensor). Slices hold the visible rows only
+// (wte: V rows; the file's padding rows up to Vp are skipped on reading and written as zeros), in
+// fp32 on the caller's side whatever the file stores. Every message names the file.
+
+typedef struct llm_model_file llm_model_file;
+
+// Opens an llm.c model file for reading, checking magic, version, configuration and size (fp32
+// version 3 or bf16 version 5); LLM_EIO when it cannot be opened, LLM_EFORMAT when it is not a
+// valid model file ("not an llm.c model file", "unsupported model file version", "file is
+// truncated", "header does not match the file size", "invalid configuration").
+llm_status llm_model_file_open(llm_model_file **out, const char *path);
+// The file's configuration (padded_vocab_size as the file stores it).
+llm_config llm_model_file_config(const llm_model_file *f);
+// 1 for a bf16 file (version 5), 0 for fp32 (version 3).
+int llm_model_file_bf16(const llm_model_file *f);
+// The shape of slice (i, layer), as read and write take it; returns ndim (1..3), 0 when (i, layer)
+// is not a slice (i out of range, layer out of [-1, L), a layer of a tensor that has none).
+int llm_model_file_shape(const llm_model_file *f, int i, int layer, int64_t shape[3]);
+// Reads slice (i, layer) into dst (fp32, shape as llm_model_file_shape says; bf16 widened exactly).
+// Any order; only on a file opened with llm_model_file_open.
+llm_status llm_model_file_read(llm_model_file *f, int i, int layer, float *dst);
+
+// Starts writing a model file for cfg (padded_vocab_size 0: rounded up to a multiple of 128) as
+// fp32 (version 3) or, with bf16 != 0, bf16 (version 5): into a temp file beside path, which
+// llm_model_file_commit renames over path. Until then path is untouched.
+llm_status llm_model_file_create(llm_model_file **out, const char *path, const llm_config *cfg, int bf16);
+// Writes slice (i, layer) from src (fp32; a bf16 file rounds to nearest, ties to even, NaN stays a
+// quiet NaN). Slices go in file order (tensors in llm_tensor_id order, a per-layer tensor layer by
+// layer or whole); another order is LLM_ESTATE naming the slice expected next. wte's padding rows
+// are written as zeros after its visible rows.
+llm_status llm_model_file_write(llm_model_file *f, int i, int layer, const float *src);
+// Finishes a written file: LLM_ESTATE (nothing changes, writing may go on) while slices are missing
+// or after a failed write; then flushes, closes and renames the temp file over path atomically.
+// Any failure of those removes the temp file and leaves path as it was.
+llm_status llm_model_file_commit(llm_model_file *f);
+// Closes f (after reading, after a commit, or to abandon a write: the temp file is removed and
+// path left as it was) and frees it. NULL is a no-op.
+void llm_model_file_close(llm_model_file *f);
+
+// fp32 <-> bf16 bit patterns as model files store them: round to nearest, ties to even; a NaN
+// stays a quiet NaN ((bits >> 16) | 0x40) instead of rounding into infinity. Widening is exact.
+void llm_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
+void llm_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+
+// ----------------------------------------------------------------------------
 // runtime
 
 void llm_set_num_threads(int n);

@@ -1,14 +1,18 @@
 """Hugging Face GPT-2 checkpoints and llm.c model files, in and out.
 
-Three kinds of weights hold the same 16 llm.c tensors (``llmpy.model.TENSOR_NAMES``):
+Three kinds of weights hold the same 16 llm.c tensors (``_C.TENSOR_NAMES``):
 
 * a Hugging Face directory: ``config.json`` + ``model.safetensors`` (or a sharded
   ``model.safetensors.index.json``, or ``pytorch_model.bin``), as ``transformers`` writes it;
   a hub name (``gpt2``, ``gpt2-medium``, ``gpt2-large``, ``gpt2-xl``, ``owner/name``) resolves
   to such a directory in the ``huggingface_hub`` cache;
 * an llm.c model file: 256 x int32 header, then the tensors in fp32 (version 3) or bf16 (5),
-  wte padded with zero rows to a multiple of 128 (``csrc/core/formats.h``);
-* a live ``llmpy.GPT2``.
+  wte padded with zero rows to a multiple of 128 (``csrc/core/formats.h``), read and written
+  by the core's one model-file reader/writer (``_C.ModelFile``, ``csrc/core/model_file.c``);
+* a live model: an ``llmpy.GPT2``, or anything with its ``config`` and ``parameters()``.
+
+This module sits below ``llmpy.model`` and never imports it: the functions that make a GPT2
+from these weights are ``GPT2.from_pretrained`` and ``GPT2.load``.
 
 Differences handled here: Hugging Face stores one tensor per layer (``h.{l}.attn.c_attn.weight``)
 where llm.c stacks layers (``qkvw`` is (L, 3C, C)); its ``Conv1D`` layers keep weights as
@@ -32,20 +36,31 @@ import math
 import os
 import re
 import struct
+from dataclasses import asdict
 from os import PathLike
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Iterator, Optional, Protocol, Union
 
 import numpy as np
 
 from . import _C
-from .model import TENSOR_NAMES, GPT2, GPT2Config
+from .config import GPT2Config
 from .progress import Progress
 
-__all__ = ["HUB_MODELS", "config_from_hf", "config_to_hf", "convert", "from_pretrained", "load",
-           "open_source", "save_pretrained", "to_bf16_bits", "writes_llmc"]
+__all__ = ["HUB_MODELS", "LiveModel", "Source", "config_from_hf", "config_to_hf", "convert", "open_source",
+           "save_pretrained", "to_bf16_bits", "writes_llmc"]
 
 PathType = Union[str, PathLike]
+
+
+class LiveModel(Protocol):
+    """What this module needs of a live model (``llmpy.GPT2`` is one): its config, and its
+    parameters as ``name -> float32 array`` in llm.c names and shapes (wte without padding)."""
+
+    config: GPT2Config
+
+    def parameters(self) -> dict: ...
+
 
 #: OpenAI's GPT-2 checkpoints on the hub and their llm.c-style depth names.
 HUB_MODELS = {"gpt2": "d12", "gpt2-medium": "d24", "gpt2-large": "d36", "gpt2-xl": "d48"}
@@ -105,11 +120,6 @@ def _hf_name(name: str, layer: Optional[int]) -> tuple:
 
 def _num_floats(cfg: GPT2Config) -> int:
     return sum(math.prod(s) for _, _, s in _chunk_shapes(cfg))
-
-
-def _padded_vocab(vocab_size: int) -> int:
-    pad = _fm()["VOCAB_PAD"]
-    return (vocab_size + pad - 1) // pad * pad
 
 
 # ----------------------------------------------------------------------------
@@ -192,17 +202,13 @@ def config_to_hf(cfg: GPT2Config, dtype: str = "fp32") -> dict:
 
 
 def to_bf16_bits(a: np.ndarray) -> np.ndarray:
-    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest, ties to even.
+    """float32 -> bfloat16 bit patterns (uint16), rounding to nearest, ties to even; a NaN stays a
+    quiet NaN. The core's conversion (``llm_f32_to_bf16``), the one the llm.c files get too.
 
     >>> to_bf16_bits(np.array([1.0, 1.00390625, 1.01171875], dtype=np.float32))  # ties: down, up
     array([16256, 16256, 16258], dtype=uint16)
     """
-    bits = np.ascontiguousarray(a, dtype=np.float32).view(np.uint32)
-    out = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
-    nan = np.isnan(bits.view(np.float32))
-    if nan.any():  # keep NaNs NaN (rounding could carry them into infinity): a quiet NaN
-        out[nan] = ((bits[nan] >> 16) | 0x40).astype(np.uint16)
-    return out
+    return _C.to_bf16_bits(a)
 
 
 def _from_bf16_bits(a: np.ndarray) -> np.ndarray:
@@ -282,8 +288,9 @@ def _atomic_write(path: Path, write) -> None:
 # sources: anything that yields the chunks of a model
 
 
-class _Source:
-    """A model's weights as a stream of (name, layer, float32 chunk in llm.c orientation)."""
+class Source:
+    """A model's weights as a stream of (name, layer, float32 chunk in llm.c orientation):
+    ``layer`` is None for a whole tensor, else the layer of a per-layer tensor; file order."""
 
     config: GPT2Config
     where: str
@@ -291,8 +298,16 @@ class _Source:
     def chunks(self) -> Iterator:
         raise NotImplementedError
 
+    def progress(self, desc: str, enabled: Optional[bool] = None) -> Progress:
+        """A progress bar counting this model's parameters (None: shown only for 100M+ parameters,
+        which take long enough to want one)."""
+        total = _num_floats(self.config)
+        if enabled is None and total < 100_000_000:
+            enabled = False
+        return Progress(total=total, unit="param", desc=desc, enabled=enabled)
 
-class _HFSource(_Source):
+
+class _HFSource(Source):
     """A Hugging Face directory; shapes and names are all checked when it is opened."""
 
     def __init__(self, directory: Path):
@@ -393,50 +408,27 @@ def _read_torch_bin(path: Path) -> dict:
     return {k: v.detach().float().numpy() for k, v in sd.items() if isinstance(v, torch.Tensor)}
 
 
-class _LlmcSource(_Source):
-    """An llm.c model file (version 3 or 5), memory-mapped."""
+class _LlmcSource(Source):
+    """An llm.c model file (version 3 or 5), read by the core (``_C.ModelFile``: header and size
+    checked when it opens, bf16 widened, wte's padding rows skipped)."""
 
     def __init__(self, path: Path):
-        fm = _fm()
         self.where = str(path)
-        n = fm["HEADER_INTS"]
-        size = path.stat().st_size
-        h = np.fromfile(path, dtype="<i4", count=n)
-        if h.size != n or h[0] != fm["MODEL_MAGIC"]:
-            raise ValueError(f"{path}: not an llm.c model file (bad magic); expected a file written by "
-                             "llm.c, llmpy (GPT2.save) or python -m llmpy.convert")
-        versions = {fm["MODEL_VERSION_FP32"]: 4, fm["MODEL_VERSION_BF16"]: 2}
-        if int(h[1]) not in versions:
-            raise ValueError(f"{path}: unsupported model file version {h[1]} (supported: {sorted(versions)})")
-        self.bf16 = int(h[1]) == fm["MODEL_VERSION_BF16"]
-        self.config = GPT2Config(n_layer=int(h[4]), n_head=int(h[5]), n_embd=int(h[6]), vocab_size=int(h[3]),
-                                 block_size=int(h[2]))
-        self.Vp = int(h[7])
-        if min(int(x) for x in h[2:8]) < 1 or self.Vp < self.config.vocab_size:
-            raise ValueError(f"{path}: invalid header sizes {h[2:8].tolist()}; the file is corrupt")
-        numel = _num_floats(self.config) + (self.Vp - self.config.vocab_size) * self.config.n_embd
-        expect = 4 * n + numel * versions[int(h[1])]
-        if size != expect:
-            raise ValueError(f"{path}: {size} bytes, but its header ({self.config}, padded vocab {self.Vp}) "
-                             f"implies {expect}; the file is truncated or corrupt")
-        dt = "<u2" if self.bf16 else "<f4"
-        self.data = np.memmap(path, dtype=dt, mode="r", offset=4 * n, shape=(numel,))
+        self.file = _C.ModelFile.open(str(path))
+        self.bf16 = self.file.bf16
+        c = self.file.config
+        self.config = GPT2Config(n_layer=c["n_layer"], n_head=c["n_head"], n_embd=c["n_embd"],
+                                 vocab_size=c["vocab_size"], block_size=c["block_size"])
 
     def chunks(self) -> Iterator:
-        pos, C = 0, self.config.n_embd
-        for name, layer, shape in _chunk_shapes(self.config):
-            k = math.prod(shape)
-            a = self.data[pos:pos + k].reshape(shape)
-            yield name, layer, (_from_bf16_bits(a) if self.bf16 else np.array(a, dtype=np.float32))
-            pos += k
-            if name == "wte":
-                pos += (self.Vp - self.config.vocab_size) * C  # skip the padding rows
+        for name, layer, _ in _chunk_shapes(self.config):
+            yield name, layer, self.file.read(name, -1 if layer is None else layer)
 
 
-class _ModelSource(_Source):
-    """A live GPT2, read through its parameters() views."""
+class _ModelSource(Source):
+    """A live model, read through its parameters() (views on the CPU)."""
 
-    def __init__(self, model: GPT2):
+    def __init__(self, model: LiveModel):
         self.config, self.where, self.model = model.config, repr(model), model
 
     def chunks(self) -> Iterator:
@@ -454,11 +446,19 @@ def _is_llmc_file(path: Path) -> bool:
     return len(head) == 4 and struct.unpack("<i", head)[0] == _fm()["MODEL_MAGIC"]
 
 
-def open_source(spec: Union[PathType, GPT2], *, cache_dir: Optional[PathType] = None,
-                local_files_only: bool = False) -> _Source:
-    """The weights meant by ``spec``: a GPT2, an llm.c file, a Hugging Face directory or a hub name."""
-    if isinstance(spec, GPT2):
-        return _ModelSource(spec)
+def open_source(spec: Union[PathType, LiveModel], *, cache_dir: Optional[PathType] = None,
+                local_files_only: bool = False) -> Source:
+    """The weights meant by ``spec``: a live model, an llm.c file, a Hugging Face directory or a hub name.
+
+    >>> src = open_source("gpt2_124M.bin")                      # doctest: +SKIP
+    >>> src.config, next(src.chunks())[0]                       # doctest: +SKIP
+    (GPT2Config(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, block_size=1024), 'wte')
+    """
+    if not isinstance(spec, (str, PathLike)):
+        if hasattr(spec, "config") and hasattr(spec, "parameters"):
+            return _ModelSource(spec)
+        raise TypeError(f"expected a path, a hub name or a model (with .config and .parameters()), "
+                        f"got {type(spec).__name__}")
     p = Path(spec).expanduser()
     if p.is_dir():
         return _HFSource(p)
@@ -500,50 +500,17 @@ def _hub_snapshot(name: str, cache_dir: Optional[PathType], local_files_only: bo
 # sinks
 
 
-def _progress(cfg: GPT2Config, desc: str, enabled: Optional[bool]) -> Progress:
-    # only models of 100M+ parameters take long enough to want a bar
-    if enabled is None and _num_floats(cfg) < 100_000_000:
-        enabled = False
-    return Progress(total=_num_floats(cfg), unit="param", desc=desc, enabled=enabled)
-
-
-def _to_model(src: _Source, device: str, progress: Optional[bool]) -> GPT2:
-    model = GPT2(src.config, device=device, seed=0)
-    stack: dict = {}
-    with _progress(src.config, "loading", progress) as bar:
+def _write_llmc(src: Source, path: Path, dtype: str, progress: Optional[bool]) -> None:
+    """Streams ``src`` into the core's model-file writer (temp file, renamed when complete)."""
+    with _C.ModelFile.create(str(path), **asdict(src.config), bf16=dtype == "bf16") as f, \
+            src.progress(f"writing {path.name}", progress) as bar:
         for name, layer, a in src.chunks():
-            if layer is None:
-                model.load_parameters({name: a})
-            else:  # one stacked tensor at a time
-                stack.setdefault(name, []).append(a)
-                if len(stack[name]) == src.config.n_layer:
-                    model.load_parameters({name: np.stack(stack.pop(name))})
+            f.write(name, a, -1 if layer is None else layer)
             bar.update(a.size)
-    return model
+        f.commit()  # leaving the block without it (an exception) removes the temp file
 
 
-def _write_llmc(src: _Source, path: Path, dtype: str, progress: Optional[bool]) -> None:
-    fm, cfg = _fm(), src.config
-    Vp = _padded_vocab(cfg.vocab_size)
-    header = np.zeros(fm["HEADER_INTS"], dtype="<i4")
-    version = fm["MODEL_VERSION_BF16" if dtype == "bf16" else "MODEL_VERSION_FP32"]
-    header[:8] = [fm["MODEL_MAGIC"], version, cfg.block_size, cfg.vocab_size, cfg.n_layer, cfg.n_head,
-                  cfg.n_embd, Vp]
-    conv = to_bf16_bits if dtype == "bf16" else (lambda a: np.ascontiguousarray(a, dtype="<f4"))
-
-    def write(f):
-        f.write(header.tobytes())
-        with _progress(cfg, f"writing {path.name}", progress) as bar:
-            for name, _, a in src.chunks():
-                f.write(conv(a).tobytes())
-                if name == "wte":  # zero rows up to the padded vocabulary
-                    f.write(bytes((Vp - cfg.vocab_size) * cfg.n_embd * (2 if dtype == "bf16" else 4)))
-                bar.update(a.size)
-
-    _atomic_write(path, write)
-
-
-def _write_hf(src: _Source, directory: Path, dtype: str, progress: Optional[bool]) -> None:
+def _write_hf(src: Source, directory: Path, dtype: str, progress: Optional[bool]) -> None:
     cfg = src.config
     if directory.exists() and not directory.is_dir():
         raise FileExistsError(f"{directory} exists and is not a directory")
@@ -560,7 +527,7 @@ def _write_hf(src: _Source, directory: Path, dtype: str, progress: Optional[bool
 
     # model.safetensors first: a directory whose config.json exists is complete
     (directory / "config.json").unlink(missing_ok=True)
-    with _progress(cfg, f"writing {directory.name}/model.safetensors", progress) as bar:
+    with src.progress(f"writing {directory.name}/model.safetensors", progress) as bar:
         _write_safetensors(directory / "model.safetensors", entries, hf_chunks(), bar)
     text = json.dumps(config_to_hf(cfg, dtype), indent=2) + "\n"
     _atomic_write(directory / "config.json", lambda f: f.write(text.encode()))
@@ -576,26 +543,7 @@ def _check_dtype(dtype: str) -> str:
     return dtype
 
 
-def from_pretrained(name_or_dir: PathType, device: str = "cpu", *, cache_dir: Optional[PathType] = None,
-                    local_files_only: bool = False, progress: Optional[bool] = None) -> GPT2:
-    """A GPT2 with the weights of a Hugging Face directory or hub name (see ``GPT2.from_pretrained``)."""
-    p = Path(name_or_dir).expanduser()
-    if p.is_file():
-        raise ValueError(f"{p} is a file; from_pretrained takes a Hugging Face directory or hub name "
-                         "(use GPT2.from_checkpoint for llm.c model files)")
-    src = open_source(name_or_dir, cache_dir=cache_dir, local_files_only=local_files_only)
-    return _to_model(src, device, progress)
-
-
-def load(spec: PathType, device: str = "cpu", *, progress: Optional[bool] = None) -> GPT2:
-    """A GPT2 from an llm.c model file, a Hugging Face directory or a hub name (``--init-from``)."""
-    p = Path(spec).expanduser()
-    if p.is_file():
-        return GPT2.from_checkpoint(p, device=device)
-    return from_pretrained(spec, device=device, progress=progress)
-
-
-def save_pretrained(model: GPT2, directory: PathType, dtype: str = "fp32",
+def save_pretrained(model: LiveModel, directory: PathType, dtype: str = "fp32",
                     progress: Optional[bool] = None) -> None:
     """Writes ``config.json`` + ``model.safetensors`` (see ``GPT2.save_pretrained``)."""
     _write_hf(_ModelSource(model), Path(directory), _check_dtype(dtype), progress)
@@ -607,14 +555,14 @@ def writes_llmc(dst: PathType) -> bool:
     return out.suffix == ".bin" and not out.is_dir()
 
 
-def convert(src: Union[PathType, GPT2], dst: PathType, dtype: str = "fp32", *,
+def convert(src: Union[PathType, LiveModel], dst: PathType, dtype: str = "fp32", *,
             progress: Optional[bool] = None, cache_dir: Optional[PathType] = None,
             local_files_only: bool = False) -> GPT2Config:
     """Converts between Hugging Face directories (or hub names) and llm.c model files.
 
     ``dst`` ending in ``.bin`` is an llm.c model file (version 3 for ``dtype="fp32"``, 5 for
     ``"bf16"``, rounded to nearest even); anything else is a Hugging Face directory (config.json
-    + model.safetensors in float32 or bfloat16). ``src`` may also be a GPT2. Returns the config
+    + model.safetensors in float32 or bfloat16). ``src`` may also be a live model. Returns the config
     of the converted model.
 
     >>> convert("gpt2", "gpt2_124M.bin")                       # doctest: +SKIP

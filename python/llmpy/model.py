@@ -9,31 +9,20 @@ order), OSError (files), MemoryError or NotImplementedError (backend not built).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from os import PathLike
+from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
-from . import _C
+from . import _C, hf
+from .config import GPT2Config
 from .sampling import sample_next
 
+__all__ = ["GPT2", "TENSOR_NAMES", "GPT2Config"]
+
 TENSOR_NAMES: tuple = tuple(_C.TENSOR_NAMES)
-
-
-@dataclass(frozen=True)
-class GPT2Config:
-    """Shape of a GPT-2 model. Defaults are GPT-2 small (124M).
-
-    The vocabulary is padded internally to a multiple of 128 (50257 -> 50304); the padding rows
-    are never visible through the Python API.
-    """
-
-    n_layer: int = 12
-    n_head: int = 12
-    n_embd: int = 768
-    vocab_size: int = 50257
-    block_size: int = 1024
 
 
 def _core_device(device: str) -> str:
@@ -141,10 +130,41 @@ class GPT2:
         >>> m = GPT2.from_pretrained("gpt2")                  # doctest: +SKIP
         >>> m.generate([50256], max_new_tokens=8, top_k=40, seed=0)  # doctest: +SKIP
         """
-        from .hf import from_pretrained
+        p = Path(name_or_dir).expanduser()
+        if p.is_file():
+            raise ValueError(f"{p} is a file; from_pretrained takes a Hugging Face directory or hub name "
+                             "(use GPT2.from_checkpoint for llm.c model files)")
+        src = hf.open_source(name_or_dir, cache_dir=cache_dir, local_files_only=local_files_only)
+        return cls._from_source(src, device, progress)
 
-        return from_pretrained(name_or_dir, device=device, cache_dir=cache_dir,
-                               local_files_only=local_files_only, progress=progress)
+    @classmethod
+    def load(cls, spec: str | PathLike, device: str = "cpu", progress: bool | None = None) -> GPT2:
+        """An llm.c model file, a Hugging Face directory or a hub name (``--init-from``).
+
+        A file goes to ``from_checkpoint``, anything else to ``from_pretrained``.
+
+        >>> m = GPT2.load("gpt2_124M.bin")                    # doctest: +SKIP
+        >>> m = GPT2.load("gpt2-medium", device="cuda")       # doctest: +SKIP
+        """
+        if Path(spec).expanduser().is_file():
+            return cls.from_checkpoint(Path(spec).expanduser(), device=device)
+        return cls.from_pretrained(spec, device=device, progress=progress)
+
+    @classmethod
+    def _from_source(cls, src: hf.Source, device: str, progress: bool | None) -> GPT2:
+        """A model with the weights of an ``hf`` source, loaded one stacked tensor at a time."""
+        model = cls(src.config, device=device, seed=0)
+        stack: dict = {}
+        with src.progress("loading", progress) as bar:
+            for name, layer, a in src.chunks():
+                if layer is None:
+                    model.load_parameters({name: a})
+                else:  # one stacked tensor at a time
+                    stack.setdefault(name, []).append(a)
+                    if len(stack[name]) == src.config.n_layer:
+                        model.load_parameters({name: np.stack(stack.pop(name))})
+                bar.update(a.size)
+        return model
 
     def save_pretrained(self, directory: Union[str, PathLike], dtype: str = "fp32",
                         progress: Optional[bool] = None) -> None:
@@ -153,9 +173,7 @@ class GPT2:
         >>> m.save_pretrained("out/my-gpt2")                  # doctest: +SKIP
         >>> transformers.GPT2LMHeadModel.from_pretrained("out/my-gpt2")  # doctest: +SKIP
         """
-        from .hf import save_pretrained
-
-        save_pretrained(self, directory, dtype=dtype, progress=progress)
+        hf.save_pretrained(self, directory, dtype=dtype, progress=progress)
 
     def save(self, path: Union[str, PathLike]) -> None:
         """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename).

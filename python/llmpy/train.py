@@ -33,7 +33,6 @@ import numpy as np
 from . import _C, checkpoint, dist
 from .device import HELP as DEVICE_HELP
 from .device import arg as device_arg
-from .hf import load as load_weights  # an llm.c file, a Hugging Face directory or a hub name
 from .model import GPT2, GPT2Config
 
 # GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M)
@@ -342,7 +341,7 @@ class Run:
                 self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed,
                                   precision=self.precision)
             else:
-                self.model = load_weights(a.init_from, device=self.device)
+                self.model = GPT2.load(a.init_from, device=self.device)  # llm.c file, HF dir or hub name
             if self.main:
                 self.log_path.write_text("")
         # the same model on every rank (checked), rank 0's parameters, gradients averaged by step()
