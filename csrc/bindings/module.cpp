@@ -27,6 +27,7 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be); // bindings_ops.cpp
 void llmpy_register_data(py::module_ &m);      // bindings_data.cpp
 void llmpy_register_tokenizer(py::module_ &m); // bindings_tokenizer.cpp
 void llmpy_register_dist(py::module_ &m);      // bindings_dist.cpp
+void llmpy_register_hellaswag(py::module_ &m); // hellaswag.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -106,4 +107,6 @@ PYBIND11_MODULE(_C, mod) {
     llmpy_register_tokenizer(tok);
     py::module_ dist = mod.def_submodule("dist", "data parallelism: MPI process group, gradient averaging, ZeRO-1");
     llmpy_register_dist(dist);
+    py::module_ hellaswag = mod.def_submodule("hellaswag", "HellaSwag eval sets and the scorer (csrc/data/hellaswag.h)");
+    llmpy_register_hellaswag(hellaswag);
 }
