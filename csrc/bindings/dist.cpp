@@ -1,7 +1,7 @@
 /*
- * bindings_dist.cpp — llmpy._C.dist: the process group, host collectives for metrics, and a
+ * bindings/dist.cpp — llmpy._C.dist: the process group, host collectives for metrics, and a
  * model across ranks (csrc/dist/dist.h: the collective plan, ZeRO-1). The step and the backward are
- * the model's own (bindings_model.cpp): a distributed model needs no second binding of them. Policy (who prints, when to abort) is in
+ * the model's own (bindings/model.cpp): a distributed model needs no second binding of them. Policy (who prints, when to abort) is in
  * python/llmpy/dist.py; this file only moves arguments and turns statuses into exceptions.
  */
 #include <pybind11/pybind11.h>

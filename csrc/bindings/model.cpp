@@ -1,5 +1,5 @@
 /*
- * bindings_model.cpp — the Model class of llmpy._C, for every backend (the CUDA backend registers
+ * bindings/model.cpp — the Model class of llmpy._C, for every backend (the CUDA backend registers
  * itself into the same core): a thin layer over the model functions of llmpy.h.
  *
  * Arrays in and out without copies where the backend's memory is host fp32 (the CPU): tensor(),
@@ -25,7 +25,7 @@ namespace py = pybind11;
 
 namespace {
 
-// struct Model (the handle): bindings.h, shared with bindings_dist.cpp
+// struct Model (the handle): bindings.h, shared with bindings/dist.cpp
 
 void check_tokens(const py::array &a, const char *what) {
     if (a.ndim() != 2) throw py::value_error(std::string(what) + " must be a 2-D (B, T) array");

@@ -1,5 +1,5 @@
 /*
- * bindings.cpp — the pybind11 module llmpy._C: a thin layer over llmpy.h.
+ * bindings/module.cpp — the pybind11 module llmpy._C: a thin layer over llmpy.h.
  *
  * Arrays in and out without copies, C status codes turned into Python exceptions, the GIL
  * released around every long call. No model logic lives here: validation that needs numpy
@@ -23,12 +23,13 @@ extern "C" {
 
 namespace py = pybind11;
 
-void llmpy_register_model(py::module_ &m);     // bindings_model.cpp
-void llmpy_register_ops(py::module_ &m, const llm_ops *be); // bindings_ops.cpp
-void llmpy_register_data(py::module_ &m);      // bindings_data.cpp
-void llmpy_register_tokenizer(py::module_ &m); // bindings_tokenizer.cpp
-void llmpy_register_dist(py::module_ &m);      // bindings_dist.cpp
+void llmpy_register_model(py::module_ &m);     // bindings/model.cpp
+void llmpy_register_ops(py::module_ &m, const llm_ops *be); // bindings/ops.cpp
+void llmpy_register_data(py::module_ &m);      // bindings/data.cpp
+void llmpy_register_tokenizer(py::module_ &m); // bindings/tokenizer.cpp
+void llmpy_register_dist(py::module_ &m);      // bindings/dist.cpp
 void llmpy_register_model_file(py::module_ &m); // bindings/model_file.cpp
+void llmpy_register_hellaswag(py::module_ &m); // bindings/hellaswag.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -172,4 +173,6 @@ PYBIND11_MODULE(_C, mod) {
     llmpy_register_tokenizer(tok);
     py::module_ dist = mod.def_submodule("dist", "data parallelism: MPI process group, gradient averaging, ZeRO-1");
     llmpy_register_dist(dist);
+    py::module_ hellaswag = mod.def_submodule("hellaswag", "HellaSwag eval sets and the scorer (csrc/data/hellaswag.h)");
+    llmpy_register_hellaswag(hellaswag);
 }

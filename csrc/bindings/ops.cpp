@@ -1,5 +1,5 @@
 /*
- * bindings_ops.cpp — a backend's single ops, for tests and development: llmpy._C.ops (CPU),
+ * bindings/ops.cpp — a backend's single ops, for tests and development: llmpy._C.ops (CPU),
  * llmpy._cuda.ops_fp32 / ops_bf16 (CUDA).
  *
  * One function per llm_ops member, same name and argument order as csrc/core/ops.h: outputs first
@@ -539,7 +539,7 @@ template <typename R, typename... A> auto on(R (*f)(const llm_ops &, A...), cons
 } // namespace
 
 // ----------------------------------------------------------------------------
-// registration (bindings.cpp: llmpy._C.ops; the CUDA module: one submodule per precision)
+// registration (bindings/module.cpp: llmpy._C.ops; the CUDA module: one submodule per precision)
 
 void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
     m.attr("backend") = be->name;

@@ -1,5 +1,5 @@
 /*
- * bindings_tokenizer.cpp — llmpy._C.tokenizer: pybind11 functions over csrc/data/tokenizer.c.
+ * bindings/tokenizer.cpp — llmpy._C.tokenizer: pybind11 functions over csrc/data/tokenizer.c.
  *
  *   train(data, offsets, counts, vocab_size) -> int64 array (M, 4): left, right, id, count
  *   Vocab(tokens)                 tokens[i]: bytes of id i, or None for an id without a token
@@ -10,7 +10,7 @@
  *     .decode(id) -> bytes, .decode_many(ids) -> bytes, .vocab_size, .eot_token
  *
  * Policy (pre-splitting, special tokens, file formats of the Python tokenizers) is in
- * python/llmpy/tokenizer/. C status codes become exceptions as in bindings.cpp; the GIL is
+ * python/llmpy/tokenizer/. C status codes become exceptions as in bindings/module.cpp; the GIL is
  * released around training, encoding and recovery.
  */
 #include <pybind11/numpy.h>

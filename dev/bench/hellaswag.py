@@ -3,8 +3,8 @@
 Both score the same examples with the same GPT-2 (random weights, written by the PyTorch oracle
 dev/train_gpt2.py and loaded by llmpy, so the predictions must agree):
 
-  - llmpy: ``llmpy.hellaswag.score`` — examples sorted by length and packed into forwards of
-    ``B * T <= --max-tokens`` tokens; the ending losses come from ``GPT2.losses()``;
+  - llmpy: ``llmpy.hellaswag.score`` (the C core's scorer) — examples sorted by length and packed
+    into forwards of ``B * T <= --max-tokens`` tokens, the ending losses summed in C;
   - llmpy, one example per forward (``max_tokens=1``): what the packing is worth;
   - PyTorch: one example per forward — its 4 candidates padded into a (4, L) batch, eager mode,
     ``no_grad``, float32, cross-entropy with ``reduction="none"`` masked to the ending tokens.

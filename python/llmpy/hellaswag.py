@@ -7,13 +7,16 @@ ending and the ending with the lowest loss wins. Two predictions per example:
 * ``acc_norm``: lowest *mean* loss per ending token — the number people quote
   (GPT-2 124M scores 0.2955, GPT-3 125M 0.337; a random model 0.25).
 
-Scoring is the model's per-position losses (``GPT2.losses()`` after ``forward(x, y)``), masked to
-the ending tokens — no Python loop over tokens. The 4 candidates of an example are rows of one
-batch (padded; the mask keeps padding out) and several examples share a forward: examples are
-sorted by length and packed while ``B * T`` stays within ``max_tokens``; ``T`` never exceeds the
-model's ``block_size`` (a context too long for it loses its first tokens, the same for all 4
-candidates). Ranks split the examples (``i % world_size == rank``) and sum their counts through
-a ``reduce`` function (an all-reduce) the caller passes.
+Scoring is the C core's (``csrc/data/hellaswag.c`` through ``llmpy._C.hellaswag``), the one
+scorer, which ``train_gpt2 --hellaswag`` runs too; it works through the model's public API, so
+on every backend. The 4 candidates of an example are rows of one batch (padded, the padding
+kept out of the sums) and several examples share a forward: examples are sorted by length and
+packed while ``B * T`` stays within ``max_tokens``; ``T`` never exceeds the model's
+``block_size`` (a context too long for it loses its first tokens, the same for all 4
+candidates). The losses of each candidate's ending tokens are summed in float64. Ranks split
+the examples (``i % world_size == rank``). This module keeps what is Python's: the data (download,
+validation, rendering with the tokenizer, llm.c's eval file), the progress bar, the sum of the
+counts over ranks through a ``reduce`` function (an all-reduce) the caller passes, and the CLI.
 
 Data: the official validation set (10,042 examples, jsonl) is downloaded into the data cache
 (``$LLMPY_DATA_DIR/hellaswag/hellaswag_val.jsonl``). :func:`write_eval_file` writes llm.c's
@@ -43,7 +46,7 @@ from typing import Union
 
 import numpy as np
 
-from . import device
+from . import _C, device
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -66,10 +69,11 @@ HELLASWAG_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/
 # The SHA-256 of the official file is not recorded here (it was not available when this was
 # written); the download helper checks it once a value is filled in.
 HELLASWAG_SHA256: str | None = None
-NUM_ENDINGS = 4
+NUM_ENDINGS = _C.hellaswag.ENDINGS  # 4
 # Tokens per forward (B * T) when packing examples: large enough to keep the GEMMs busy, small
-# enough that a 124M model's activations stay under ~2 GB. train_gpt2 uses the same value.
-DEFAULT_MAX_TOKENS = 2048
+# enough that a 124M model's activations stay under ~2 GB. The C core's default (2048), which
+# train_gpt2 uses.
+DEFAULT_MAX_TOKENS = _C.hellaswag.MAX_TOKENS
 _START_EXAMPLE = 65535  # uint16 delimiter of an example in llm.c's eval file
 
 PathArg = Union[str, "PathLike[str]"]
@@ -236,48 +240,44 @@ class Scores:
         return np.argmin(self.mean, axis=1)
 
 
-def _crop(r: Rendered, block_size: int) -> tuple:
-    """(context tokens kept, x width) so that every row's input fits in block_size positions."""
+def _pieces(r: Rendered) -> list:
+    """The context tokens, then the tokens of each ending: the layout of the C scorer and the eval file."""
     c = r.ctx.size
-    e_max = r.tokens.shape[1] - c
-    keep = min(c, block_size + 1 - e_max)
-    if keep < 1:
-        raise ValueError(f"an ending of {e_max} tokens does not fit the model's block_size {block_size}")
-    return keep, keep + e_max - 1
+    return [r.ctx] + [r.tokens[j, c:c + int(e)] for j, e in enumerate(r.ending_lengths)]
 
 
-def _packs(widths: np.ndarray, max_tokens: int, rows: int = NUM_ENDINGS) -> list:
-    """Groups example indices, sorted by width (stable), into packs with rows*len*max(width) <= max_tokens
-    (one example per pack at least). train_gpt2 packs the same way (csrc/data/hellaswag.c)."""
-    order = np.argsort(widths, kind="stable")
-    packs, cur, cur_w = [], [], 0
-    for i in order:
-        w = max(cur_w, int(widths[i]))
-        if cur and rows * (len(cur) + 1) * w > max_tokens:
-            packs.append(cur)
-            cur, w = [], int(widths[i])
-        cur.append(int(i))
-        cur_w = w
-    if cur:
-        packs.append(cur)
-    return packs
+def _eval_set(rendered: Sequence[Rendered]):
+    """The C scorer's copy of rendered examples (``_C.hellaswag.EvalSet``)."""
+    n = len(rendered)
+    lengths = np.zeros((n, 1 + NUM_ENDINGS), dtype=np.int32)
+    labels = np.zeros(n, dtype=np.int32)
+    parts = []
+    for i, r in enumerate(rendered):
+        if r.tokens.shape[0] != NUM_ENDINGS:
+            raise ValueError(f"example {i} has {r.tokens.shape[0]} candidate rows, expected {NUM_ENDINGS}; "
+                             "build it with render()")
+        pieces = _pieces(r)
+        lengths[i] = [p.size for p in pieces]
+        labels[i] = r.label
+        parts += pieces
+    tokens = np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, dtype=np.int32)
+    return _C.hellaswag.EvalSet(tokens, lengths, labels)
 
 
-def _batch(rendered: Sequence[Rendered], idx: list, crops: list, T: int) -> tuple:
-    """x, y (B, T) int32 and the loss mask (B, T) for the examples idx (4 rows each)."""
-    B = NUM_ENDINGS * len(idx)
-    x = np.zeros((B, T), dtype=np.int32)
-    y = np.zeros((B, T), dtype=np.int32)
-    mask = np.zeros((B, T), dtype=np.float32)
-    for k, i in enumerate(idx):
-        r = rendered[i]
-        start = r.ctx.size - crops[i][0]  # first context token kept
-        rows = r.tokens[:, start:]
-        n = rows.shape[1] - 1
-        x[NUM_ENDINGS * k:NUM_ENDINGS * (k + 1), :n] = rows[:, :-1]
-        y[NUM_ENDINGS * k:NUM_ENDINGS * (k + 1), :n] = rows[:, 1:]
-        mask[NUM_ENDINGS * k:NUM_ENDINGS * (k + 1), :n] = r.mask[:, start + 1:]
-    return x, y, mask
+def _score_packs(model, examples, order: np.ndarray, pack_end: np.ndarray,
+                 on_pack: Callable[[np.ndarray, Scores], None] | None) -> Scores:
+    """Scores the packs of a plan (``EvalSet.plan``) one forward at a time, the GIL released
+    during each; rows of examples outside ``order`` stay zero."""
+    n = len(examples)
+    out = Scores(np.zeros((n, NUM_ENDINGS), dtype=np.float64), np.zeros((n, NUM_ENDINGS), dtype=np.int64))
+    start = 0
+    for end in pack_end:
+        idx = order[start:end]
+        out.total[idx], out.count[idx] = examples.score(model._m, idx)  # _m: the core model of a GPT2
+        if on_pack is not None:
+            on_pack(idx, out)
+        start = end
+    return out
 
 
 def score(model, rendered: Sequence[Rendered], max_tokens: int = DEFAULT_MAX_TOKENS,
@@ -285,39 +285,15 @@ def score(model, rendered: Sequence[Rendered], max_tokens: int = DEFAULT_MAX_TOK
     """Per-candidate losses of the ending tokens, for every example in ``rendered``.
 
     Examples are packed several to a forward (``B * T <= max_tokens``, or one example when it
-    alone is larger). ``on_pack(indices, scores)`` is called after each forward (for progress).
+    alone is larger); the packing does not change the scores. ``on_pack(indices, scores)`` is
+    called after each forward (for progress). An example with a token outside the model's
+    vocabulary, or an ending longer than its ``block_size``, is a ValueError naming it.
 
     >>> # s = score(model, render_all(load_examples(limit=10), gpt2())); s.pred_norm
     """
-    if max_tokens < 1:
-        raise ValueError(f"max_tokens must be >= 1, got {max_tokens}")
-    n = len(rendered)
-    total = np.zeros((n, NUM_ENDINGS), dtype=np.float64)
-    count = np.zeros((n, NUM_ENDINGS), dtype=np.int64)
-    out = Scores(total, count)
-    if n == 0:
-        return out
-    block = model.config.block_size
-    crops = []
-    for i, r in enumerate(rendered):
-        if r.tokens.shape[0] != NUM_ENDINGS:
-            raise ValueError(f"example {i} has {r.tokens.shape[0]} candidate rows, expected {NUM_ENDINGS}")
-        try:
-            crops.append(_crop(r, block))
-        except ValueError as e:
-            raise ValueError(f"example {i}: {e}") from None
-    widths = np.array([w for _, w in crops], dtype=np.int64)
-    for idx in _packs(widths, max_tokens):
-        T = int(widths[idx].max())
-        x, y, mask = _batch(rendered, idx, crops, T)
-        model.forward(x, y)
-        losses = model.losses().astype(np.float64) * mask
-        # cumulative sum = left-to-right sum, the order train_gpt2 adds them in
-        total[idx] = np.cumsum(losses, axis=1)[:, -1].reshape(len(idx), NUM_ENDINGS)
-        count[idx] = mask.sum(axis=1, dtype=np.int64).reshape(len(idx), NUM_ENDINGS)
-        if on_pack is not None:
-            on_pack(np.asarray(idx), out)
-    return out
+    examples = _eval_set(rendered)
+    order, pack_end = examples.plan(model._m, max_tokens)
+    return _score_packs(model, examples, order, pack_end, on_pack)
 
 
 @dataclass
@@ -355,24 +331,24 @@ def evaluate(model, rendered: Sequence[Rendered], *, rank: int = 0, world_size: 
     """
     from .progress import Progress
 
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world_size {world_size}")
     if world_size > 1 and reduce is None:
         raise ValueError("evaluate() over several ranks needs a reduce function (an all-reduce sum)")
     n = len(rendered)
-    mine = np.arange(rank, n, world_size)
-    labels = np.array([rendered[i].label for i in mine], dtype=np.int64)
-    done = {"n": 0, "c": 0, "cn": 0}
+    examples = _eval_set(rendered)
+    # this rank's examples (the C scorer splits them and checks rank and world_size)
+    mine, pack_end = examples.plan(model._m, max_tokens, rank, world_size)
+    labels = np.array([r.label for r in rendered], dtype=np.int64)
+    done = {"n": 0, "cn": 0}
 
     with Progress(total=len(mine), unit="ex", desc="hellaswag", enabled=progress) as bar:
         def on_pack(idx, s: Scores) -> None:
             done["n"] += len(idx)
-            done["c"] += int((np.argmin(s.total[idx], axis=1) == labels[idx]).sum())
-            done["cn"] += int((np.argmin(s.total[idx] / s.count[idx], axis=1) == labels[idx]).sum())
+            done["cn"] += int((Scores(s.total[idx], s.count[idx]).pred_norm == labels[idx]).sum())
             bar.set_description(f"hellaswag acc_norm {done['cn'] / done['n']:.4f}")
             bar.update(len(idx))
 
-        s = score(model, [rendered[i] for i in mine], max_tokens=max_tokens, on_pack=on_pack)
+        every = _score_packs(model, examples, mine, pack_end, on_pack)
+    s, labels = Scores(every.total[mine], every.count[mine]), labels[mine]
 
     # [n, correct, correct_norm, prediction of every example] summed over ranks: each example's
     # slot is written by exactly one rank, the others leave 0 there
@@ -413,12 +389,11 @@ def write_eval_file(path: PathArg, rendered: Sequence[Rendered]) -> Path:
     for i, r in enumerate(rendered):
         if r.tokens.size and (r.tokens.max() >= _START_EXAMPLE or r.tokens.min() < 0):
             raise ValueError(f"example {i}: token ids must be in [0, 65535) for the eval file")
-        lens = r.ending_lengths
-        c = r.ctx.size
-        fields = [np.array([_START_EXAMPLE, 0, i, r.label, len(lens), c], dtype=np.uint16),
-                  r.ctx.astype(np.uint16)]
-        for j, e in enumerate(lens):
-            fields += [np.array([e], dtype=np.uint16), r.tokens[j, c:c + e].astype(np.uint16)]
+        ctx, *ends = _pieces(r)
+        fields = [np.array([_START_EXAMPLE, 0, i, r.label, len(ends), ctx.size], dtype=np.uint16),
+                  ctx.astype(np.uint16)]
+        for e in ends:
+            fields += [np.array([e.size], dtype=np.uint16), e.astype(np.uint16)]
         ex = np.concatenate(fields)
         if ex.nbytes >= 1 << 16:
             raise ValueError(f"example {i} is {ex.nbytes} bytes, more than the eval file's 65535")
