@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
-import sysconfig
 
 import llmpy
 import pytest
 from llmpy import _C, cuda, device
+from binaries import find_train_gpt2
 
 # ----------------------------------------------------------------------------
 # parsing
@@ -193,8 +192,7 @@ def test_other_clis_take_the_same_device_strings(module):
 
 
 def test_train_gpt2_binary_parses_devices_the_same_way(tmp_path):
-    exe = shutil.which("train_gpt2") or shutil.which("train_gpt2", path=sysconfig.get_path("scripts"))
-    assert exe, "the train_gpt2 binary is not installed (pip install . builds and installs it)"
+    exe = find_train_gpt2()
     base = [exe, "--init-from", str(tmp_path / "none.bin"), "--data", str(tmp_path / "x_train.bin"),
             "--out-dir", str(tmp_path / "run")]
     res = subprocess.run(base + ["--device", "gpu"], capture_output=True, text=True, timeout=60)

@@ -15,7 +15,6 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from llmpy import GPT2, GPT2Config, dist
 
 from conftest import assert_close, rel_err
 from data_helpers import TIKTOKEN_CACHE
+from binaries import find_train_gpt2
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "dist_worker.py"
@@ -335,17 +335,13 @@ def test_cli_two_ranks_equal_one_rank_and_zero1_resumes(env):
     assert [r.get("loss") for r in _log(env / "two" / "log.jsonl")] == [r.get("loss") for r in two]
 
 
-def find_binary() -> str:
-    found = shutil.which("train_gpt2") or shutil.which("train_gpt2", path=sysconfig.get_path("scripts"))
-    assert found, "the train_gpt2 binary is not installed (pip install . builds and installs it)"
-    return found
 
 
 @needs_mpi
 def test_binary_two_ranks_equal_one_rank(env):
     data = _shards(env)
     GPT2(GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=50257, block_size=64), seed=3).save(env / "init.bin")
-    flags = [find_binary(), "--init-from", env / "init.bin", "--data", data, *CLI[6:]]
+    flags = [find_train_gpt2(), "--init-from", env / "init.bin", "--data", data, *CLI[6:]]
     run([*flags, "--total-batch-size", "256", "--out-dir", env / "one"])
     res = run([*mpirun(2), *flags, "--zero-stage", "1", "--out-dir", env / "two"])
     assert res.stdout.count("train_gpt2 |") == 1 and "ranks 2 (ZeRO-1)" in res.stdout

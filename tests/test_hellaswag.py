@@ -26,6 +26,7 @@ from llmpy import hellaswag as hs
 from llmpy.data import write_shard
 
 from data_helpers import TIKTOKEN_CACHE, tiktoken_cache  # noqa: F401 (fixture)
+from binaries import find_train_gpt2
 
 CONTEXTS = [
     "A man is sitting on a roof. He",
@@ -481,15 +482,6 @@ def test_eval_file_layout(tmp_path, gpt2_tok, enc):
         assert g["endings"] == [enc.encode(" " + e) for e in ex["endings"]]
 
 
-def find_binary() -> str:
-    import shutil
-    import sysconfig
-
-    # the binary installed beside this interpreter's llmpy first: a train_gpt2 on PATH may belong to
-    # another installation (another checkout), whose scorer is not the one under test
-    found = shutil.which("train_gpt2", path=sysconfig.get_path("scripts")) or shutil.which("train_gpt2")
-    assert found, "the train_gpt2 binary is not installed (pip install . builds and installs it)"
-    return found
 
 
 def read_log(path) -> list:
@@ -537,7 +529,7 @@ def test_binary_and_training_hook_match_oracle(oracle, tmp_path, monkeypatch, gp
              "--hellaswag-every", "1"]
 
     def binary(eval_file, out):
-        r = subprocess.run([find_binary(), *flags, "--data", str(tmp_path / "d_train.bin"), "--hellaswag",
+        r = subprocess.run([find_train_gpt2(), *flags, "--data", str(tmp_path / "d_train.bin"), "--hellaswag",
                             str(eval_file), "--out-dir", str(tmp_path / out)], capture_output=True, text=True,
                            timeout=120, check=False)
         assert r.returncode == 0, r.stdout + r.stderr
@@ -582,7 +574,7 @@ def test_binary_rejects_bad_eval_file(oracle, tmp_path, gpt2_tok, damage, match)
         data[1024 + 6:1024 + 8] = np.array([7], dtype="<u2").tobytes()  # word 3 of example 0
     path.write_bytes(bytes(data))
     every = [] if damage == "no-every" else ["--hellaswag-every", "1"]
-    cmd = [find_binary(), "--init-from", str(model), "--data", str(tmp_path / "d_train.bin"), "--hellaswag",
+    cmd = [find_train_gpt2(), "--init-from", str(model), "--data", str(tmp_path / "d_train.bin"), "--hellaswag",
            str(path), *every, "--max-steps", "1", "--seq-len", "16", "--out-dir", str(tmp_path / "o")]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode == 1 and match in r.stderr, r.stderr

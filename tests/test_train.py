@@ -21,6 +21,7 @@ from llmpy import checkpoint
 from llmpy.train import main
 
 from data_helpers import SHAKESPEARE, TIKTOKEN_CACHE
+from binaries import find_train_gpt2
 
 TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--batch-size", "4", "--seq-len", "32"]
 
@@ -233,13 +234,6 @@ def test_bad_flags(env, capsys, flags, match):
     assert match in capsys.readouterr().err
 
 
-def find_binary() -> str:
-    import shutil
-    import sysconfig
-
-    found = shutil.which("train_gpt2") or shutil.which("train_gpt2", path=sysconfig.get_path("scripts"))
-    assert found, "the train_gpt2 binary is not installed (pip install . builds and installs it)"
-    return found
 
 
 def test_binary_matches_python_cli(env):
@@ -253,7 +247,7 @@ def test_binary_matches_python_cli(env):
              "--total-batch-size", "256", "--eval-every", "4", "--sample-every", "4", "--sample-tokens", "8",
              "--checkpoint-every", "4"]
     shards = str(dataset_dir("tinyshakespeare") / "tiny_shakespeare_train.bin")
-    res = subprocess.run([find_binary(), *flags, "--data", shards, "--tokenizer", str(env / "tok.bin"),
+    res = subprocess.run([find_train_gpt2(), *flags, "--data", shards, "--tokenizer", str(env / "tok.bin"),
                           "--out-dir", str(env / "bin")], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "--- sample:" in res.stdout
@@ -268,7 +262,7 @@ def test_binary_matches_python_cli(env):
     assert m.steps == 8 and extra["step"] == 8
     for p in checkpoint.paths(env / "bin", 8):
         p.unlink()
-    res = subprocess.run([find_binary(), *flags, "--data", shards, "--out-dir", str(env / "bin"), "--resume",
+    res = subprocess.run([find_train_gpt2(), *flags, "--data", shards, "--out-dir", str(env / "bin"), "--resume",
                           "latest"], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and "resumed from step 4" in res.stdout, res.stdout + res.stderr
     assert [r["loss"] for r in read_log(env / "bin" / "log.jsonl") if "loss" in r] == \
@@ -276,8 +270,8 @@ def test_binary_matches_python_cli(env):
 
 
 def test_binary_reports_bad_input(env):
-    res = subprocess.run([find_binary(), "--init-from", str(env / "missing.bin"), "--data", "x_train.bin"],
+    res = subprocess.run([find_train_gpt2(), "--init-from", str(env / "missing.bin"), "--data", "x_train.bin"],
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 1 and "cannot open model file" in res.stderr
-    res = subprocess.run([find_binary(), "--bogus", "1"], capture_output=True, text=True, timeout=60)
+    res = subprocess.run([find_train_gpt2(), "--bogus", "1"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "unknown option --bogus" in res.stderr
