@@ -17,6 +17,18 @@ extern "C" {
 }
 
 // Raises the Python exception for a failing status, with llm_last_error() as its message.
+// A configuration as the dict Python sees (Model.config, ModelFile.config).
+inline pybind11::dict llmpy_config_dict(const llm_config &c) {
+    pybind11::dict d;
+    d["n_layer"] = c.n_layer;
+    d["n_head"] = c.n_head;
+    d["n_embd"] = c.n_embd;
+    d["vocab_size"] = c.vocab_size;
+    d["block_size"] = c.block_size;
+    d["padded_vocab_size"] = c.padded_vocab_size;
+    return d;
+}
+
 inline void llmpy_check(llm_status s) {
     if (s == LLM_OK) return;
     std::string msg = llm_last_error();

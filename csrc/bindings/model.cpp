@@ -33,17 +33,6 @@ void check_tokens(const py::array &a, const char *what) {
     if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(what) + " must be C-contiguous");
 }
 
-py::dict config_dict(const llm_config &c) {
-    py::dict d;
-    d["n_layer"] = c.n_layer;
-    d["n_head"] = c.n_head;
-    d["n_embd"] = c.n_embd;
-    d["vocab_size"] = c.vocab_size;
-    d["block_size"] = c.block_size;
-    d["padded_vocab_size"] = c.padded_vocab_size;
-    return d;
-}
-
 const char *opt_str(const py::object &o, std::string &keep) {
     if (o.is_none()) return nullptr;
     keep = o.cast<std::string>();
@@ -233,7 +222,7 @@ void llmpy_register_model(py::module_ &mod) {
             llmpy_check(llm_model_tensor(m.m, i, &t));
             return py::tuple(py::cast(std::vector<int64_t>(t.shape, t.shape + t.ndim)));
         }, "shape of tensor i as tensor() shows it (wte: its visible rows)")
-        .def_property_readonly("config", [](Model &m) { return config_dict(llm_model_config(m.m)); })
+        .def_property_readonly("config", [](Model &m) { return llmpy_config_dict(llm_model_config(m.m)); })
         .def_property_readonly("num_parameters", [](Model &m) { return llm_model_num_parameters(m.m); })
         .def_property_readonly("steps", [](Model &m) { return llm_model_steps(m.m); })
         .def_property_readonly("device", [](Model &m) { return std::string(llm_model_device(m.m)); })

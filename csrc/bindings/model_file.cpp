@@ -76,17 +76,6 @@ std::vector<py::ssize_t> slice_shape(ModelFile &h, int i, int layer) {
     return std::vector<py::ssize_t>(shape, shape + nd);
 }
 
-py::dict config_dict(const llm_config &c) {
-    py::dict d;
-    d["n_layer"] = c.n_layer;
-    d["n_head"] = c.n_head;
-    d["n_embd"] = c.n_embd;
-    d["vocab_size"] = c.vocab_size;
-    d["block_size"] = c.block_size;
-    d["padded_vocab_size"] = c.padded_vocab_size;
-    return d;
-}
-
 void close_file(ModelFile &h) {
     py::gil_scoped_release release;
     std::lock_guard<std::mutex> lock(h.mu);
@@ -123,7 +112,7 @@ void llmpy_register_model_file(py::module_ &mod) {
                                [](ModelFile &h) {
                                    std::lock_guard<std::mutex> lock(h.mu);
                                    if (!h.f) throw py::value_error("model file " + h.path + " is closed");
-                                   return config_dict(llm_model_file_config(h.f));
+                                   return llmpy_config_dict(llm_model_file_config(h.f));
                                })
         .def_property_readonly("bf16",
                                [](ModelFile &h) {
