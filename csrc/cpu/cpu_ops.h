@@ -177,6 +177,13 @@ size_t cpu_gemm_scratch_floats(void);
 void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K,
                      float *scratch);
 
+// --- internal: threads ----------------------------------------------------------
+
+// Elementwise forward ops over fewer elements than this run on the calling thread: a parallel
+// region would cost more than the work (decoding runs them on one row per sequence), and on a
+// loaded machine every region also waits until each of its threads gets a core.
+#define CPU_PAR_MIN_ELEMS (1 << 15)
+
 // --- internal: vectorisable math ------------------------------------------------
 
 // Hint that *p will be read soon (a no-op where the compiler has no prefetch builtin).

@@ -30,7 +30,7 @@ static inline float gelu_exp(float x) {
 // forward
 
 llm_status cpu_gelu_forward(float *out, const float *inp, size_t N) {
-#pragma omp parallel for
+#pragma omp parallel for if (N >= CPU_PAR_MIN_ELEMS)
     for (long long i = 0; i < (long long)N; i++) {
         float x = inp[i];
         out[i] = x / (1.0f + gelu_exp(x));

@@ -27,7 +27,7 @@
 llm_status cpu_layernorm_forward(float *out, float *mean, float *rstd, const float *inp,
                                  const float *weight, const float *bias, int B, int T, int C) {
     const long long BT = (long long)B * T;
-#pragma omp parallel for
+#pragma omp parallel for if (BT * C >= CPU_PAR_MIN_ELEMS)
     for (long long r = 0; r < BT; r++) {
         const float *x = inp + (size_t)r * C;
         float *o = out + (size_t)r * C;

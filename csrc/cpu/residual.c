@@ -12,7 +12,7 @@
 // forward
 
 llm_status cpu_residual_forward(float *out, const float *inp1, const float *inp2, size_t N) {
-#pragma omp parallel for
+#pragma omp parallel for if (N >= CPU_PAR_MIN_ELEMS)
     for (long long i = 0; i < (long long)N; i++) out[i] = inp1[i] + inp2[i];
     return LLM_OK;
 }
