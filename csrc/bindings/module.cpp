@@ -30,6 +30,7 @@ void llmpy_register_tokenizer(py::module_ &m); // bindings/tokenizer.cpp
 void llmpy_register_dist(py::module_ &m);      // bindings/dist.cpp
 void llmpy_register_model_file(py::module_ &m); // bindings/model_file.cpp
 void llmpy_register_hellaswag(py::module_ &m); // bindings/hellaswag.cpp
+void llmpy_register_generate(py::module_ &m);  // bindings/generate.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -42,6 +43,7 @@ PYBIND11_MODULE(_C, mod) {
     mod.doc() = "llmpy C core (thin pybind11 bindings over csrc/core/llmpy.h)";
     llmpy_register_model(mod);
     llmpy_register_model_file(mod);
+    llmpy_register_generate(mod);
 
     // the tensor table (llmpy.h: llm_tensor_spec), from the C side so that it cannot drift
     static const char *const dim_names[] = {"", "L", "Vp", "maxT", "C", "3C", "4C"};

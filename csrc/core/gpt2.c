@@ -484,8 +484,9 @@ static llm_status ensure_activations(llm_model *m, int B, int T) {
 #define PARAM(k, i) AT(m->params, m->offsets[k] + (size_t)(i))
 #define GRAD(k, i) AT(m->grads, m->offsets[k] + (size_t)(i))
 
-// residual = inp1 + inp2, then out = layernorm(residual): one fused op where the backend has it.
-static llm_status residual_layernorm(const llm_ops *ops, floatX *residual, floatX *out, float *mean, float *rstd,
+// residual = inp1 + inp2, then out = layernorm(residual): one fused op where the backend has it
+// (gpt2.h; generate.c uses it too).
+llm_status gpt2_residual_layernorm(const llm_ops *ops, floatX *residual, floatX *out, float *mean, float *rstd,
                                      const floatX *inp1, const floatX *inp2, const floatX *w, const floatX *b, int B,
                                      int T, int C) {
     if (ops->residual_layernorm_forward)
@@ -556,7 +557,7 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
         LLM_TRY(ops->attention_forward(atty, att, m->att_scratch, qkv, B, T, C, NH));
         // the projection lands in res2, then the residual is added in place
         LLM_TRY(ops->matmul_forward(res2, atty, PARAM(LLM_ATTPROJW, c * C), PARAM(LLM_ATTPROJB, c), B, T, C, C));
-        LLM_TRY(residual_layernorm(ops, res2, ln2, ln2_mean, ln2_rstd, res2, residual, PARAM(LLM_LN2W, c), PARAM(LLM_LN2B, c), B, T,
+        LLM_TRY(gpt2_residual_layernorm(ops, res2, ln2, ln2_mean, ln2_rstd, res2, residual, PARAM(LLM_LN2W, c), PARAM(LLM_LN2B, c), B, T,
                                    C));
         if (ops->matmul_gelu_forward) {
             LLM_TRY(ops->matmul_gelu_forward(fch, fch_gelu, ln2, PARAM(LLM_FCW, c * 4 * C), PARAM(LLM_FCB, 4 * c), B, T, C,
@@ -567,11 +568,11 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
         }
         LLM_TRY(ops->matmul_forward(res3, fch_gelu, PARAM(LLM_FCPROJW, c * 4 * C), PARAM(LLM_FCPROJB, c), B, T, 4 * C, C));
         if (l + 1 < L) // res3 += res2, then the next layer's ln1
-            LLM_TRY(residual_layernorm(ops, res3, AT(a.ln1, (l + 1) * BTC), a.ln1_mean + (l + 1) * BT,
+            LLM_TRY(gpt2_residual_layernorm(ops, res3, AT(a.ln1, (l + 1) * BTC), a.ln1_mean + (l + 1) * BT,
                                        a.ln1_rstd + (l + 1) * BT, res3, res2, PARAM(LLM_LN1W, c + C), PARAM(LLM_LN1B, c + C), B, T,
                                        C));
         else // res3 += res2, then the final LayerNorm
-            LLM_TRY(residual_layernorm(ops, res3, a.lnf, a.lnf_mean, a.lnf_rstd, res3, res2, PARAM(LLM_LNFW, 0),
+            LLM_TRY(gpt2_residual_layernorm(ops, res3, a.lnf, a.lnf_mean, a.lnf_rstd, res3, res2, PARAM(LLM_LNFW, 0),
                                        PARAM(LLM_LNFB, 0), B, T, C));
         residual = res3;
     }

@@ -109,6 +109,11 @@ llm_status gpt2_alloc(llm_model **out, const llm_config *cfg, const char *device
 // and the compute copy) and get (from the master copy when there is one).
 llm_status gpt2_set_params(llm_model *m, size_t offset, const float *src, size_t n);
 llm_status gpt2_get_params(const llm_model *m, size_t offset, float *dst, size_t n);
+// residual = inp1 + inp2, then out = layernorm(residual): the backend's fused op where it has one,
+// else the two ops (shapes as ops.h's residual_layernorm_forward; residual may alias inp1 or inp2).
+llm_status gpt2_residual_layernorm(const llm_ops *ops, floatX *residual, floatX *out, float *mean, float *rstd,
+                                   const floatX *inp1, const floatX *inp2, const floatX *w, const floatX *b, int B,
+                                   int T, int C);
 // splitmix64's finaliser: well-mixed 64 bits of x (initialisation and rounding seeds).
 uint64_t gpt2_mix64(uint64_t x);
 

@@ -303,6 +303,52 @@ void llm_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 void llm_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 
 // ----------------------------------------------------------------------------
+// generation with a KV cache (generate.c)
+//
+// A generator runs a model forward for inference a token at a time. Prefill runs whole prompts
+// and writes their keys and values into a cache; decode appends one token to each of several
+// sequences, attending over its cache, so that a new token costs one pass over the weights
+// instead of a forward over the whole sequence. The cache has `slots` sequence slots of up to
+// max_len positions each; sequences in one call may have different lengths (positions are kept
+// per slot). Logits come back as host fp32, (n, vocab_size) for the n sequences of the call.
+// Sampling (greedy, temperature, top-k/top-p) is the caller's: python/llmpy/generate.py.
+
+typedef struct llm_gen llm_gen;
+
+// What decode multiplies by: weights "fp32" or "bf16" (NULL: the model's precision). bf16 weights
+// on an fp32 model are a copy converted now (round to nearest even; half the bytes per token) and
+// do not follow later changes of the model's parameters; otherwise the generator reads the
+// model's own parameters. "fp32" on a bf16 model is LLM_EINVAL. The model must outlive the
+// generator and must not be used by another thread during a generator's call.
+llm_status llm_gen_create(llm_gen **out, llm_model *m, const char *weights);
+void llm_gen_free(llm_gen *g);
+// Sizes the cache for `slots` sequences of at most max_len tokens (1 <= max_len <= block_size),
+// growing it when needed, and empties every slot.
+llm_status llm_gen_reserve(llm_gen *g, int slots, int max_len);
+// Runs n prompts into slots rows[0..n) (distinct), replacing what those slots held. tokens: the
+// prompts one after the other, lengths[i] tokens each (1 <= lengths[i] <= max_len), ids in
+// [0, vocab_size). logits: (n, vocab_size) host fp32, the logits after each prompt's last token.
+llm_status llm_gen_prefill(llm_gen *g, const int32_t *tokens, const int32_t *lengths, const int32_t *rows, int n,
+                           float *logits);
+// Appends tokens[i] to slot rows[i] (distinct slots, each prefilled and holding fewer than max_len
+// tokens) and writes the logits that follow it into logits (n, vocab_size) host fp32.
+llm_status llm_gen_decode(llm_gen *g, const int32_t *tokens, const int32_t *rows, int n, float *logits);
+
+typedef struct llm_gen_info {
+    const char *weights; // "fp32" or "bf16"
+    int slots, max_len;  // the cache's shape (0, 0 before llm_gen_reserve)
+    size_t cache_bytes;  // the KV cache: 2 * n_layer * slots * max_len * n_embd elements
+    size_t work_bytes;   // activations and staging of the calls so far
+    size_t copy_bytes;   // the converted weights (0 when the generator reads the model's)
+    size_t step_bytes;   // bytes of parameters one decode step reads (matrices in `weights`)
+} llm_gen_info;
+void llm_gen_get_info(const llm_gen *g, llm_gen_info *out);
+// Tokens slot s holds (0 when empty or out of range).
+int llm_gen_length(const llm_gen *g, int slot);
+// How the CPU multiplies bf16 weights here: "avx512_bf16" (VDPBF16PS) or "convert" (widened to fp32).
+const char *llm_cpu_bf16_path(void);
+
+// ----------------------------------------------------------------------------
 // runtime
 
 void llm_set_num_threads(int n);

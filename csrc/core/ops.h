@@ -172,6 +172,29 @@ typedef struct llm_ops {
     // per-position losses). Deterministic: the same bits for the same x, run to run. Reduces where
     // x lives and returns one number, so a mean loss costs one copy (one synchronisation).
     llm_status (*sum_f32)(double *out, const float *x, size_t N);
+
+    // --- generation with a KV cache (csrc/core/generate.c) ----------------------
+    // Optional as a group: NULL where a backend has no generation (llm_gen_create then says so).
+    // The cache of one layer is two buffers, keys and values, each (S,NH,maxT,hs) floatX: S sequence
+    // slots of maxT positions. N sequences take part in a call; sequence n lives in slot rows[n]
+    // (distinct, in [0,S)) and its T tokens sit at positions pos[n] .. pos[n]+T-1 (pos[n] + T <= maxT).
+    // rows, pos: (N) int32 in backend memory.
+    //
+    // out: (N,T,C) = wte[inp[n,t]] + wpe[pos[n]+t]; inp: (N,T), wte: (Vp,C), wpe: (maxT,C)
+    llm_status (*encoder_at)(floatX *out, const int32_t *inp, const int32_t *pos, const floatX *wte,
+                             const floatX *wpe, int N, int T, int C);
+    // Writes the keys and values of qkv (N,T,3C) into slot rows[n] at positions pos[n]+t, then
+    // out (N,T,C) = causal attention (scale 1/sqrt(hs)) of each query (n,t) over the keys and values
+    // of its slot at positions 0 .. pos[n]+t. kcache, vcache: (S,NH,maxT,hs).
+    llm_status (*attention_cached)(floatX *out, floatX *kcache, floatX *vcache, const floatX *qkv,
+                                   const int32_t *rows, const int32_t *pos, int N, int T, int C, int NH,
+                                   int maxT);
+    // out (M,OC) = inp (M,C) @ weight^T + bias, for a few rows (decoding: M = sequences): each weight
+    // is read once for all M rows (no packing). weight: (OC,C) of element type wtype (the table's
+    // dtype, or LLM_BF16 when matmul_rows_bf16 is set), bias: (OC) floatX or NULL.
+    llm_status (*matmul_rows)(floatX *out, const floatX *inp, const void *weight, llm_dtype wtype,
+                              const floatX *bias, int M, int C, int OC);
+    int matmul_rows_bf16; // 1: matmul_rows takes bf16 weights whatever the table's dtype
 } llm_ops;
 
 // Size in bytes of one element of a dtype.

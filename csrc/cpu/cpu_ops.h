@@ -63,6 +63,10 @@ extern "C" {
 #define cpu_gemm_scratch_floats CPU_ISA_NAME(cpu_gemm_scratch_floats)
 #define cpu_gemm_serial CPU_ISA_NAME(cpu_gemm_serial)
 #define cpu_isa_ops CPU_ISA_NAME(cpu_isa_ops)
+#define cpu_encoder_at CPU_ISA_NAME(cpu_encoder_at)
+#define cpu_attention_cached CPU_ISA_NAME(cpu_attention_cached)
+#define cpu_matmul_rows CPU_ISA_NAME(cpu_matmul_rows)
+#define cpu_matmul_rows_bf16_path CPU_ISA_NAME(cpu_matmul_rows_bf16_path)
 #endif
 
 // --- memory and per-thread scratch (ops_cpu.c, compiled once) ----------------------- ---------------------------------------------------------
@@ -126,6 +130,16 @@ llm_status cpu_adamw_update(float *params, const float *grads, float *m, float *
                             float lr, float beta1, float beta2, float eps, float weight_decay,
                             float grad_scale, int64_t t);
 
+// --- decode.c: generation with a KV cache (ops.h, "generation") -------------------
+llm_status cpu_encoder_at(float *out, const int32_t *inp, const int32_t *pos, const float *wte, const float *wpe,
+                          int N, int T, int C);
+llm_status cpu_attention_cached(float *out, float *kcache, float *vcache, const float *qkv, const int32_t *rows,
+                                const int32_t *pos, int N, int T, int C, int NH, int maxT);
+llm_status cpu_matmul_rows(float *out, const float *inp, const void *weight, llm_dtype wtype, const float *bias,
+                           int M, int C, int OC);
+// How this variant multiplies bf16 weights on this CPU: "avx512_bf16" or "convert".
+const char *cpu_matmul_rows_bf16_path(void);
+
 // --- ops_cpu_isa.c --------------------------------------------------------------
 llm_status cpu_norm_squared(double *out, const float *x, size_t N);
 llm_status cpu_sum_f32(double *out, const float *x, size_t N);
@@ -157,6 +171,12 @@ typedef struct cpu_kernels {
                                float, int64_t);
     llm_status (*norm_squared)(double *, const float *, size_t);
     llm_status (*sum_f32)(double *, const float *, size_t);
+    // generation (decode.c)
+    llm_status (*encoder_at)(float *, const int32_t *, const int32_t *, const float *, const float *, int, int, int);
+    llm_status (*attention_cached)(float *, float *, float *, const float *, const int32_t *, const int32_t *, int,
+                                   int, int, int, int);
+    llm_status (*matmul_rows)(float *, const float *, const void *, llm_dtype, const float *, int, int, int);
+    const char *(*matmul_rows_bf16_path)(void);
 } cpu_kernels;
 
 // This variant's kernels.

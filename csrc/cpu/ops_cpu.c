@@ -387,6 +387,20 @@ static llm_status adamw_update(floatX *params, float *master, const floatX *grad
 }
 static llm_status norm_squared(double *out, const floatX *x, size_t N) { return ISA->norm_squared(out, x, N); }
 static llm_status sum_f32(double *out, const float *x, size_t N) { return ISA->sum_f32(out, x, N); }
+// generation (decode.c)
+static llm_status encoder_at(floatX *out, const int32_t *inp, const int32_t *pos, const floatX *wte,
+                             const floatX *wpe, int N, int T, int C) {
+    return ISA->encoder_at(out, inp, pos, wte, wpe, N, T, C);
+}
+static llm_status attention_cached(floatX *out, floatX *kcache, floatX *vcache, const floatX *qkv,
+                                   const int32_t *rows, const int32_t *pos, int N, int T, int C, int NH, int maxT) {
+    return ISA->attention_cached(out, kcache, vcache, qkv, rows, pos, N, T, C, NH, maxT);
+}
+static llm_status matmul_rows(floatX *out, const floatX *inp, const void *weight, llm_dtype wtype,
+                              const floatX *bias, int M, int C, int OC) {
+    return ISA->matmul_rows(out, inp, weight, wtype, bias, M, C, OC);
+}
+const char *llm_cpu_bf16_path(void) { return ISA->matmul_rows_bf16_path(); }
 // Host fp32 both sides: conversions are copies.
 static llm_status upload_f32(floatX *dst, const float *src_host, size_t N) {
     return cpu_to_device(dst, src_host, N * sizeof(float));
@@ -434,4 +448,8 @@ const llm_ops llm_cpu_ops = {
     .adamw_update = adamw_update,
     .norm_squared = norm_squared,
     .sum_f32 = sum_f32,
+    .encoder_at = encoder_at,
+    .attention_cached = attention_cached,
+    .matmul_rows = matmul_rows,
+    .matmul_rows_bf16 = 1,
 };

@@ -59,4 +59,8 @@ const cpu_kernels cpu_isa_ops = {
     .adamw_update = cpu_adamw_update,
     .norm_squared = cpu_norm_squared,
     .sum_f32 = cpu_sum_f32,
+    .encoder_at = cpu_encoder_at,
+    .attention_cached = cpu_attention_cached,
+    .matmul_rows = cpu_matmul_rows,
+    .matmul_rows_bf16_path = cpu_matmul_rows_bf16_path,
 };
