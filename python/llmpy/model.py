@@ -18,7 +18,7 @@ import numpy as np
 
 from . import _C, hf
 from .config import GPT2Config
-from .sampling import sample_next
+from .generate import Generator
 
 __all__ = ["GPT2", "TENSOR_NAMES", "GPT2Config"]
 
@@ -293,34 +293,46 @@ class GPT2:
         stage = _C.dist.zero_stage(self._m)
         return None if stage < 0 else stage
 
-    def generate(self, prompt, max_new_tokens: int, top_k: Optional[int] = None, temperature: float = 1.0,
-                 num_samples: int = 1, seed: Optional[int] = None,
-                 rng: Optional[np.random.Generator] = None) -> np.ndarray:
-        """Continues ``prompt`` (a sequence of token ids) and returns (num_samples, len(prompt) + new) ids.
+    def generate(self, prompts, max_new_tokens: int, *, temperature: float = 1.0, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None, seed: Optional[int] = None, stop_tokens=None, num_samples: int = 1,
+                 rng: Optional[np.random.Generator] = None, weights: Optional[str] = None):
+        """Continues ``prompts`` with the C core's KV cache (``llmpy.generate.Generator.generate``).
 
-        Draws from ``rng`` (or a generator seeded with ``seed``), never from any global RNG, so the
-        same seed gives the same samples. The context is cropped to the last ``block_size`` tokens.
-        Note that it overwrites the logits of the last forward.
+        One prompt (a sequence of token ids) gives an int64 array (num_samples, len(prompt) + new);
+        several (a list of sequences, any lengths) give a list of 1-D arrays. ``temperature`` 0 is
+        greedy; otherwise temperature, top-k, top-p as in Hugging Face's ``generate``. Random
+        numbers come from ``rng`` or a generator seeded with ``seed``, never a global one.
+        Sequences stop after ``max_new_tokens`` or right after one of ``stop_tokens``.
+        ``weights="bf16"`` decodes with a bf16 copy of the weights made for this call (to convert
+        once for many calls, use ``generator("bf16")``). The forward state (``logits()``) is left
+        as it was.
 
-        >>> m.generate([50256], max_new_tokens=5, top_k=1).shape
+        >>> m.generate([50256], max_new_tokens=5, temperature=0).shape
         (1, 6)
         """
+        return Generator(self, weights).generate(prompts, max_new_tokens, temperature=temperature, top_k=top_k,
+                                                 top_p=top_p, seed=seed, stop_tokens=stop_tokens,
+                                                 num_samples=num_samples, rng=rng)
 
-        if rng is None:
-            rng = np.random.default_rng(seed)
-        seq = np.asarray(prompt, dtype=np.int64).reshape(1, -1)
-        if seq.size == 0:
-            raise ValueError("prompt must hold at least one token")
-        if max_new_tokens < 0 or num_samples < 1:
-            raise ValueError(f"need max_new_tokens >= 0 and num_samples >= 1, got {max_new_tokens}, {num_samples}")
-        seq = np.repeat(seq, num_samples, axis=0)
-        block = self.config.block_size
-        for _ in range(max_new_tokens):
-            ctx = np.ascontiguousarray(seq[:, -block:], dtype=np.int32)
-            self.forward(ctx)
-            nxt = sample_next(self.logits()[:, -1, :], rng, top_k=top_k, temperature=temperature)
-            seq = np.concatenate([seq, nxt[:, None].astype(np.int64)], axis=1)
-        return seq
+    def stream(self, prompts, max_new_tokens: int, *, temperature: float = 1.0, top_k: Optional[int] = None,
+               top_p: Optional[float] = None, seed: Optional[int] = None, stop_tokens=None, num_samples: int = 1,
+               rng: Optional[np.random.Generator] = None, weights: Optional[str] = None):
+        """``generate`` a step at a time (``llmpy.generate.Generator.stream``): for one prompt and one
+        sample each new token id, else an array per step (-1 for sequences that have stopped).
+
+        >>> for tok in m.stream(enc.encode("Hello"), 20, top_k=40, seed=0):   # doctest: +SKIP
+        ...     print(enc.decode([tok]), end="", flush=True)
+        """
+        return Generator(self, weights).stream(prompts, max_new_tokens, temperature=temperature, top_k=top_k,
+                                               top_p=top_p, seed=seed, stop_tokens=stop_tokens,
+                                               num_samples=num_samples, rng=rng)
+
+    def generator(self, weights: Optional[str] = None) -> Generator:
+        """A ``Generator`` to call many times: bf16 weights converted once, the cache reused.
+
+        >>> gen = m.generator("bf16"); gen.generate([50256], 20, seed=0)   # doctest: +SKIP
+        """
+        return Generator(self, weights)
 
     # -- tensors ---------------------------------------------------------------
 

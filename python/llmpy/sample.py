@@ -1,23 +1,65 @@
-"""Sampling text from a GPT-2 checkpoint.
+"""Sampling text from a GPT-2 checkpoint, streamed as it is produced.
 
     python -m llmpy.sample --checkpoint runs/x/model_000500.bin --prompt "ROMEO:" \\
         --max-new-tokens 100 --top-k 50 --temperature 1.0 --num-samples 3 --seed 42
+    python -m llmpy.sample --checkpoint gpt2_124M.bin --interactive --weights bf16
 
-Sampling draws from its own ``numpy.random.Generator``, so sampling during training never
-changes the training trajectory. ``GPT2.generate`` is the Python API.
+Generation runs in the C core with a KV cache (``llmpy.generate``): all samples of a prompt are
+one batch; the first is printed token by token as it is produced, the others when the batch is
+done. ``--interactive`` reads prompts from standard input, one per line, until an empty line or
+end of input, with the weights (bf16 with ``--weights bf16``) prepared once. Sampling draws from
+its own ``numpy.random.Generator`` seeded by ``--seed``, so the same flags give the same text
+(and sampling during training never changes the training trajectory). ``GPT2.generate`` and
+``GPT2.stream`` are the Python API.
 """
 
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import sys
 from typing import Optional
 
+import numpy as np
 
 from .sampling import sample_next
 
 __all__ = ["main", "sample_next"]
+
+
+def _text_of(enc, tokens) -> bytes:
+    """The bytes of token ids (ids beyond the tokenizer's vocabulary, e.g. padding rows, dropped)."""
+    return b"".join(enc.decode_single_token_bytes(int(t)) for t in tokens if 0 <= t < enc.n_vocab)
+
+
+def _samples(gen, enc, prompt: list, args, rng: np.random.Generator, out) -> list:
+    """Generates args.num_samples continuations of prompt as one batch, streaming the first to out
+    (the others follow when the batch is done); returns the texts (prompt included)."""
+    n = args.num_samples
+    stop = [enc.eot_token] if args.stop_at_eot else None
+    steps = gen.stream([prompt], args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
+                       top_p=args.top_p, stop_tokens=stop, num_samples=n, rng=rng)
+    head = _text_of(enc, prompt)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # a character may span tokens
+    new: list = [[] for _ in range(n)]
+    if n > 1:
+        out.write(f"--- sample 1/{n}\n")
+    out.write(decoder.decode(head))
+    out.flush()
+    for step in steps:
+        for i, t in enumerate(step.tolist()):
+            if t >= 0:
+                new[i].append(t)
+        if step[0] >= 0:
+            out.write(decoder.decode(_text_of(enc, [int(step[0])])))
+            out.flush()
+    out.write(decoder.decode(b"", final=True) + "\n")
+    texts = [(head + _text_of(enc, toks)).decode("utf-8", errors="replace") for toks in new]
+    for i in range(1, n):
+        out.write(f"--- sample {i + 1}/{n}\n{texts[i]}\n")
+    out.flush()
+    return texts
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -30,28 +72,61 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--prompt", default="\n", help="text to continue (GPT-2 tokens; default: a newline)")
     ap.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate per sample")
     ap.add_argument("--top-k", type=int, default=50, help="keep the k most likely tokens (0: all)")
+    ap.add_argument("--top-p", type=float, default=None,
+                    help="keep the most likely tokens up to this probability mass, in (0, 1] (default: all)")
     ap.add_argument("--temperature", type=float, default=1.0, help="softmax temperature (0: greedy)")
     ap.add_argument("--num-samples", type=int, default=3, help="number of samples")
     ap.add_argument("--seed", type=int, default=42, help="sampling seed")
+    ap.add_argument("--stop-at-eot", action="store_true", help="end a sample at <|endoftext|>")
+    ap.add_argument("--weights", choices=["fp32", "bf16"], default=None,
+                    help="weights for decoding: bf16 halves the bytes per token (default: the model's precision)")
+    ap.add_argument("--interactive", action="store_true",
+                    help="read prompts from standard input, one per line, until an empty line")
     ap.add_argument("--device", default="auto", type=device.arg, help=device.HELP)
-    ap.add_argument("--json", action="store_true", help="print the samples as a JSON list")
+    ap.add_argument("--json", action="store_true", help="print the samples as a JSON list (no streaming)")
     args = ap.parse_args(argv)
+    if args.max_new_tokens < 0 or args.num_samples < 1:
+        ap.error("--max-new-tokens must be >= 0 and --num-samples >= 1")
 
     enc = gpt2()
     model = GPT2.from_checkpoint(args.checkpoint, device=args.device)
-    prompt = enc.encode(args.prompt, allowed_special={"<|endoftext|>"})
-    if not prompt:
-        ap.error("--prompt encodes to no tokens")
-    if max(prompt) >= model.config.vocab_size:
-        ap.error(f"the prompt uses token ids beyond the model's vocabulary ({model.config.vocab_size})")
-    out = model.generate(prompt, args.max_new_tokens, top_k=args.top_k or None, temperature=args.temperature,
-                         num_samples=args.num_samples, seed=args.seed)
-    texts = [enc.decode([t for t in row if t < enc.n_vocab]) for row in out]
+    gen = model.generator(args.weights)  # bf16 weights: converted once, here
+    rng = np.random.default_rng(args.seed)
+
+    def encode(text: str) -> list:
+        prompt = enc.encode(text, allowed_special={"<|endoftext|>"})
+        if not prompt:
+            raise ValueError("the prompt encodes to no tokens")
+        if max(prompt) >= model.config.vocab_size:
+            raise ValueError(f"the prompt uses token ids beyond the model's vocabulary ({model.config.vocab_size})")
+        return prompt
+
+    if args.interactive:
+        print("llmpy: type a prompt and press Enter; an empty line or end of input quits.", file=sys.stderr)
+        while True:
+            sys.stdout.write("> ")
+            sys.stdout.flush()
+            line = sys.stdin.readline()
+            text = line.rstrip("\n")
+            if not text:
+                sys.stdout.write("\n")
+                return 0
+            try:
+                _samples(gen, enc, encode(text), args, rng, sys.stdout)
+            except ValueError as e:
+                print(f"error: {e}", file=sys.stderr)
+
+    try:
+        prompt = encode(args.prompt)
+    except ValueError as e:
+        ap.error(f"--prompt: {e}")
     if args.json:
-        print(json.dumps(texts))
-    else:
-        for i, text in enumerate(texts):
-            print(f"--- sample {i + 1}/{len(texts)}\n{text}")
+        out = gen.generate([prompt], args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
+                           top_p=args.top_p, stop_tokens=[enc.eot_token] if args.stop_at_eot else None,
+                           num_samples=args.num_samples, rng=rng)
+        print(json.dumps([_text_of(enc, row).decode("utf-8", errors="replace") for row in out]))
+        return 0
+    _samples(gen, enc, prompt, args, rng, sys.stdout)
     return 0
 
 
