@@ -96,4 +96,16 @@ llm_status cuda_norm_squared(double *out, const floatX *x, size_t N, cudaStream_
 // *out (host) = sum of x (fp32), reduced on the device in double; synchronises the stream.
 llm_status cuda_sum_f32(double *out, const float *x, size_t N, cudaStream_t stream);
 
+// --- decode.cu: generation with a KV cache (ops.h, "generation") ------------------------
+template <typename floatX>
+llm_status cuda_encoder_at(floatX *out, const int32_t *inp, const int32_t *pos, const floatX *wte, const floatX *wpe,
+                           int N, int T, int C, cudaStream_t stream);
+template <typename floatX>
+llm_status cuda_attention_cached(floatX *out, floatX *kcache, floatX *vcache, const floatX *qkv, const int32_t *rows,
+                                 const int32_t *pos, int N, int T, int C, int NH, int maxT, cudaStream_t stream);
+// weight: wtype LLM_BF16 (either table) or LLM_F32 (the fp32 table)
+template <typename floatX>
+llm_status cuda_matmul_rows(floatX *out, const floatX *inp, const void *weight, llm_dtype wtype, const floatX *bias,
+                            int M, int C, int OC, cudaStream_t stream);
+
 #endif // LLMPY_CUDA_OPS_CUH

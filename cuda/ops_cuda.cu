@@ -371,6 +371,31 @@ static llm_status sum_f32(double *out, const float *x, size_t N) {
     return run_op("sum_f32", [&] { return cuda_sum_f32(out, x, N, llm_cuda_stream); });
 }
 
+// generation (decode.cu)
+template <typename X>
+static llm_status encoder_at(floatX *out, const int32_t *inp, const int32_t *pos, const floatX *wte, const floatX *wpe,
+                             int N, int T, int C) {
+    return run_op("encoder_at", [&] {
+        return cuda_encoder_at<X>((X *)out, inp, pos, (const X *)wte, (const X *)wpe, N, T, C, llm_cuda_stream);
+    });
+}
+template <typename X>
+static llm_status attention_cached(floatX *out, floatX *kcache, floatX *vcache, const floatX *qkv,
+                                   const int32_t *rows, const int32_t *pos, int N, int T, int C, int NH, int maxT) {
+    return run_op("attention_cached", [&] {
+        return cuda_attention_cached<X>((X *)out, (X *)kcache, (X *)vcache, (const X *)qkv, rows, pos, N, T, C, NH,
+                                        maxT, llm_cuda_stream);
+    });
+}
+template <typename X>
+static llm_status matmul_rows(floatX *out, const floatX *inp, const void *weight, llm_dtype wtype, const floatX *bias,
+                              int M, int C, int OC) {
+    return run_op("matmul_rows", [&] {
+        return cuda_matmul_rows<X>((X *)out, (const X *)inp, weight, wtype, (const X *)bias, M, C, OC,
+                                   llm_cuda_stream);
+    });
+}
+
 // ----------------------------------------------------------------------------
 // the tables
 
@@ -414,6 +439,10 @@ template <typename X> static llm_ops make_table(llm_dtype dtype) {
     o.adamw_update = adamw_update<X>;
     o.norm_squared = norm_squared<X>;
     o.sum_f32 = sum_f32;
+    o.encoder_at = encoder_at<X>;
+    o.attention_cached = attention_cached<X>;
+    o.matmul_rows = matmul_rows<X>;
+    o.matmul_rows_bf16 = 1; // bf16 weights under the fp32 table too (a converted copy)
     return o;
 }
 

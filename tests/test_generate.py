@@ -135,20 +135,24 @@ def test_cache_memory_is_reported(model):
 # bf16 decode weights
 
 
-@pytest.mark.parametrize("isa", ["auto", "avx2"])  # avx512: VDPBF16PS where the CPU has it; avx2: conversion
-def test_bf16_weights_logits_within_1e_2(isa):
-    if isa != "auto" and isa not in llmpy.build_info()["cpu_isas"]:
+@pytest.mark.parametrize("device,isa", [("cpu", "auto"), ("cpu", "avx2"), pytest.param("cuda", None, marks=CUDA.marks)])
+def test_bf16_weights_logits_within_1e_2(device, isa):
+    """cpu/auto: VDPBF16PS where the CPU has avx512_bf16; cpu/avx2: bf16 widened to fp32; cuda:
+    the bf16 copy under the fp32 table."""
+    if isa not in (None, "auto") and isa not in llmpy.build_info()["cpu_isas"]:
         pytest.skip(f"CPU ISA {isa} not built")
     old = llmpy.build_info()["cpu_isa"]
     try:
-        if isa != "auto":
+        if isa not in (None, "auto"):
             try:
                 llmpy.set_cpu_isa(isa)
             except NotImplementedError:
                 pytest.skip(f"this CPU cannot run {isa}")
-        m = llmpy.GPT2(llmpy.GPT2Config(n_layer=2, n_head=4, n_embd=96, vocab_size=300, block_size=40), seed=5)
+        cfg = llmpy.GPT2Config(n_layer=2, n_head=4, n_embd=96, vocab_size=300, block_size=40)
+        ref = llmpy.GPT2(cfg, seed=5)
+        m = ref if device == "cpu" else llmpy.GPT2(cfg, seed=5, device=device, precision="fp32")
         seq = np.random.default_rng(4).integers(0, 300, size=40)
-        ref = full_logits(m, seq)
+        want = full_logits(ref, seq)
         gen = m.generator("bf16")
         assert gen.weights == "bf16" and gen.info["copy_bytes"] > 0
         g = gen._g
@@ -157,13 +161,36 @@ def test_bf16_weights_logits_within_1e_2(isa):
         for t in range(2, 40):
             got.append(g.decode(seq[t : t + 1].astype(np.int32), np.array([0], np.int32))[0])
         got = np.array(got)
-        scale = max(1.0, float(np.max(np.abs(ref))))
-        err = float(np.max(np.abs(got - ref[1:])))
-        assert err <= 1e-2 * scale, f"bf16 ({_C.cpu_bf16_path()}): max abs diff {err:.3e}"
+        scale = max(1.0, float(np.max(np.abs(want))))
+        err = float(np.max(np.abs(got - want[1:])))
+        assert err <= 1e-2 * scale, f"bf16 ({device}, {_C.cpu_bf16_path()}): max abs diff {err:.3e}"
         assert err > 0  # really the bf16 copy
         assert gen.info["step_bytes"] < m.generator().info["step_bytes"] * 0.55
     finally:
         llmpy.set_cpu_isa(old)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_generates_what_the_cpu_does(model, precision):
+    if not llmpy.cuda_available():
+        pytest.skip("no CUDA device")
+    gpu = llmpy.GPT2(CFG, seed=3, device="cuda", precision=precision)
+    prompts = [[7], [1, 2, 3, 4, 5], list(range(10, 27))]
+    if precision == "fp32":  # the same greedy tokens, logits to 1e-4
+        for a, b in zip(gpu.generate(prompts, 20, temperature=0), model.generate(prompts, 20, temperature=0)):
+            np.testing.assert_array_equal(a, b)
+    g = _C.Generator(gpu._m, None)
+    g.reserve(3, 40)
+    flat = np.concatenate([np.asarray(p) for p in prompts]).astype(np.int32)
+    got = g.prefill(flat, np.array([len(p) for p in prompts], np.int32), np.arange(3, dtype=np.int32))
+    nxt = got.argmax(-1).astype(np.int32)
+    got2 = g.decode(nxt, np.arange(3, dtype=np.int32))
+    tol = 1e-4 if precision == "fp32" else 5e-2
+    for i, p in enumerate(prompts):
+        want = full_logits(model, list(p) + [int(nxt[i])])
+        scale = max(1.0, float(np.max(np.abs(want))))
+        assert_close(f"prefill logits {i}", got[i] / scale, want[-2] / scale, max_abs=tol)
+        assert_close(f"decode logits {i}", got2[i] / scale, want[-1] / scale, max_abs=tol)
 
 
 def test_bf16_greedy_mostly_agrees_with_fp32(model):
