@@ -65,11 +65,14 @@ typedef uint16_t vh __attribute__((vector_size(VL * sizeof(uint16_t)), aligned(2
 typedef uint32_t vu __attribute__((vector_size(VL * sizeof(uint32_t))));
 #define HAVE_VEC 1
 
-// lanes summed in index order (a fixed order: the result is the same on every call)
+// lanes summed as a tree (halves added until one lane is left): a fixed order, so the result is
+// the same on every call, and a short dependency chain (one of these per output)
 static inline float hsum(vf v) {
-    float s = 0.0f;
-    for (int l = 0; l < VL; l++) s += v[l];
-    return s;
+    float a[VL];
+    memcpy(a, &v, sizeof a);
+    for (int w = VL / 2; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) a[l] += a[l + w];
+    return a[0];
 }
 static inline vf load_f32(const float *p) { return *(const vf *)p; }
 // bf16 widened to fp32 exactly: the 16 bits become the high half of the fp32 word
@@ -295,9 +298,20 @@ static inline DP_TARGET __attribute__((always_inline)) void tile_dp(float *out, 
     __m512 acc[OB][MB];
     for (int j = 0; j < OB; j++)
         for (int i = 0; i < mb; i++) acc[j][i] = _mm512_setzero_ps();
-    for (int c = 0; c < C; c += 32) {
-        const int n = C - c;
-        const __mmask32 mask = n >= 32 ? 0xffffffffu : (__mmask32)((1u << n) - 1);
+    int c = 0;
+    for (; c + 32 <= C; c += 32) { // whole chunks: plain loads
+        __m512bh wv[OB];
+#pragma GCC unroll 4
+        for (int j = 0; j < OB; j++) wv[j] = (__m512bh)_mm512_loadu_si512((const void *)(wr[j] + c));
+#pragma GCC unroll 4
+        for (int i = 0; i < mb; i++) {
+            const __m512bh xv = (__m512bh)_mm512_loadu_si512((const void *)(xb + (size_t)i * Cp + c));
+#pragma GCC unroll 4
+            for (int j = 0; j < OB; j++) acc[j][i] = _mm512_dpbf16_ps(acc[j][i], wv[j], xv);
+        }
+    }
+    if (c < C) { // the last C % 32 weights, masked (the bf16 inputs are zero padded)
+        const __mmask32 mask = (__mmask32)((1u << (C - c)) - 1);
         __m512bh wv[OB];
         for (int j = 0; j < OB; j++) wv[j] = (__m512bh)_mm512_maskz_loadu_epi16(mask, wr[j] + c);
         for (int i = 0; i < mb; i++) {
@@ -307,9 +321,7 @@ static inline DP_TARGET __attribute__((always_inline)) void tile_dp(float *out, 
     }
     for (int j = 0; j < nw; j++)
         for (int i = 0; i < mb; i++) {
-            float lane[16], s = 0.0f;
-            _mm512_storeu_ps(lane, acc[j][i]);
-            for (int l = 0; l < 16; l++) s += lane[l];
+            const float s = _mm512_reduce_add_ps(acc[j][i]); // a tree of halves, like hsum
             out[(size_t)i * ldo + o0 + j] = s + (bias ? bias[o0 + j] : 0.0f);
         }
 }
