@@ -372,7 +372,7 @@ llm_status llm_gen_prefill(llm_gen *g, const int32_t *tokens, const int32_t *len
     LLM_TRY(ensure_work(g, &w, n * Tc, n));
     size_t *start = malloc((size_t)n * sizeof(size_t)); // each prompt's first token in `tokens`
     if (!start) return llm_fail(LLM_ENOMEM, "out of memory for %d prompt offsets", n);
-    for (int i = 0, o = 0; i < n; o += lengths[i], i++) start[i] = (size_t)o;
+    for (size_t i = 0, o = 0; i < (size_t)n; o += (size_t)lengths[i], i++) start[i] = o;
     llm_status s = LLM_OK;
     for (int t0 = 0; s == LLM_OK && t0 < longest; t0 += Tc) {
         const int T = longest - t0 < Tc ? longest - t0 : Tc;

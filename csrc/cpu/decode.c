@@ -131,6 +131,7 @@ llm_status cpu_attention_cached(float *out, float *kcache, float *vcache, const 
     int longest = 0;
     for (int n = 0; n < N; n++) longest = pos[n] > longest ? pos[n] : longest;
     const int parallel = (double)units * (longest + T) * hs >= ATT_PAR_MIN;
+    (void)parallel; // read by the OpenMP clauses only
 
     // the new keys and values into the cache
 #pragma omp parallel for if (parallel)
@@ -326,22 +327,29 @@ static inline DP_TARGET __attribute__((always_inline)) void tile_dp(float *out, 
         }
 }
 
-static DP_TARGET void rows_bf16_dp(float *out, const uint16_t *xb, int Cp, const uint16_t *w, const float *bias,
-                                   int M, int C, int OC) {
+// One block of OB output columns for all M rows (the OpenMP loop below stays outside the
+// target("avx512bf16") functions: clang does not pass the attribute to outlined parallel regions).
+static DP_TARGET void block_dp(float *out, const uint16_t *xb, int Cp, const uint16_t *w, const float *bias, int M,
+                               int C, int OC, int o0, int nw) {
+    for (int m0 = 0; m0 < M; m0 += MB) {
+        const uint16_t *xm = xb + (size_t)m0 * Cp;
+        float *om = out + (size_t)m0 * OC;
+        switch (M - m0 < MB ? M - m0 : MB) {
+        case 1: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 1); break;
+        case 2: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 2); break;
+        case 3: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 3); break;
+        default: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 4); break;
+        }
+    }
+}
+
+static void rows_bf16_dp(float *out, const uint16_t *xb, int Cp, const uint16_t *w, const float *bias, int M, int C,
+                         int OC) {
     const long long blocks = (OC + OB - 1) / OB;
 #pragma omp parallel for schedule(dynamic, ROWS_CHUNK) if ((size_t)OC * C >= ROWS_PAR_MIN)
     for (long long b = 0; b < blocks; b++) {
         const int o0 = (int)b * OB, nw = OC - o0 < OB ? OC - o0 : OB;
-        for (int m0 = 0; m0 < M; m0 += MB) {
-            const uint16_t *xm = xb + (size_t)m0 * Cp;
-            float *om = out + (size_t)m0 * OC;
-            switch (M - m0 < MB ? M - m0 : MB) {
-            case 1: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 1); break;
-            case 2: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 2); break;
-            case 3: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 3); break;
-            default: tile_dp(om, OC, xm, Cp, w, C, bias, o0, nw, 4); break;
-            }
-        }
+        block_dp(out, xb, Cp, w, bias, M, C, OC, o0, nw);
     }
 }
 #endif
