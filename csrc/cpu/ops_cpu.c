@@ -45,6 +45,11 @@
 // gradients of a model that only runs inference) never becomes resident, and nothing is
 // memset twice. Smaller blocks come from aligned_alloc and are cleared with memset.
 #define CPU_MAP_MIN ((size_t)1 << 20)
+// Mapped blocks of at least this size also ask for transparent huge pages (where the kernel
+// offers them on request, THP "madvise" mode): the weights are streamed once per generated token
+// and once per training step, and with 4 KiB pages every 4 KiB of a stream costs a TLB miss
+// (measured on 2 Sapphire Rapids cores: the decode GEMV over GPT-2 124M's matrices 46 -> 35 ms).
+#define CPU_HUGE_MIN ((size_t)4 << 20)
 
 typedef struct block_header {
     size_t total; // bytes obtained from the system, header included
@@ -64,6 +69,9 @@ llm_status cpu_alloc(void **out, size_t bytes) {
     if (bytes >= CPU_MAP_MIN) {
         void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (p != MAP_FAILED) base = p, mapped = 1; // page aligned, zero filled
+#ifdef MADV_HUGEPAGE
+        if (mapped && bytes >= CPU_HUGE_MIN) (void)madvise(p, total, MADV_HUGEPAGE); // a hint: failure is harmless
+#endif
     }
 #endif
     if (!base) {
