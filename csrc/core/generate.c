@@ -36,7 +36,7 @@
 #include "core/gpt2.h"
 
 #define PREFILL_ROWS 1024 // rows of one prefill chunk (bounds the activations of a prefill)
-#define GEMV_ROWS 8       // products of at most this many rows use matmul_rows
+#define GEMV_ROWS 16      // products of at most this many rows use matmul_rows (16-token prompt: 81 -> ~55 ms)
 
 // The matrices decode reads, in the decode weights (the rest — embeddings for the lookup,
 // biases, LayerNorm parameters — always come from the model).
