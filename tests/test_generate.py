@@ -129,6 +129,15 @@ def test_cache_memory_is_reported(model):
     assert info["copy_bytes"] == 0 and info["weights"] == "fp32"
     matrices = L * 12 * C * C + CFG.vocab_size * C
     assert info["step_bytes"] >= matrices * 4
+    # the cache grows to the largest call and is kept for smaller ones (the same tokens either way)
+    small = gen.generate([[1, 2, 3], [4]], 5, temperature=0)
+    gen.generate([[1], [2], [3]], 3, temperature=0)
+    assert (gen.info["slots"], gen.info["max_len"]) == (3, 7)
+    gen.generate([9] * 20, 10, temperature=0)
+    assert (gen.info["slots"], gen.info["max_len"]) == (3, 29)
+    assert gen.info["cache_bytes"] == 2 * L * 3 * 29 * C * 4
+    again = gen.generate([[1, 2, 3], [4]], 5, temperature=0)
+    assert all(np.array_equal(a, b) for a, b in zip(small, again))
 
 
 # ----------------------------------------------------------------------------

@@ -173,8 +173,10 @@ llm_status llm_gen_reserve(llm_gen *g, int slots, int max_len) {
     if (slots < 1 || slots > (1 << 20)) return llm_fail(LLM_EINVAL, "slots must be in [1, %d], got %d", 1 << 20, slots);
     if (max_len < 1 || max_len > cfg->block_size)
         return llm_fail(LLM_EINVAL, "max_len must be in [1, block_size=%d], got %d", cfg->block_size, max_len);
-    const size_t bytes = 2 * (size_t)cfg->n_layer * slots * max_len * cfg->n_embd * g->m->xsize;
-    if (slots != g->S || max_len != g->maxT) { // the layout depends on both
+    if (slots > g->S || max_len > g->maxT) { // grown in both dimensions at once: the layout depends on both
+        slots = slots > g->S ? slots : g->S;
+        max_len = max_len > g->maxT ? max_len : g->maxT;
+        const size_t bytes = 2 * (size_t)cfg->n_layer * slots * max_len * cfg->n_embd * g->m->xsize;
         g->ops->free(g->cache);
         g->cache = NULL;
         g->cache_bytes = 0;
@@ -190,7 +192,7 @@ llm_status llm_gen_reserve(llm_gen *g, int slots, int max_len) {
         g->S = slots;
         g->maxT = max_len;
     }
-    memset(g->len, 0, (size_t)slots * sizeof(int32_t));
+    if (g->len) memset(g->len, 0, (size_t)g->S * sizeof(int32_t));
     return LLM_OK;
 }
 

@@ -322,8 +322,9 @@ typedef struct llm_gen llm_gen;
 // generator and must not be used by another thread during a generator's call.
 llm_status llm_gen_create(llm_gen **out, llm_model *m, const char *weights);
 void llm_gen_free(llm_gen *g);
-// Sizes the cache for `slots` sequences of at most max_len tokens (1 <= max_len <= block_size),
-// growing it when needed, and empties every slot.
+// Makes room for `slots` sequences of at most max_len tokens (1 <= max_len <= block_size) and
+// empties every slot. A cache at least that large is kept as it is (llm_gen_get_info tells its
+// shape); otherwise it grows to the larger of the two in each dimension.
 llm_status llm_gen_reserve(llm_gen *g, int slots, int max_len);
 // Runs n prompts into slots rows[0..n) (distinct), replacing what those slots held. tokens: the
 // prompts one after the other, lengths[i] tokens each (1 <= lengths[i] <= max_len), ids in

@@ -78,9 +78,9 @@ class Generator:
 
     @property
     def info(self) -> dict:
-        """Memory and traffic: ``cache_bytes`` (the KV cache of the last call), ``copy_bytes`` (the
-        bf16 copy), ``work_bytes`` (activations), ``step_bytes`` (parameter bytes one decode step
-        reads), ``slots`` and ``max_len`` (the cache's shape), ``weights``."""
+        """Memory and traffic: ``cache_bytes`` (the KV cache, grown to the largest call so far),
+        ``copy_bytes`` (the bf16 copy), ``work_bytes`` (activations), ``step_bytes`` (parameter
+        bytes one decode step reads), ``slots`` and ``max_len`` (the cache's shape), ``weights``."""
         return dict(self._g.info)
 
     # -- the two ways to call it ---------------------------------------------------
