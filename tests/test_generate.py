@@ -50,7 +50,8 @@ def test_decode_logits_equal_full_forward(device, prompt_len):
     ref = full_logits(m, seq)
     g = _C.Generator(m._m, None)
     g.reserve(1, CFG.block_size)
-    got = [g.prefill(seq[:prompt_len].astype(np.int32), np.array([prompt_len], np.int32), np.array([0], np.int32))[0]]
+    one, zero = np.array([prompt_len], np.int32), np.array([0], np.int32)
+    got = [g.prefill(seq[:prompt_len].astype(np.int32), one, zero)[0]]
     for t in range(prompt_len, CFG.block_size):
         got.append(g.decode(seq[t : t + 1].astype(np.int32), np.array([0], np.int32))[0])
     err = rel(np.array(got), ref[prompt_len - 1 :])
@@ -95,8 +96,8 @@ def test_ragged_batch_equals_one_by_one(model):
     nxt = lb.argmax(-1).astype(np.int32)
     lb2 = g.decode(nxt, rows)
     for i, p in enumerate(prompts):
-        assert_close(f"decode logits of sequence {i}", lb2[i], full_logits(model, list(p) + [int(nxt[i])])[-1],
-                     max_abs=1e-5)
+        want = full_logits(model, list(p) + [int(nxt[i])])[-1]
+        assert_close(f"decode logits of sequence {i}", lb2[i], want, max_abs=1e-5)
 
 
 def test_decode_of_a_subset_of_slots_leaves_the_others(model):
@@ -144,7 +145,8 @@ def test_cache_memory_is_reported(model):
 # bf16 decode weights
 
 
-@pytest.mark.parametrize("device,isa", [("cpu", "auto"), ("cpu", "avx2"), pytest.param("cuda", None, marks=CUDA.marks)])
+@pytest.mark.parametrize("device,isa", [("cpu", "auto"), ("cpu", "avx2"),
+                                        pytest.param("cuda", None, marks=CUDA.marks)])
 def test_bf16_weights_logits_within_1e_2(device, isa):
     """cpu/auto: VDPBF16PS where the CPU has avx512_bf16; cpu/avx2: bf16 widened to fp32; cuda:
     the bf16 copy under the fp32 table."""
@@ -424,8 +426,8 @@ def test_sample_cli_interactive(gpt2_checkpoint, capsys, monkeypatch):
     from llmpy.sample import main
 
     monkeypatch.setattr("sys.stdin", io.StringIO("Hello\nThe\n"))
-    assert main(["--checkpoint", str(gpt2_checkpoint), "--interactive", "--max-new-tokens", "5", "--temperature",
-                 "0", "--device", "cpu", "--weights", "bf16"]) == 0
+    assert main(["--checkpoint", str(gpt2_checkpoint), "--interactive", "--max-new-tokens", "5",
+                 "--temperature", "0", "--device", "cpu", "--weights", "bf16"]) == 0
     out = capsys.readouterr().out
     assert out.count("Hello") >= 1 and out.count("The") >= 1
 

@@ -87,22 +87,22 @@ def main(argv=None) -> int:
     ap.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
     ap.add_argument("--prompt-len", type=int, default=16)
     ap.add_argument("--new-tokens", type=int, default=128)
-    ap.add_argument("--recompute", action="store_true", help="also time the old per-token full forward (batch 1)")
+    ap.add_argument("--recompute", action="store_true",
+                    help="also time the old per-token full forward (batch 1)")
     ap.add_argument("--markdown", action="store_true", help="print the table as markdown")
     ap.add_argument("--omp-wait-policy", choices=["default", "passive", "active"], default="default",
-                    help="OMP_WAIT_POLICY for llmpy and torch alike (set before either loads OpenMP): on a machine "
-                         "shared with other work, passive threads sleep at barriers instead of spinning away the "
-                         "time slice their partner needs")
+                    help="OMP_WAIT_POLICY for llmpy and torch alike (set before either loads OpenMP): on a "
+                         "machine shared with other work, passive threads sleep at barriers instead of "
+                         "spinning away the time slice their partner needs")
     args = ap.parse_args(argv)
     if args.omp_wait_policy != "default":
         if "torch" in sys.modules or "llmpy" in sys.modules:
             ap.error("--omp-wait-policy must be set before torch or llmpy is imported")
         os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
 
+    import llmpy
     import torch
     import transformers
-
-    import llmpy
 
     torch.set_num_threads(args.threads)
     llmpy.set_num_threads(args.threads)
@@ -127,8 +127,8 @@ def main(argv=None) -> int:
     def run_hf(b):
         x = torch.from_numpy(prompts[b])
         with torch.no_grad():
-            return hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n_new, min_new_tokens=n_new,
-                               do_sample=False, use_cache=True)
+            return hf.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=n_new,
+                               min_new_tokens=n_new, do_sample=False, use_cache=True)
 
     def run_recompute(b):
         seq = prompts[b].astype(np.int32)
@@ -157,7 +157,8 @@ def main(argv=None) -> int:
             fn()
             times[(name, b)].append(time.perf_counter() - t0)
         bandwidths.append(read_bandwidth(args.threads))
-        print(f"round {r + 1}/{args.rounds} done (load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)
+        load = os.getloadavg()[0]
+        print(f"round {r + 1}/{args.rounds} done (load {load:.1f})", file=sys.stderr, flush=True)
     load1 = os.getloadavg()
     bw = statistics.median(bandwidths)
 
@@ -178,11 +179,13 @@ def main(argv=None) -> int:
     info = llmpy.build_info()
     print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs, cpu_isa {info['cpu_isa']}, bf16 path "
           f"{llmpy._C.cpu_bf16_path()}; torch {torch.__version__}, transformers {transformers.__version__}")
-    print(f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, after {load1[0]:.2f} {load1[1]:.2f} "
-          f"{load1[2]:.2f}; read bandwidth ({args.threads} threads) median {bw / 1e9:.1f} GB/s "
+    print(f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
+          f"after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; "
+          f"read bandwidth ({args.threads} threads) median {bw / 1e9:.1f} GB/s "
           f"(rounds: {', '.join(f'{x / 1e9:.1f}' for x in bandwidths)})")
     print(f"GPT-2 124M, prompts {args.prompt_len} tokens, {n_new} new tokens greedy, {args.threads} threads "
-          f"(OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}), {args.rounds} rounds; greedy agreement llmpy fp32 vs transformers at batch {b0}: {agree:.1%}")
+          f"(OMP_WAIT_POLICY {os.environ.get('OMP_WAIT_POLICY', 'unset')}), {args.rounds} rounds; "
+          f"greedy agreement llmpy fp32 vs transformers at batch {b0}: {agree:.1%}")
     if args.markdown:
         print("\n| contender | batch | tokens/s (median) | best | weight MB/step | of bandwidth bound |")
         print("|---|---:|---:|---:|---:|---:|")

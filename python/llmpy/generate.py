@@ -45,8 +45,8 @@ def _is_one_prompt(prompts) -> bool:
     except StopIteration:
         return True  # [] : one empty prompt, refused below with a clear message
     except TypeError:
-        raise ValueError(f"prompts must be a sequence of token ids or a list of them, got {type(prompts).__name__}") \
-            from None
+        got = type(prompts).__name__
+        raise ValueError(f"prompts must be a sequence of token ids or a list of them, got {got}") from None
     return isinstance(first, (int, np.integer))
 
 
@@ -61,7 +61,7 @@ class Generator:
     state (``logits()`` of the last ``forward`` stay as they were).
 
     >>> gen = model.generator("bf16")                      # doctest: +SKIP
-    >>> out = gen.generate([[50256], [464, 3290]], 20, seed=0)  # two prompts, a list of arrays  # doctest: +SKIP
+    >>> out = gen.generate([[50256], [464, 3290]], 20, seed=0)  # two prompts: two arrays  # doctest: +SKIP
     """
 
     def __init__(self, model, weights: Optional[str] = None):
@@ -108,7 +108,8 @@ class Generator:
         (1, 5)
         """
         one = _is_one_prompt(prompts)
-        run = self._run(prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens, num_samples, rng)
+        run = self._run(prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens, num_samples,
+                        rng)
         seqs = next(run)
         for _ in run:
             pass
@@ -131,7 +132,8 @@ class Generator:
         >>> for tok in gen.stream([5, 6], 3, temperature=0): print(tok)   # doctest: +SKIP
         """
         single = _is_one_prompt(prompts) and num_samples == 1
-        run = self._run(prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens, num_samples, rng)
+        run = self._run(prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens, num_samples,
+                        rng)
         next(run)
         for step in run:
             yield int(step[0]) if single else step
@@ -151,7 +153,8 @@ class Generator:
             if a.ndim != 1:
                 raise ValueError(f"{what} must be a 1-D sequence of token ids, got shape {a.shape}")
             if a.size == 0:
-                raise ValueError(f"{what} is empty: a prompt must hold at least one token (e.g. <|endoftext|>)")
+                raise ValueError(f"{what} is empty: a prompt must hold at least one token "
+                                 "(e.g. <|endoftext|>)")
             if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
                 raise ValueError(f"{what} must hold integer token ids, got dtype {a.dtype}")
             bad = np.flatnonzero((a < 0) | (a >= V))
@@ -168,7 +171,8 @@ class Generator:
         """Yields the sequences (lists, extended in place) once checked, then each step's new
         tokens (-1 for stopped sequences)."""
         check_sampling(temperature, top_k, top_p)
-        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
+        if (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer))
+                or max_new_tokens < 0):
             raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
         if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
             raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")

@@ -294,8 +294,9 @@ class GPT2:
         return None if stage < 0 else stage
 
     def generate(self, prompts, max_new_tokens: int, *, temperature: float = 1.0, top_k: Optional[int] = None,
-                 top_p: Optional[float] = None, seed: Optional[int] = None, stop_tokens=None, num_samples: int = 1,
-                 rng: Optional[np.random.Generator] = None, weights: Optional[str] = None):
+                 top_p: Optional[float] = None, seed: Optional[int] = None, stop_tokens=None,
+                 num_samples: int = 1, rng: Optional[np.random.Generator] = None,
+                 weights: Optional[str] = None):
         """Continues ``prompts`` with the C core's KV cache (``llmpy.generate.Generator.generate``).
 
         One prompt (a sequence of token ids) gives an int64 array (num_samples, len(prompt) + new);
@@ -310,13 +311,14 @@ class GPT2:
         >>> m.generate([50256], max_new_tokens=5, temperature=0).shape
         (1, 6)
         """
-        return Generator(self, weights).generate(prompts, max_new_tokens, temperature=temperature, top_k=top_k,
-                                                 top_p=top_p, seed=seed, stop_tokens=stop_tokens,
+        return Generator(self, weights).generate(prompts, max_new_tokens, temperature=temperature,
+                                                 top_k=top_k, top_p=top_p, seed=seed, stop_tokens=stop_tokens,
                                                  num_samples=num_samples, rng=rng)
 
     def stream(self, prompts, max_new_tokens: int, *, temperature: float = 1.0, top_k: Optional[int] = None,
-               top_p: Optional[float] = None, seed: Optional[int] = None, stop_tokens=None, num_samples: int = 1,
-               rng: Optional[np.random.Generator] = None, weights: Optional[str] = None):
+               top_p: Optional[float] = None, seed: Optional[int] = None, stop_tokens=None,
+               num_samples: int = 1, rng: Optional[np.random.Generator] = None,
+               weights: Optional[str] = None):
         """``generate`` a step at a time (``llmpy.generate.Generator.stream``): for one prompt and one
         sample each new token id, else an array per step (-1 for sequences that have stopped).
 

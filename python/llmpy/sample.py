@@ -79,7 +79,8 @@ def main(argv: Optional[list] = None) -> int:
     ap.add_argument("--seed", type=int, default=42, help="sampling seed")
     ap.add_argument("--stop-at-eot", action="store_true", help="end a sample at <|endoftext|>")
     ap.add_argument("--weights", choices=["fp32", "bf16"], default=None,
-                    help="weights for decoding: bf16 halves the bytes per token (default: the model's precision)")
+                    help="weights for decoding: bf16 halves the bytes per token "
+                         "(default: the model's precision)")
     ap.add_argument("--interactive", action="store_true",
                     help="read prompts from standard input, one per line, until an empty line")
     ap.add_argument("--device", default="auto", type=device.arg, help=device.HELP)
@@ -98,7 +99,8 @@ def main(argv: Optional[list] = None) -> int:
         if not prompt:
             raise ValueError("the prompt encodes to no tokens")
         if max(prompt) >= model.config.vocab_size:
-            raise ValueError(f"the prompt uses token ids beyond the model's vocabulary ({model.config.vocab_size})")
+            V = model.config.vocab_size
+            raise ValueError(f"the prompt uses token ids beyond the model's vocabulary ({V})")
         return prompt
 
     if args.interactive:
@@ -121,8 +123,9 @@ def main(argv: Optional[list] = None) -> int:
     except ValueError as e:
         ap.error(f"--prompt: {e}")
     if args.json:
-        out = gen.generate([prompt], args.max_new_tokens, temperature=args.temperature, top_k=args.top_k or None,
-                           top_p=args.top_p, stop_tokens=[enc.eot_token] if args.stop_at_eot else None,
+        stop = [enc.eot_token] if args.stop_at_eot else None
+        out = gen.generate([prompt], args.max_new_tokens, temperature=args.temperature,
+                           top_k=args.top_k or None, top_p=args.top_p, stop_tokens=stop,
                            num_samples=args.num_samples, rng=rng)
         print(json.dumps([_text_of(enc, row).decode("utf-8", errors="replace") for row in out]))
         return 0

@@ -36,7 +36,8 @@ import numpy as np
 __all__ = ["check_sampling", "probabilities", "sample_next"]
 
 
-def check_sampling(temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None) -> None:
+def check_sampling(temperature: float = 1.0, top_k: Optional[int] = None,
+                   top_p: Optional[float] = None) -> None:
     """Raises ValueError naming the argument when one is out of its range.
 
     >>> check_sampling(temperature=float("nan"))
@@ -50,7 +51,8 @@ def check_sampling(temperature: float = 1.0, top_k: Optional[int] = None, top_p:
         raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}") from None
     if not t >= 0 or math.isinf(t):  # NaN fails t >= 0
         raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1):
+    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
+                              or top_k < 1):
         raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
     if top_p is not None:
         try:
