@@ -63,6 +63,15 @@ PYBIND11_MODULE(_C, mod) {
     mod.attr("TENSOR_NAMES") = names;
     mod.attr("TENSORS") = specs;
     mod.def(
+        "check_config",
+        [](int n_layer, int n_head, int n_embd, int vocab_size, int block_size, int padded_vocab_size) {
+            llm_config c{n_layer, n_head, n_embd, vocab_size, block_size, padded_vocab_size};
+            llmpy_check(llm_config_check(&c));
+        },
+        py::arg("n_layer"), py::arg("n_head"), py::arg("n_embd"), py::arg("vocab_size"), py::arg("block_size"),
+        py::arg("padded_vocab_size") = 0,
+        "ValueError naming the field when the core cannot build this configuration (llm_config_check)");
+    mod.def(
         "tensor_shapes",
         [](int n_layer, int n_head, int n_embd, int vocab_size, int block_size, int padded_vocab_size) {
             llm_config c{n_layer, n_head, n_embd, vocab_size, block_size, padded_vocab_size};
@@ -110,7 +119,9 @@ PYBIND11_MODULE(_C, mod) {
             return accum;
         },
         py::arg("total_batch_size"), py::arg("batch_size"), py::arg("seq_len"), py::arg("world_size"));
-    mod.def("set_num_threads", &llm_set_num_threads, py::arg("n"));
+    mod.def(
+        "set_num_threads", [](int n) { llmpy_check(llm_set_num_threads(n)); }, py::arg("n"),
+        "OpenMP threads of the CPU backend (ValueError for n < 1)");
     mod.def("get_num_threads", &llm_get_num_threads);
     mod.def("build_info", [] {
         py::dict d;

@@ -131,8 +131,9 @@ llm_status llm_zero_grad(llm_model *m);
 // lm_head_in_place) the logits are gone afterwards: llm_model_logits/copy_logits and a second
 // backward return LLM_ESTATE until the next forward (the losses stay readable).
 llm_status llm_backward(llm_model *m, float loss_scale);
-// One AdamW step (t increments). grad_clip <= 0 disables clipping. *norm receives the global
-// gradient norm before clipping. Weight decay applies to 2-D tensors only.
+// One AdamW step (t increments). grad_clip 0 disables clipping; a negative or NaN grad_clip is
+// LLM_EINVAL, as are a negative or non-finite lr, eps or weight_decay and betas outside [0, 1).
+// *norm receives the global gradient norm before clipping. Weight decay applies to 2-D tensors only.
 llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps, float weight_decay,
                     float grad_clip, float *norm);
 // Number of AdamW steps taken so far.
@@ -305,7 +306,8 @@ void llm_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 // ----------------------------------------------------------------------------
 // runtime
 
-void llm_set_num_threads(int n);
+// OpenMP threads of the CPU backend; LLM_EINVAL for n < 1 (the setting is then unchanged).
+llm_status llm_set_num_threads(int n);
 int llm_get_num_threads(void);
 // Static build description: compiler, OpenMP, backends.
 const char *llm_build_compiler(void);
@@ -319,7 +321,7 @@ int llm_build_has_mpi(void);
 // supports on first use (the environment variable LLMPY_CPU_ISA=<name> asks for another).
 // llm_cpu_isa(): the variant in use. llm_cpu_isa_list(): the built ones, best first,
 // comma-separated. llm_set_cpu_isa(): switch (NULL or "auto": the best supported one);
-// LLM_EINVAL for a name not built in, LLM_EUNSUPPORTED when this CPU cannot run it.
+// LLM_EINVAL for a name not built in ("" included: the message lists the built ones), LLM_EUNSUPPORTED when this CPU cannot run it.
 const char *llm_cpu_isa(void);
 const char *llm_cpu_isa_list(void);
 llm_status llm_set_cpu_isa(const char *name);

@@ -290,7 +290,7 @@ const char *llm_cpu_isa_list(void) {
 
 llm_status llm_set_cpu_isa(const char *name) {
     const isa_variant *v;
-    if (!name || !*name || strcmp(name, "auto") == 0) {
+    if (!name || strcmp(name, "auto") == 0) { // "" is a name like any other: not in this build
         v = best_variant();
     } else {
         v = find_variant(name);
