@@ -335,6 +335,8 @@ int main(int argc, char **argv) {
     llm_dataloader *train = NULL, *val = NULL;
     CHECK(llm_dataloader_open(&train, &o.data, 1, o.batch_size, o.seq_len, dist.rank, W, o.shuffle, o.seed));
     CHECK(llm_dataloader_open(&val, &o.val_data, 1, o.batch_size, o.seq_len, dist.rank, W, 0, 0));
+    CHECK(llm_dataloader_set_vocab(train, cfg.vocab_size)); // a token id >= V names its shard and offset
+    CHECK(llm_dataloader_set_vocab(val, cfg.vocab_size));
     uint64_t rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
     if (json) {
         long long e, s, b, r;

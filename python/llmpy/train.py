@@ -351,6 +351,8 @@ class Run:
             raise Stop(f"--seq-len {T} exceeds the model's block size {cfg.block_size}")
         if cfg.vocab_size < self.enc.n_vocab:
             raise Stop(f"the model's vocabulary ({cfg.vocab_size}) is smaller than GPT-2's ({self.enc.n_vocab})")
+        for loader in (self.train_loader, self.val_loader):  # a token id >= V names its shard and offset
+            loader.vocab_size = cfg.vocab_size
         self.hellaswag = None
         if a.hellaswag_every:  # rendered once, before the first step, so bad data fails early
             from . import hellaswag
