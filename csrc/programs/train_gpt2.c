@@ -242,8 +242,38 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// With several ranks an error must end them all (the others may wait in a collective).
+// What main owns, registered where it is declared (pointers to main's variables): every exit,
+// the error ones included, frees it here, so no exit leaks (the sanitizer build checks this:
+// tests/test_inputs.py and .ci/run run bad-flag and bad-file invocations under LeakSanitizer).
+static struct {
+    llm_model **model;
+    llm_dataloader **train, **val;
+    llm_tokenizer **tok;
+    llm_hellaswag **hs;
+    char **json;
+    FILE **log;
+    int32_t **x, **y, **sample;
+} owned;
+
+#define RELEASE(slot, fn) do { if (owned.slot && *owned.slot) { fn(*owned.slot); *owned.slot = NULL; } } while (0)
+static void release_owned(void) {
+    RELEASE(log, fclose);
+    RELEASE(x, free);
+    RELEASE(y, free);
+    RELEASE(sample, free);
+    RELEASE(json, llm_free);
+    RELEASE(tok, llm_tokenizer_free);
+    RELEASE(hs, llm_hellaswag_free);
+    RELEASE(train, llm_dataloader_free);
+    RELEASE(val, llm_dataloader_free);
+    RELEASE(model, llm_model_free);
+}
+#undef RELEASE
+
+// Frees what main owns; with several ranks an error must end them all (the others may wait in a
+// collective).
 static int fail_code(void) {
+    release_owned();
     if (llm_dist_get().world_size > 1) llm_dist_abort(1);
     return 1;
 }
@@ -294,6 +324,8 @@ int main(int argc, char **argv) {
     // model (and position when resuming)
     llm_model *m = NULL;
     char *json = NULL;
+    owned.model = &m;
+    owned.json = &json;
     int step = 0;
     if (o.resume) {
         if (!strcmp(o.resume, "latest")) {
@@ -333,6 +365,8 @@ int main(int argc, char **argv) {
         o.val_data = val_glob;
     }
     llm_dataloader *train = NULL, *val = NULL;
+    owned.train = &train;
+    owned.val = &val;
     CHECK(llm_dataloader_open(&train, &o.data, 1, o.batch_size, o.seq_len, dist.rank, W, o.shuffle, o.seed));
     CHECK(llm_dataloader_open(&val, &o.val_data, 1, o.batch_size, o.seq_len, dist.rank, W, 0, 0));
     CHECK(llm_dataloader_set_vocab(train, cfg.vocab_size)); // a token id >= V names its shard and offset
@@ -346,11 +380,14 @@ int main(int argc, char **argv) {
         CHECK(llm_dataloader_seek(train, (llm_data_position){e, s, b}));
         rng = (uint64_t)r;
         llm_free(json);
+        json = NULL;
         printf("resumed from step %d in %s\n", step, o.out_dir);
     }
     llm_tokenizer *tok = NULL;
+    owned.tok = &tok;
     if (o.tokenizer) CHECK(llm_tokenizer_load(&tok, o.tokenizer));
     llm_hellaswag *hs = NULL;
+    owned.hs = &hs;
     if (o.hellaswag_every < 0 || !o.hellaswag != !o.hellaswag_every)
         DIE("--hellaswag FILE.bin and --hellaswag-every N (> 0) go together");
     if (o.hellaswag) CHECK(llm_hellaswag_load(&hs, o.hellaswag));
@@ -374,11 +411,15 @@ int main(int argc, char **argv) {
         if (outf) rename(tmp_path, log_path);
     }
     FILE *logf = fopen(main_rank ? log_path : "/dev/null", step > 0 ? "a" : "w");
+    owned.log = &logf;
     if (!logf) DIE("cannot write %s: %s", log_path, strerror(errno));
 
     size_t BT = (size_t)o.batch_size * o.seq_len;
     int32_t *x = malloc(BT * sizeof(int32_t)), *y = malloc(BT * sizeof(int32_t));
     int32_t *sbuf = malloc(((size_t)o.sample_tokens + 1) * sizeof(int32_t));
+    owned.x = &x;
+    owned.y = &y;
+    owned.sample = &sbuf;
     if (!x || !y || !sbuf) DIE("out of memory");
     printf("train_gpt2 | device %s (%s) | threads %d | ranks %d%s | model L=%d NH=%d C=%d V=%d | %lld parameters\n",
            llm_model_device(m), llm_model_precision(m), llm_get_num_threads(), W, zero ? " (ZeRO-1)" : "", cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size,
@@ -465,15 +506,7 @@ int main(int argc, char **argv) {
                o.out_dir);
     }
     printf("done: %d steps; log %s\n", step, log_path);
-    fclose(logf);
-    free(x);
-    free(y);
-    free(sbuf);
-    llm_tokenizer_free(tok);
-    llm_hellaswag_free(hs);
-    llm_dataloader_free(train);
-    llm_dataloader_free(val);
-    llm_model_free(m);
+    release_owned();
     CHECK(llm_dist_barrier(0.0)); // rank 0 may still be sampling; then leave together
     CHECK(llm_dist_finalize(30.0));
     return 0;
