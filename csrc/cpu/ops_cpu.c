@@ -80,6 +80,9 @@ llm_status cpu_alloc(void **out, size_t bytes) {
     if (!base) {
 #if defined(_MSC_VER)
         base = _aligned_malloc(total, CPU_ALIGN);
+#elif defined(__APPLE__) // aligned_alloc needs macOS 10.15; posix_memalign is in every version
+        void *p = NULL;
+        base = posix_memalign(&p, CPU_ALIGN, total) == 0 ? p : NULL;
 #else
         base = aligned_alloc(CPU_ALIGN, total);
 #endif
