@@ -16,6 +16,9 @@
 #      test_cpu_isa                          every variant vs double references and vs generic
 #      test_gpt2 tiny, mid                   with LLMPY_CPU_ISA=neon, then generic (the program
 #                                            fails if the variant in use is not the one asked)
+# 5. the same two programs built with LLMPY_SANITIZE=ON (Debug, in $BUILD-asan), test_cpu_isa and
+#    test_gpt2 tiny with both variants: AddressSanitizer sees the NEON loads and stores that x86
+#    runs never execute. LeakSanitizer is off: it cannot run under qemu-user (it needs ptrace).
 # Environment: PYTHON for the oracle (default: python on PATH), BUILD (default build/aarch64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +87,21 @@ for isa in neon generic; do
       >"$BUILD/test_gpt2.log" || { cat "$BUILD/test_gpt2.log"; exit 1; }
     grep -E '^(cpu kernels|model:|ALL OK)' "$BUILD/test_gpt2.log"
   done
+done
+
+stage "AddressSanitizer + UndefinedBehaviorSanitizer build ($BUILD-asan)"
+mkdir -p "$BUILD-asan"
+cmake -S . -B "$BUILD-asan" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$ROOT/cmake/aarch64-linux-gnu.cmake" \
+  -DCMAKE_BUILD_TYPE=Debug -DLLMPY_SANITIZE=ON -DLLMPY_BUILD_TESTS=ON -DLLMPY_CUDA=OFF -DLLMPY_MPI=OFF \
+  >"$BUILD-asan/configure.log" 2>&1 || { cat "$BUILD-asan/configure.log"; exit 1; }
+cmake --build "$BUILD-asan" --target test_gpt2 test_cpu_isa
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+run "$BUILD-asan/test_cpu_isa" >"$BUILD-asan/test_cpu_isa.log" 2>&1 || { cat "$BUILD-asan/test_cpu_isa.log"; exit 1; }
+tail -1 "$BUILD-asan/test_cpu_isa.log"
+for isa in neon generic; do
+  LLMPY_CPU_ISA=$isa run "$BUILD-asan/test_gpt2" "$ORACLE/tiny.bin" "$ORACLE/tiny_state.bin" \
+    >"$BUILD-asan/test_gpt2.log" 2>&1 || { cat "$BUILD-asan/test_gpt2.log"; exit 1; }
+  echo "test_gpt2 tiny, $isa: $(tail -1 "$BUILD-asan/test_gpt2.log")"
 done
 
 stage "aarch64: all C tests passed"
