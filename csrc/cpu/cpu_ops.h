@@ -7,20 +7,22 @@
  *
  * Instruction-set variants. The op files (and ops_cpu_isa.c) are compiled once per ISA that
  * the build targets — on x86-64 `avx512` (x86-64-v4 flags), `avx2` (x86-64-v3) and `generic`
- * (the baseline), on aarch64 `neon` and `generic`, elsewhere `generic` only, or a single
- * `native` variant with LLMPY_NATIVE=ON — with LLMPY_CPU_ISA set to the variant's name. The block of #defines below
+ * (the baseline), elsewhere `generic` only, or a single `native` variant with
+ * LLMPY_NATIVE=ON — with LLMPY_CPU_ISA set to the variant's name. The block of #defines below
  * then gives every public name of the op files that variant's suffix (cpu_matmul_forward ->
  * cpu_matmul_forward_avx512), so the variants link side by side in one library. ops_cpu.c is
  * compiled once: it owns memory and per-thread scratch, picks a variant at run time from the
  * CPU's features (or LLMPY_CPU_ISA in the environment) and exposes the table llm_cpu_ops,
  * whose ops forward to the chosen variant. Code that depends on the vector width (the GEMM's
  * register tile) reads the compiler's predefined macros (__AVX512F__, __AVX2__, ...).
- * AArch64 is different: NEON is in its baseline, so `generic` is compiled with NEON enabled
- * too (the auto-vectoriser uses it) and the predefined macros cannot tell the variants apart.
- * The build defines LLMPY_CPU_NEON for the `neon` variant (and for `native` on aarch64), and
- * CPU_NEON below switches the ops to their NEON intrinsics sections (`#ifdef CPU_NEON`, with
- * the shared pieces in neon.h and matmul_neon.h); `generic` stays the portable C of every
- * architecture, the reference the NEON kernels are tested against (tests/c/test_cpu_isa.c).
+ *
+ * AArch64 (variants `neon`, `generic`) is different: NEON is in its baseline, so `generic` is
+ * compiled with NEON enabled too (the auto-vectoriser uses it) and the predefined macros
+ * cannot tell the variants apart. The build defines LLMPY_CPU_NEON for the `neon` variant (and
+ * for `native` on aarch64), and CPU_NEON below switches the ops to their NEON intrinsics
+ * sections (`#ifdef CPU_NEON`, with the shared pieces in neon.h and matmul_neon.h); `generic`
+ * stays the portable C of every architecture, the reference the NEON kernels are tested
+ * against (tests/c/test_cpu_isa.c).
  *
  * Below the ops, internal helpers shared between op files: the blocked GEMM of matmul.c
  * (attention.c is built on it), per-thread scratch (ops_cpu.c), and small inline math

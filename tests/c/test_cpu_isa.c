@@ -386,7 +386,10 @@ static void case_attention(const char *label, const char *isa, outputs *o) {
                 for (int t2 = 0; t2 <= t; t2++) s += (p[t2] = exp(p[t2] - m));
                 for (int i = 0; i < hs; i++) {
                     double acc = 0;
-                    for (int t2 = 0; t2 <= t; t2++) acc += p[t2] / s * qkv[((size_t)b * T + t2) * 3 * C + 2 * C + h * hs + i];
+                    for (int t2 = 0; t2 <= t; t2++) {
+                        const float *v = qkv + ((size_t)b * T + t2) * 3 * C + 2 * C + h * hs;
+                        acc += p[t2] / s * v[i];
+                    }
                     r_out[((size_t)b * T + t) * C + h * hs + i] = acc;
                 }
             }
