@@ -317,8 +317,9 @@ int llm_build_has_cuda(void);
 int llm_build_has_nccl(void);
 int llm_build_has_mpi(void);
 // CPU kernels: this build holds one variant per instruction set it targets ("avx512", "avx2",
-// "generic"; or "native" when built with LLMPY_NATIVE=ON) and picks the best one the CPU
-// supports on first use (the environment variable LLMPY_CPU_ISA=<name> asks for another).
+// "generic" on x86-64, "neon", "generic" on aarch64; or "native" when built with
+// LLMPY_NATIVE=ON) and picks the best one the CPU supports on first use (the environment
+// variable LLMPY_CPU_ISA=<name> asks for another).
 // llm_cpu_isa(): the variant in use. llm_cpu_isa_list(): the built ones, best first,
 // comma-separated. llm_set_cpu_isa(): switch (NULL or "auto": the best supported one);
 // LLM_EINVAL for a name not built in ("" included: the message lists the built ones), LLM_EUNSUPPORTED when this CPU cannot run it.
