@@ -181,7 +181,7 @@ static int parse_options(int argc, char **argv, options *o, int *given) {
     return 1;
 }
 
-// Prints "error: ..." and returns 0 (main then ends the job with fail_code()).
+// Prints "error: ..." and returns 0 (main then ends the job with fail()).
 static int complain(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -535,14 +535,15 @@ static void log_path_of(const options *o, char *buf, size_t n) {
 static llm_dir_lock *run_lock = NULL;
 static int started = 0;
 
-// With several ranks an error must end them all (the others may wait in a collective).
-static int fail_code(void) {
+// With several ranks an error must end them all (the others may wait in a collective). Exits
+// from main() (whose buffers are still reachable then: no leak to report).
+static _Noreturn void fail(void) {
     llm_run_unlock(run_lock, !started);
     run_lock = NULL;
     if (llm_dist_get().world_size > 1) llm_dist_abort(1);
-    return 1;
+    exit(1);
 }
-#define DIE(...) do { fprintf(stderr, "error: " __VA_ARGS__); fputc('\n', stderr); return fail_code(); } while (0)
+#define DIE(...) do { fprintf(stderr, "error: " __VA_ARGS__); fputc('\n', stderr); fail(); } while (0)
 #define CHECK(call) do { if ((call) != LLM_OK) DIE("%s", llm_last_error()); } while (0)
 // a log write that failed (a full disk) names the log and stops the run
 #define LOG_CHECKED(...) do { fprintf(logf, __VA_ARGS__); if (fflush(logf) != 0 || ferror(logf)) \
@@ -580,7 +581,7 @@ int main(int argc, char **argv) {
     // a new run checks its flags before it touches the folder; a resumed one once they are restored
     int accum = 0;
     llm_schedule sched;
-    if (!o.resume && !check_options(&o, W, &accum, &sched)) return fail_code();
+    if (!o.resume && !check_options(&o, W, &accum, &sched)) fail();
     char log_path[4096], resume_dir[4096];
     if (o.resume && strcmp(o.resume, "latest") && !given[find_option("--out-dir")]) { // the checkpoint's folder
         const char *slash = strrchr(o.resume, '/');
@@ -621,7 +622,7 @@ int main(int argc, char **argv) {
             step = (int)v;
         }
         if (!restore_options(json, &o, given, owned, changes, sizeof changes) || !check_options(&o, W, &accum, &sched))
-            return fail_code();
+            fail();
         log_path_of(&o, log_path, sizeof log_path); // --log-file may be the run's saved one
         if (step >= o.max_steps) { // nothing to train: say so, change nothing
             printf("%s is complete: step %d of --max-steps %d is done; resume with a larger --max-steps to train "
@@ -733,7 +734,7 @@ int main(int argc, char **argv) {
         if (!isfinite(loss)) {
             fprintf(stderr, "error: loss is %f at step %d: stopping; the last good checkpoint in %s is untouched\n",
                     loss, step + 1, o.out_dir);
-            return fail_code();
+            fail();
         }
         float norm;
         CHECK(llm_step(m, (float)lr, (float)o.beta1, (float)o.beta2, 1e-8f, (float)o.weight_decay, (float)o.grad_clip, &norm));
