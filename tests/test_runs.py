@@ -19,14 +19,15 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import llmpy
+import pytest
+import test_train
+from binaries import find_train_gpt2
 from llmpy import _C, checkpoint
 from llmpy.train import main
 
-from binaries import find_train_gpt2
-from test_train import env, shakespeare_cache  # noqa: F401  (fixtures: a tokenized tiny Shakespeare)
+# test_train's fixtures: a data cache with tiny Shakespeare tokenized once, a working folder
+shakespeare_cache, env = test_train.shakespeare_cache, test_train.env
 
 PROGRAMS = ["python", "binary"]
 NAME = {"python": "python -m llmpy.train", "binary": "train_gpt2"}
@@ -54,7 +55,7 @@ def run(program: str, args: list, capsys) -> tuple:
         rc = main(args)
         captured = capsys.readouterr()
         return rc, captured.out + captured.err
-    res = subprocess.run([find_train_gpt2(), *args], capture_output=True, text=True, timeout=300)
+    res = subprocess.run([find_train_gpt2(), *args], capture_output=True, text=True, timeout=300, check=False)
     return res.returncode, res.stdout + res.stderr
 
 
@@ -216,7 +217,8 @@ def test_partial_last_log_line_is_trimmed_and_the_resumed_run_rewrites_only_its_
 def test_full_disk_log_rewrite_leaves_the_old_log(env, program, capsys):
     mnt = env / "mnt"
     mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mnt)], capture_output=True, text=True,
+                         check=False)
     if res.returncode != 0:
         pytest.skip(f"needs root to mount a tmpfs (mount: {res.stderr.strip()})")
     try:
@@ -338,7 +340,8 @@ def test_bad_flags_get_the_same_message_from_both_programs(env, capsys, flags, m
 def test_unreadable_flag_values_are_one_line(env, capsys, flags):
     for program in PROGRAMS:
         cmd = [sys.executable, "-m", "llmpy.train"] if program == "python" else [find_train_gpt2()]
-        res = subprocess.run([*cmd, *base(env), *flags], capture_output=True, text=True, timeout=120, cwd=env)
+        res = subprocess.run([*cmd, *base(env), *flags], capture_output=True, text=True, timeout=120, cwd=env,
+                             check=False)
         lines = res.stderr.strip().splitlines()
         assert res.returncode == 2 and len(lines) == 1 and lines[0].startswith("error:") and flags[0] in lines[0], \
             f"{program}: {res.stderr}"
