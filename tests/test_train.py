@@ -91,8 +91,9 @@ def test_resume_latest_alone_is_bit_identical(env):
     accumulation and sampling: the log's lr and loss equal the uninterrupted run's exactly."""
     out = env / "run"
     flags = [*TINY, "--max-steps", "8", "--lr", "3e-3", "--warmup-steps", "2", "--lr-schedule", "linear",
-             "--min-lr-frac", "0.2", "--total-batch-size", "256", "--shuffle", "--seed", "5", "--eval-every", "0",
-             "--sample-every", "2", "--sample-tokens", "4", "--checkpoint-every", "4", "--out-dir", str(out)]
+             "--min-lr-frac", "0.2", "--total-batch-size", "256", "--shuffle", "--seed", "5",
+             "--eval-every", "0", "--sample-every", "2", "--sample-tokens", "4", "--checkpoint-every", "4",
+             "--out-dir", str(out)]
     assert main(flags) == 0  # 2 micro-batches per step, shuffled data
     straight = [(r["lr"], r["loss"]) for r in read_log(out / "log.jsonl")]
     # pretend the run died after its step-4 checkpoint
@@ -266,9 +267,11 @@ def test_binary_matches_python_cli(env):
     assert m.steps == 8 and extra["step"] == 8
     for p in checkpoint.paths(env / "bin", 8):
         p.unlink()
+    # the run's flags come from its checkpoint
     res = subprocess.run([find_train_gpt2(), "--out-dir", str(env / "bin"), "--resume", "latest"],
-                         capture_output=True, text=True, timeout=300)  # the run's flags come from its checkpoint
-    assert res.returncode == 0 and f"resumed from step 4 of {env / 'bin'}\n" in res.stdout, res.stdout + res.stderr
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert f"resumed from step 4 of {env / 'bin'}\n" in res.stdout, res.stdout
     assert [(r.get("lr"), r.get("loss")) for r in read_log(env / "bin" / "log.jsonl")] == \
         [(r.get("lr"), r.get("loss")) for r in ours]
 

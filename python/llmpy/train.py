@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'tinyshakespeare', or a glob of train shards (e.g. 'dir/fineweb_train_*.bin')")
     g.add_argument("--val-data", default=None,
                    help="glob of val shards (default: --data with 'train' replaced by 'val')")
-    g.add_argument("--batch-size", type=_int, default=8, help="micro-batch size B (sequences per forward, per rank)")
+    g.add_argument("--batch-size", type=_int, default=8,
+                   help="micro-batch size B (sequences per forward, per rank)")
     g.add_argument("--seq-len", type=_int, default=128, help="sequence length T")
     g.add_argument("--total-batch-size", type=_int, default=0,
                    help="tokens per optimizer step over all ranks (0: B*T*ranks); must be a multiple of "
@@ -143,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-steps", type=_int, default=300, help="optimizer steps")
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
     g.add_argument("--warmup-steps", type=_int, default=20, help="linear warmup steps")
-    g.add_argument("--lr-schedule", default="cosine", help="cosine, linear or constant (the decay after the warmup)")
+    g.add_argument("--lr-schedule", default="cosine",
+                   help="cosine, linear or constant (the decay after the warmup)")
     g.add_argument("--min-lr-frac", type=float, default=0.1, help="final lr as a fraction of --lr")
     g.add_argument("--beta1", type=float, default=0.9)
     g.add_argument("--beta2", type=float, default=0.95)
@@ -165,13 +167,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint-every", type=_int, default=100, help="steps between checkpoints")
     g.add_argument("--keep-checkpoints", type=_int, default=3, help="checkpoints to keep (0: all)")
     g.add_argument("--out-dir", default=None,
-                   help="run folder (default: runs/<data>-<date>-<time>); one run at a time holds it, and a new "
-                        "run refuses a folder that holds another run")
+                   help="run folder (default: runs/<data>-<date>-<time>); one run at a time holds it, "
+                        "and a new run refuses a folder that holds another run")
     g.add_argument("--resume", default=None, metavar="PATH|latest",
-                   help="continue from a checkpoint ('latest' = newest good one in --out-dir, or in the newest "
-                        "folder under runs/) with the run's saved flags; given again, --max-steps, the learning "
-                        "rates and the eval/sample/checkpoint/thread flags change them, while the model, batch, "
-                        "sequence length, data, seed and shuffling cannot change")
+                   help="continue from a checkpoint ('latest' = newest good one in --out-dir, or in the "
+                        "newest folder under runs/) with the run's saved flags; given again, --max-steps, "
+                        "the learning rates and the eval/sample/checkpoint/thread flags change them, while "
+                        "the model, batch, sequence length, data, seed and shuffling cannot change")
     g.add_argument("--log-file", default=None, help="JSONL log (default: <out-dir>/log.jsonl)")
     g.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout "
                    "(progress goes to stderr)")
@@ -353,10 +355,10 @@ class Run:
             _C.check_schedule(a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
             _C.check_train_flags(
                 batch_size=a.batch_size, seq_len=a.seq_len, val_steps=a.val_steps, eval_every=a.eval_every,
-                sample_every=a.sample_every, sample_tokens=a.sample_tokens, checkpoint_every=a.checkpoint_every,
-                hellaswag_every=a.hellaswag_every, keep_checkpoints=a.keep_checkpoints, threads=a.threads,
-                zero_stage=a.zero_stage, beta1=a.beta1, beta2=a.beta2, weight_decay=a.weight_decay,
-                grad_clip=a.grad_clip)
+                sample_every=a.sample_every, sample_tokens=a.sample_tokens,
+                checkpoint_every=a.checkpoint_every, hellaswag_every=a.hellaswag_every,
+                keep_checkpoints=a.keep_checkpoints, threads=a.threads, zero_stage=a.zero_stage, beta1=a.beta1,
+                beta2=a.beta2, weight_decay=a.weight_decay, grad_clip=a.grad_clip)
             self.accum = _C.grad_accumulation(a.total_batch_size, a.batch_size, a.seq_len, self.world)
         except ValueError as e:
             raise Stop(str(e)) from None
@@ -383,7 +385,7 @@ class Run:
                 _C.run.resume_check_flag(flag, was, now)
             except ValueError as e:
                 raise Stop(str(e)) from None
-            changes.append(f"{flag} {was if was is not None else 'none'} -> {now if now is not None else 'none'}")
+            changes.append(f"{flag} {'none' if was is None else was} -> {'none' if now is None else now}")
         return changes
 
     def setup(self) -> None:
@@ -439,7 +441,8 @@ class Run:
                 model, extra = checkpoint.load(*pair, self.device)
                 resume = (model, extra, extra.get("step", 0))
             if resume[1].get("version") != STATE_VERSION:
-                raise Stop(f"{pair[1]}: checkpoint state version {resume[1].get('version')} is not {STATE_VERSION}")
+                raise Stop(f"{pair[1]}: checkpoint state version {resume[1].get('version')} is not "
+                           f"{STATE_VERSION}")
             self.changes = self._restore_flags(resume[1])
             self._check_flags()
             if resume[2] >= a.max_steps:  # nothing to train: run() says so, nothing is written
@@ -466,8 +469,8 @@ class Run:
         if first_on_machine and W > 1:
             dist.barrier(timeout=DATA_PREP_TIMEOUT)
         try:  # the train shards first, so that a --data matching nothing says so
-            self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W, shuffle=a.shuffle,
-                                           seed=a.seed)
+            self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W,
+                                           shuffle=a.shuffle, seed=a.seed)
         except (OSError, ValueError) as e:
             raise Stop(f"--data: {e}") from None
         if val_pattern is None:
@@ -611,8 +614,8 @@ class Run:
     def run(self) -> dict:
         a, m = self.args, self.model
         if self.complete:
-            self.say(f"{self.out_dir} is complete: step {self.step} of --max-steps {a.max_steps} is done; resume with "
-                     f"a larger --max-steps to train further")
+            self.say(f"{self.out_dir} is complete: step {self.step} of --max-steps {a.max_steps} is done; "
+                     f"resume with a larger --max-steps to train further")
             model_path = checkpoint.paths(self.out_dir, self.step)[0]
             return {"steps": self.step, "complete": True, "train_loss": None, "val_loss": None,
                     "interrupted": False, "out_dir": str(self.out_dir),
