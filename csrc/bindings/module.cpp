@@ -30,6 +30,7 @@ void llmpy_register_tokenizer(py::module_ &m); // bindings/tokenizer.cpp
 void llmpy_register_dist(py::module_ &m);      // bindings/dist.cpp
 void llmpy_register_model_file(py::module_ &m); // bindings/model_file.cpp
 void llmpy_register_hellaswag(py::module_ &m); // bindings/hellaswag.cpp
+void llmpy_register_run(py::module_ &m);       // bindings/run.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -120,6 +121,21 @@ PYBIND11_MODULE(_C, mod) {
         },
         py::arg("total_batch_size"), py::arg("batch_size"), py::arg("seq_len"), py::arg("world_size"));
     mod.def(
+        "check_train_flags",
+        [](int batch_size, int seq_len, int val_steps, int eval_every, int sample_every, int sample_tokens,
+           int checkpoint_every, int hellaswag_every, int keep_checkpoints, int threads, int zero_stage, double beta1,
+           double beta2, double weight_decay, double grad_clip) {
+            llm_train_flags f{batch_size,      seq_len,          val_steps, eval_every, sample_every,
+                              sample_tokens,   checkpoint_every, hellaswag_every, keep_checkpoints,
+                              threads,         zero_stage,       beta1,     beta2,      weight_decay, grad_clip};
+            llmpy_check(llm_train_flags_check(&f));
+        },
+        py::kw_only(), py::arg("batch_size"), py::arg("seq_len"), py::arg("val_steps"), py::arg("eval_every"),
+        py::arg("sample_every"), py::arg("sample_tokens"), py::arg("checkpoint_every"), py::arg("hellaswag_every"),
+        py::arg("keep_checkpoints"), py::arg("threads"), py::arg("zero_stage"), py::arg("beta1"), py::arg("beta2"),
+        py::arg("weight_decay"), py::arg("grad_clip"),
+        "ValueError naming the flag when a training flag is out of range (llm_train_flags_check)");
+    mod.def(
         "set_num_threads", [](int n) { llmpy_check(llm_set_num_threads(n)); }, py::arg("n"),
         "OpenMP threads of the CPU backend (ValueError for n < 1)");
     mod.def("get_num_threads", &llm_get_num_threads);
@@ -186,4 +202,6 @@ PYBIND11_MODULE(_C, mod) {
     llmpy_register_dist(dist);
     py::module_ hellaswag = mod.def_submodule("hellaswag", "HellaSwag eval sets and the scorer (csrc/data/hellaswag.h)");
     llmpy_register_hellaswag(hellaswag);
+    py::module_ run = mod.def_submodule("run", "run folders: lock, new-run check, resumed log, resumable flags");
+    llmpy_register_run(run);
 }

@@ -35,6 +35,7 @@ typedef enum llm_status {
     LLM_EUNSUPPORTED = 6, // feature/backend not built or not supported
     LLM_EBACKEND = 7,     // backend failure (CUDA, MPI, ...)
     LLM_ENOENT = 8,       // a file does not exist (or a pattern matches none): FileNotFoundError
+    LLM_EBUSY = 9,        // held by another process (a run folder's lock): BlockingIOError
 } llm_status;
 
 // Message describing the most recent failure on this thread ("" if none).
@@ -253,6 +254,84 @@ double llm_lr_at(const llm_schedule *s, int64_t step);
 // Micro-batches per optimizer step: total_batch_size / (B * T * world_size) (total 0: one). The
 // message names --total-batch-size when it is not a positive multiple.
 llm_status llm_grad_accumulation(int64_t total_batch_size, int B, int T, int world_size, int *accum);
+
+// The other training flags both programs take, checked by one rule (the message names the flag).
+typedef struct llm_train_flags {
+    int batch_size;       // --batch-size, >= 1
+    int seq_len;          // --seq-len, >= 1
+    int val_steps;        // --val-steps, >= 1
+    int eval_every;       // --eval-every, >= 0 (0: off); likewise the four below
+    int sample_every;     // --sample-every
+    int sample_tokens;    // --sample-tokens
+    int checkpoint_every; // --checkpoint-every
+    int hellaswag_every;  // --hellaswag-every
+    int keep_checkpoints; // --keep-checkpoints, >= 0 (0: all)
+    int threads;          // --threads, >= 0 (0: all cores)
+    int zero_stage;       // --zero-stage, 0 or 1
+    double beta1, beta2;  // --beta1, --beta2: in [0, 1)
+    double weight_decay;  // --weight-decay: finite, >= 0
+    double grad_clip;     // --grad-clip: finite, >= 0 (0: off; NaN must not switch clipping off unseen)
+} llm_train_flags;
+
+llm_status llm_train_flags_check(const llm_train_flags *f);
+
+// ----------------------------------------------------------------------------
+// run folders (run.c): the rules both training programs follow for their --out-dir
+//
+// One writer per folder: a run holds <dir>/.lock (flock) from before it reads or writes anything
+// there until it ends; the OS releases it when the process dies, so the lock file of a killed run
+// is taken over, with a note. Under MPI only rank 0 takes it (rank 0 writes every file of a run;
+// an error on rank 0 ends the job). A new run refuses a folder that holds another run; a resumed
+// run rewinds its log (llm_log_rewind) and keeps the flags that define the run (llm_resume_check_flag).
+
+typedef struct llm_dir_lock llm_dir_lock; // a run folder's lock, held by llm_run_lock
+
+typedef struct llm_run_lock_info {
+    long stale_pid; // > 0: the lock file of this process, which ended without releasing it, was taken over
+    int created;    // the folder (or one of its parents) was created by llm_run_lock
+    char note[512]; // the take-over, for the caller to print ("" when none)
+} llm_run_lock_info;
+
+// Creates dir when missing (its parents too) and locks it for this process, writing "PID\nprogram\n
+// host\n" into <dir>/.lock. LLM_EBUSY when another process holds it, with a message naming its PID
+// (and host and program): "runs/x is in use by PID 1234 (another training run: train_gpt2); wait for
+// it or pick another --out-dir". info may be NULL.
+llm_status llm_run_lock(llm_dir_lock **out, const char *dir, const char *program, llm_run_lock_info *info);
+// Releases the lock and removes <dir>/.lock. discard != 0 (a start that failed) also removes the
+// folders llm_run_lock created, when they are empty. NULL is a no-op.
+void llm_run_unlock(llm_dir_lock *lock, int discard);
+// The newest step with a checkpoint file (ckpt_NNNNNN.bin/.state) in dir (0: none) and how many
+// such files there are (count may be NULL); a missing dir holds none.
+llm_status llm_run_newest_step(const char *dir, int64_t *step, int *count);
+// LLM_EINVAL when dir holds checkpoints or log_path is a non-empty file (another run's): a new run
+// would mix its checkpoints with them and truncate the log. The message says how to continue it.
+llm_status llm_run_check_new(const char *dir, const char *log_path);
+
+typedef struct llm_log_rewind_info {
+    int64_t partial_bytes; // bytes of a partial last line that were trimmed (0: none)
+    int64_t dropped;       // records after the resumed step that were cut
+    int64_t kept;          // lines kept
+    char warning[1024];    // "<path>: trimmed a partial last line (...)", "" when none
+    char note[1024];       // "<path>: cut N records after step S (...)", "" when none
+} llm_log_rewind_info;
+
+// Prepares the JSONL log at path for a run resumed at `step` that goes on to `max_steps`: a partial
+// last line (a record cut off mid-write) is trimmed; records whose "step" is after `step` are cut
+// (the resumed run writes them again); every other line stays as it is. LLM_EINVAL, changing
+// nothing, when records past max_steps would be cut (the resumed run would not write them again).
+// The file is rewritten only when something changes: into path.tmp, every write checked, fsynced,
+// then renamed over path, so a failure (a full disk: LLM_EIO) leaves the log as it was. A missing
+// file is fine (nothing to do). info may be NULL.
+llm_status llm_log_rewind(const char *path, int64_t step, int64_t max_steps, llm_log_rewind_info *info);
+
+// 1 when a resumed run may change flag ("--max-steps", "--eval-every", "--lr", "--threads", ...:
+// what to do next, not what the run is); 0 for the flags that define the run (model shape,
+// --init-from, batch, sequence length, data, seed, shuffling) and for unknown flags.
+int llm_resume_flag_changeable(const char *flag);
+// LLM_OK when a resumed run may take `given` for flag (a changeable flag, or the saved value
+// again); else LLM_EINVAL naming the flag, the saved value and why it stays. Values are the flags'
+// text ("8", "0.001", "dir/x_*.bin"; "true"/"false" for --shuffle; NULL: not set).
+llm_status llm_resume_check_flag(const char *flag, const char *saved, const char *given);
 
 // ----------------------------------------------------------------------------
 // model files (model_file.c): llm.c's format (formats.h) streamed one tensor slice at a time, so
