@@ -332,11 +332,13 @@ class Run:
         if resume is not None:
             self.model, extra, self.step = resume
             self._restore(extra)
+            self.run_id = extra.get("run_id") or checkpoint.new_run_id()  # the same run goes on
             if self.main:
                 self._truncate_log(self.step)
             self.say(f"resumed from step {self.step} in {self.out_dir}")
         else:
             self.step = 0
+            self.run_id = checkpoint.new_run_id()  # recorded in every checkpoint of this run
             if a.init_from == "scratch":
                 self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed,
                                   precision=self.precision)
@@ -364,6 +366,7 @@ class Run:
         return {
             "version": STATE_VERSION,
             "step": self.step,
+            "run_id": self.run_id,
             "train_loader": self.train_loader.state_dict(),
             "sample_rng": self.sample_rng.bit_generator.state,
             "args": vars(a),
@@ -425,7 +428,7 @@ class Run:
     def save(self) -> Path:
         """Collective: every rank calls it (ZeRO-1 gathers the moments), rank 0 writes."""
         keep = self.args.keep_checkpoints if self.main else 0
-        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep)
+        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep, run_id=self.run_id)
 
     def banner(self) -> None:
         import llmpy
