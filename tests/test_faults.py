@@ -90,8 +90,10 @@ def test_crc32c_matches_its_definition():
     assert crc32c(b"123456789") == 0xE3069283  # RFC 3720's check value, for the oracle itself
     assert _C.crc32c(b"123456789") == 0xE3069283 and _C.crc32c(b"123456789", portable=True) == 0xE3069283
     rng = np.random.default_rng(0)
-    blob = rng.integers(0, 256, 5000, dtype=np.uint8).tobytes()
-    for start, n in [(0, 0), (0, 1), (1, 7), (3, 8), (5, 63), (7, 1000), (0, 4999), (13, 4096)]:
+    blob = rng.integers(0, 256, 60000, dtype=np.uint8).tobytes()
+    cases = [(0, 0), (0, 1), (1, 7), (3, 8), (5, 63), (7, 1000), (0, 4999), (13, 4096), (0, 3 * 256),
+             (1, 3 * 8192), (6, 3 * 8192 + 3 * 256 + 11), (0, 59999)]  # the 3-stream blocks of the fast path
+    for start, n in cases:
         part = blob[start:start + n]  # every alignment and tail length the fast paths split on
         want = crc32c(part)
         assert _C.crc32c(part) == want, f"{_C.crc32c_impl()} path: [{start}:{start + n}]"
