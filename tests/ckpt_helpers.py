@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 import llmpy
+import numpy as np
 
 FM = llmpy.formats
 HEADER_INTS = FM["HEADER_INTS"]
@@ -69,7 +68,8 @@ def check_block(path: Path) -> dict:
     """The integrity block of a file, checked against this oracle: what the writer must have put."""
     data = Path(path).read_bytes()
     h = header(data)
-    assert h[AT] == FM["INTEGRITY_MAGIC"] and h[AT + 1] == FM["CHECKSUM_CRC32C"], f"{path}: no integrity block"
+    has_block = h[AT] == FM["INTEGRITY_MAGIC"] and h[AT + 1] == FM["CHECKSUM_CRC32C"]
+    assert has_block, f"{path}: no integrity block"
     payload, hcrc = int(np.uint32(h[AT + 2])), int(np.uint32(h[AT + 3]))
     assert payload == crc32c(data[HEADER_BYTES:]), f"{path}: payload checksum is not CRC32C of the payload"
     assert hcrc == header_checksum(h), f"{path}: header checksum is not CRC32C of the header"
@@ -85,10 +85,10 @@ def llmc_read(path: Path) -> tuple:
     if h[1] not in (3, 5):
         raise ValueError("Bad version in model file")
     maxT, V, L, NH, C, Vp = (int(x) for x in h[2:8])
-    shapes = [("wte", (Vp, C)), ("wpe", (maxT, C)), ("ln1w", (L, C)), ("ln1b", (L, C)), ("qkvw", (L, 3 * C, C)),
-              ("qkvb", (L, 3 * C)), ("attprojw", (L, C, C)), ("attprojb", (L, C)), ("ln2w", (L, C)),
-              ("ln2b", (L, C)), ("fcw", (L, 4 * C, C)), ("fcb", (L, 4 * C)), ("fcprojw", (L, C, 4 * C)),
-              ("fcprojb", (L, C)), ("lnfw", (C,)), ("lnfb", (C,))]  # fmt: skip
+    shapes = [("wte", (Vp, C)), ("wpe", (maxT, C)), ("ln1w", (L, C)), ("ln1b", (L, C)),
+              ("qkvw", (L, 3 * C, C)), ("qkvb", (L, 3 * C)), ("attprojw", (L, C, C)), ("attprojb", (L, C)),
+              ("ln2w", (L, C)), ("ln2b", (L, C)), ("fcw", (L, 4 * C, C)), ("fcb", (L, 4 * C)),
+              ("fcprojw", (L, C, 4 * C)), ("fcprojb", (L, C)), ("lnfw", (C,)), ("lnfb", (C,))]  # fmt: skip
     if h[1] == 3:
         payload = np.frombuffer(raw[HEADER_BYTES:], dtype="<f4")
     else:
@@ -101,4 +101,6 @@ def llmc_read(path: Path) -> tuple:
     if pos != payload.size:
         raise ValueError(f"payload holds {payload.size} values, the header implies {pos}")
     out["wte"] = out["wte"][:V]
-    return dict(block_size=maxT, vocab_size=V, n_layer=L, n_head=NH, n_embd=C, padded_vocab_size=Vp), out
+    cfg = {"block_size": maxT, "vocab_size": V, "n_layer": L, "n_head": NH, "n_embd": C,
+           "padded_vocab_size": Vp}
+    return cfg, out

@@ -21,12 +21,11 @@ import sys
 import time
 from pathlib import Path
 
+import llmpy
 import numpy as np
 import pytest
-
-import llmpy
 from binaries import find_train_gpt2
-from ckpt_helpers import AT, FM, HEADER_BYTES, check_block, crc32c, header, llmc_read, reseal, strip
+from ckpt_helpers import AT, FM, HEADER_BYTES, check_block, crc32c, header, llmc_read, strip
 from llmpy import _C, checkpoint, hf
 
 CFG = llmpy.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=300, block_size=16)
@@ -270,8 +269,9 @@ def test_mixed_pairs_are_refused(tmp_path):
         shutil.copy(p, mixed / p.name)
     shutil.copy(checkpoint.paths(b, 4)[1], mixed / "ckpt_000004.state")
     bin4, state4 = checkpoint.paths(mixed, 4)
-    with pytest.raises(ValueError, match=re.escape(str(bin4)) + " and ckpt_000004.state are not one checkpoint: "
-                       r"the training state \(step 4, run run-b\) was saved with a model file whose checksums"):
+    want = (re.escape(f"{bin4} and {state4}") + " are not one checkpoint: "
+            r"the training state \(step 4, run run-b\) was saved with a model file whose checksums")
+    with pytest.raises(ValueError, match=want):
         checkpoint.load(bin4, state4)
     lines = []
     assert checkpoint.latest_step(mixed, lines.append) == 2
@@ -336,7 +336,7 @@ def test_kill_during_checkpoint_writes(tmp_path, trials):
             f"trial {trial}: saves reported up to {saved}, newest intact pair {latest}; skipped: {log[-3:]}"
         model, extra, step = checkpoint.find_latest(out, log=lambda m: None)
         assert step == latest and extra["step"] == step and model.steps == step
-        assert digest(model) == ref[step], f"trial {trial}: the pair of step {step} differs from the straight run"
+        assert digest(model) == ref[step], f"trial {trial}: the pair of step {step} is not the straight run's"
     assert saved >= trials, f"only {saved} checkpoints in {trials} trials: the writer hardly ran"
     # a resume from the last one continues bit-exactly
     model, _, step = checkpoint.find_latest(out, log=lambda m: None)
@@ -380,13 +380,14 @@ def small_disk(tmp_path):
         pytest.skip("needs root to mount a tmpfs")
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+                       capture_output=True, text=True, check=False)
     if r.returncode != 0:
         pytest.skip(f"needs root to mount a tmpfs (mount failed: {r.stderr.strip()})")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], capture_output=True)
+        subprocess.run(["umount", str(mnt)], capture_output=True, check=False)
 
 
 def fill(d: Path, leave: int) -> None:
@@ -404,14 +405,15 @@ def fill(d: Path, leave: int) -> None:
 
 
 def test_full_disk_never_damages_a_checkpoint(small_disk):
-    cfg = llmpy.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=1000, block_size=16)  # 0.9 MB, state 1.8 MB
+    # a model file of 0.9 MB, its state 1.8 MB
+    cfg = llmpy.GPT2Config(n_layer=2, n_head=2, n_embd=64, vocab_size=1000, block_size=16)
     model = llmpy.GPT2(cfg, seed=1)
     train_step(model, 0, cfg)
     checkpoint.save(small_disk, 1, model, {"step": 1}, run_id="r")
     before = {p.name: p.read_bytes() for p in small_disk.iterdir()}
     train_step(model, 1, cfg)
     size = checkpoint.paths(small_disk, 1)[0].stat().st_size
-    for leave in (100_000, size + 100_000):  # the model file does not fit / the model fits, its state does not
+    for leave in (100_000, size + 100_000):  # the model file does not fit / it fits, its state does not
         fill(small_disk, leave)
         with pytest.raises(OSError, match=r"ckpt_000002\.(bin|state): write failed: No space left on device: "
                                           "the disk is full; free space"):
@@ -432,7 +434,7 @@ def test_full_disk_never_damages_a_checkpoint(small_disk):
     with pytest.raises(OSError, match="No space left on device"):
         model.save_state(checkpoint.paths(small_disk, 1)[1])
     assert {p.name: p.read_bytes() for p in small_disk.iterdir() if p.name != "filler"} == before
-    model1, extra, step = checkpoint.find_latest(small_disk)
+    _, extra, step = checkpoint.find_latest(small_disk)
     assert step == 1 and extra == {"step": 1}
 
 
@@ -457,9 +459,9 @@ def test_binary_resumes_from_the_newest_intact_pair(tmp_path):
     def run(*more, out=out):
         flags = [find_train_gpt2(), "--init-from", str(tmp_path / "init.bin"), "--data",
                  str(tmp_path / "x_train.bin"), "--out-dir", str(out), "--batch-size", "2", "--seq-len", "16",
-                 "--checkpoint-every", "4", "--keep-checkpoints", "0", "--eval-every", "0", "--sample-every", "0",
-                 "--threads", "1"]
-        return subprocess.run([*flags, *more], capture_output=True, text=True, timeout=300)
+                 "--checkpoint-every", "4", "--keep-checkpoints", "0", "--eval-every", "0",
+                 "--sample-every", "0", "--threads", "1"]
+        return subprocess.run([*flags, *more], capture_output=True, text=True, timeout=300, check=False)
 
     res = run("--max-steps", "12")
     assert res.returncode == 0, res.stdout + res.stderr

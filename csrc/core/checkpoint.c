@@ -278,7 +278,9 @@ llm_status llm_model_save_state(const llm_model *m, const char *path, const char
     if (!tmp) return llm_fail(LLM_ENOMEM, "out of memory");
     sink o = {fopen(tmp, "wb"), path, 0};
     if (!o.f) {
-        llm_status s = llm_fail(LLM_EIO, "cannot write %s: %s", tmp, strerror(errno));
+        int err = errno;
+        llm_status s = err == ENOSPC ? llm_write_failed(path, err)
+                                     : llm_fail(LLM_EIO, "cannot write %s: %s", tmp, strerror(err));
         free(tmp);
         return s;
     }
@@ -345,7 +347,7 @@ static llm_status check_pair(const llm_model *m, const llm_checkpoint_info *st, 
                     "%s and %s are not one checkpoint: the training state (step %lld%s%s) was saved with a model "
                     "file whose checksums are 0x%08x/0x%08x, while %s has %s; load the .bin and .state written "
                     "together (ckpt_NNNNNN.bin with ckpt_NNNNNN.state of the same run)",
-                    m->origin_path, base_name(path), (long long)st->step, st->run_id[0] ? ", run " : "", st->run_id,
+                    m->origin_path, path, (long long)st->step, st->run_id[0] ? ", run " : "", st->run_id,
                     st->model_checksum, st->model_header_checksum, base_name(m->origin_path), mine);
 }
 

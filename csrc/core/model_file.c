@@ -435,7 +435,9 @@ llm_status llm_model_file_create(llm_model_file **out, const char *path, const l
     }
     f->fp = fopen(f->tmp, "wb");
     if (!f->fp) {
-        llm_status s = llm_fail(LLM_EIO, "cannot write %s: %s", f->tmp, strerror(errno));
+        int err = errno;
+        llm_status s = err == ENOSPC ? llm_write_failed(path, err)
+                                     : llm_fail(LLM_EIO, "cannot write %s: %s", f->tmp, strerror(err));
         llm_model_file_close(f);
         return s;
     }

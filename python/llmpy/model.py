@@ -208,8 +208,8 @@ class GPT2:
         ...              step=100, run_id="a1b2")                                # doctest: +SKIP
         """
         text = json.dumps(extra if extra is not None else {}, sort_keys=True)
-        tag = dict(model_path="" if model_path is None else str(model_path),
-                   step=-1 if step is None else int(step), run_id=run_id or "")
+        tag = {"model_path": "" if model_path is None else str(model_path),
+               "step": -1 if step is None else int(step), "run_id": run_id or ""}
         if self._distributed:
             _C.dist.save_state(self._m, str(path), text, **tag)  # collective; rank 0 writes
         else:
