@@ -329,15 +329,24 @@ def test_kill_during_checkpoint_writes(tmp_path, trials):
         child.send_signal(signal.SIGKILL)
         rest = child.stdout.read().split("\n")
         child.wait()
+        # complete pairs: those reported saved, and the one the child resumed from (a pair completed
+        # in the previous trial after its last report)
         done = [int(line.split()[1]) for line in rest if line.startswith("saved")]
-        saved = max([saved, *done])
+        saved = max([saved, int(ready[1]), *done])
         latest = checkpoint.latest_step(out, log.append)
-        assert latest is not None and saved <= latest <= saved + 1, \
+        if latest is None:  # killed before its first checkpoint was complete
+            assert saved == 0, f"trial {trial}: saves reported up to {saved}, but no intact pair; {log[-3:]}"
+            continue
+        assert saved <= latest <= saved + 1, \
             f"trial {trial}: saves reported up to {saved}, newest intact pair {latest}; skipped: {log[-3:]}"
         model, extra, step = checkpoint.find_latest(out, log=lambda m: None)
         assert step == latest and extra["step"] == step and model.steps == step
         assert digest(model) == ref[step], f"trial {trial}: the pair of step {step} is not the straight run's"
-    assert saved >= trials, f"only {saved} checkpoints in {trials} trials: the writer hardly ran"
+    assert saved >= 1, f"no checkpoint in {trials} trials: the writer never got to write one"
+    # kills did land inside writes: temp files left behind, or a model file without its state
+    interrupted = len(temps(out)) + len({m.split(":")[0] for m in log if "stopped between" in m})
+    if trials >= 60:
+        assert interrupted > 0, f"no kill in {trials} trials landed inside a checkpoint write"
     # a resume from the last one continues bit-exactly
     model, _, step = checkpoint.find_latest(out, log=lambda m: None)
     train_step(model, step)
