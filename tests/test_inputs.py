@@ -668,8 +668,6 @@ def test_train_gpt2_error_exits_free_everything_under_leak_sanitizer(tmp_path, a
     (d / "junk.bin").write_bytes(b"x" * 2000)
     (d / "adir").mkdir()
     common = [
-        "--out-dir",
-        str(d / "run"),
         "--batch-size",
         "2",
         "--seq-len",
@@ -758,8 +756,9 @@ def test_train_gpt2_error_exits_free_everything_under_leak_sanitizer(tmp_path, a
     )
     assert "AddressSanitizer" in probe.stdout + probe.stderr, f"{asan_train_gpt2} is not a sanitizer build"
     failures = []
-    for args, code, says in cases:
-        argv = [*common, *args]  # the case's flags come last: they win
+    for k, (args, code, says) in enumerate(cases):
+        # a folder per case (a folder holding a run is refused to a new run); the case's flags win
+        argv = ["--out-dir", str(d / f"run{k}"), *common, *args]
         r = subprocess.run([asan_train_gpt2, *argv], env=env, capture_output=True, text=True, timeout=300)
         problems = [
             p

@@ -199,7 +199,7 @@ def test_damaged_checkpoint_falls_back(env, capsys):
     capsys.readouterr()
     assert main([*flags, "--max-steps", "10", "--resume", "latest"]) == 0
     err = capsys.readouterr().out
-    assert "skipping damaged checkpoint of step 8" in err and "resumed from step 4" in err
+    assert "skipping checkpoint of step 8" in err and "resumed from step 4" in err
     assert [r["step"] for r in read_log(out / "log.jsonl") if "loss" in r] == list(range(1, 11))
 
 

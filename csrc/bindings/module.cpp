@@ -189,6 +189,12 @@ PYBIND11_MODULE(_C, mod) {
     formats["HELLASWAG_VERSION"] = LLM_HELLASWAG_VERSION;
     formats["TRAIN_STATE_MAGIC"] = LLM_TRAIN_STATE_MAGIC;
     formats["TRAIN_STATE_VERSION"] = LLM_TRAIN_STATE_VERSION;
+    formats["TRAIN_STATE_VERSION_V1"] = LLM_TRAIN_STATE_VERSION_V1;
+    formats["RUN_ID_AT"] = LLM_RUN_ID_AT;
+    formats["RUN_ID_MAX"] = LLM_RUN_ID_MAX;
+    formats["INTEGRITY_AT"] = LLM_INTEGRITY_AT;
+    formats["INTEGRITY_MAGIC"] = LLM_INTEGRITY_MAGIC;
+    formats["CHECKSUM_CRC32C"] = LLM_CHECKSUM_CRC32C;
     formats["VOCAB_PAD"] = LLM_VOCAB_PAD;
     mod.attr("formats") = formats;
 

@@ -102,15 +102,33 @@ typedef struct llm_model llm_model;
 // GPT-2 init: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2*L), biases 0, LN weights 1.
 llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, const char *precision,
                             uint64_t seed);
-// Reads an llm.c model file (version 3 = fp32, 5 = bf16).
+// Reads an llm.c model file (version 3 = fp32, 5 = bf16), verifying its checksums (a file without
+// them, llm.c's or an older llmpy's, has nothing to verify): the messages of llm_model_file_open,
+// and "checksum mismatch" for a damaged payload. The model remembers the file's checksums for
+// llm_model_load_state.
 llm_status llm_model_load(llm_model **out, const char *path, const char *device, const char *precision);
-// Writes an llm.c fp32 model file (version 3) atomically (temp file + rename).
+// Writes an llm.c fp32 model file (version 3) with its checksums, atomically and durably (temp file,
+// fsync, rename, fsync of the directory): path is the old file or the whole new one, also after a
+// crash. A full disk is LLM_EIO saying so; path is then untouched.
 llm_status llm_model_save(const llm_model *m, const char *path);
 void llm_model_free(llm_model *m);
-// Training state (formats.h): AdamW moments and step, plus a caller's JSON text (may be NULL),
-// written atomically. The model file is separate (llm_model_save).
-llm_status llm_model_save_state(const llm_model *m, const char *path, const char *json);
-// Restores the AdamW moments and step into m (whose configuration must match the file's).
+
+// What ties a training-state file to its checkpoint (formats.h: version 2 of the state).
+typedef struct llm_state_tag {
+    const char *model_path; // the model file saved with this state, already written: its checksums are
+                            // recorded, and loading the state into a model loaded from another file
+                            // is refused. NULL: none recorded
+    int64_t step;           // the checkpoint's step (the training loop's); < 0: the AdamW step count
+    const char *run_id;     // the run that wrote it: at most 31 of A-Z a-z 0-9 . _ -; NULL or "": none
+} llm_state_tag;
+
+// Training state (formats.h): AdamW moments and step, plus a caller's JSON text (may be NULL) and
+// the tag (may be NULL), with its checksums, written atomically and durably as llm_model_save.
+llm_status llm_model_save_state(const llm_model *m, const char *path, const char *json, const llm_state_tag *tag);
+// Restores the AdamW moments and step into m (whose configuration must match the file's), after
+// verifying the file's checksums (version 1 files have none). When m was loaded from a model file
+// and the state records the one it was saved with, the two must be the same file (LLM_EINVAL "are
+// not one checkpoint", naming both). A failure leaves m unchanged.
 // *json receives a NUL-terminated copy of the JSON text (free with llm_free), or NULL if json is NULL.
 llm_status llm_model_load_state(llm_model *m, const char *path, char **json);
 void llm_free(void *p);
@@ -344,10 +362,12 @@ llm_status llm_resume_check_flag(const char *flag, const char *saved, const char
 
 typedef struct llm_model_file llm_model_file;
 
-// Opens an llm.c model file for reading, checking magic, version, configuration and size (fp32
-// version 3 or bf16 version 5); LLM_EIO when it cannot be opened, LLM_EFORMAT when it is not a
-// valid model file ("not an llm.c model file", "unsupported model file version", "file is
-// truncated", "header does not match the file size", "invalid configuration").
+// Opens an llm.c model file for reading, checking its header's checksum, magic, version,
+// configuration and size (fp32 version 3 or bf16 version 5), then its payload's checksum (reading
+// the file once); LLM_ENOENT when it does not exist, LLM_EIO when it cannot be opened or is a
+// directory, LLM_EFORMAT when it is not a valid model file ("checksum mismatch", "not an llm.c model
+// file", "unsupported model file version", "file is truncated", "header does not match the file
+// size", "invalid configuration"). A file without checksums (llm.c's) has nothing to verify.
 llm_status llm_model_file_open(llm_model_file **out, const char *path);
 // The file's configuration (padded_vocab_size as the file stores it).
 llm_config llm_model_file_config(const llm_model_file *f);
@@ -370,8 +390,9 @@ llm_status llm_model_file_create(llm_model_file **out, const char *path, const l
 // are written as zeros after its visible rows.
 llm_status llm_model_file_write(llm_model_file *f, int i, int layer, const float *src);
 // Finishes a written file: LLM_ESTATE (nothing changes, writing may go on) while slices are missing
-// or after a failed write; then flushes, closes and renames the temp file over path atomically.
-// Any failure of those removes the temp file and leaves path as it was.
+// or after a failed write; then writes the checksums into the header, flushes, fsyncs, closes and
+// renames the temp file over path atomically (and fsyncs the directory). Any failure of those
+// removes the temp file and leaves path as it was.
 llm_status llm_model_file_commit(llm_model_file *f);
 // Closes f (after reading, after a commit, or to abandon a write: the temp file is removed and
 // path left as it was) and frees it. NULL is a no-op.
@@ -381,6 +402,57 @@ void llm_model_file_close(llm_model_file *f);
 // stays a quiet NaN ((bits >> 16) | 0x40) instead of rounding into infinity. Widening is exact.
 void llm_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 void llm_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
+
+// ----------------------------------------------------------------------------
+// checkpoints: checksums, verification, the newest intact pair of a run folder
+// (checksum.c, checkpoint.c, checkpoint_dir.c; formats.h: the integrity block)
+
+// CRC32C (Castagnoli) of n bytes continuing crc (0 to start): crc32c("123456789") = 0xE3069283.
+// SSE4.2 or ARMv8 CRC instructions when the CPU has them, else a table (llm_crc32c_impl() says
+// which: "sse4.2", "armv8-crc", "table"); llm_crc32c_portable always takes the table (for tests).
+uint32_t llm_crc32c(uint32_t crc, const void *data, size_t n);
+uint32_t llm_crc32c_portable(uint32_t crc, const void *data, size_t n);
+const char *llm_crc32c_impl(void);
+
+// What a model or training-state file holds, from llm_checkpoint_verify.
+typedef struct llm_checkpoint_info {
+    int is_state;             // 1: a training-state file, 0: a model file
+    int version;              // its format version
+    int has_checksum;         // 0: the file has no checksums (llm.c's, an older llmpy's): nothing verified
+    uint32_t checksum;        // of the payload (the bytes after the header)
+    uint32_t header_checksum; // of the header, which holds the payload's: it identifies the whole file
+    llm_config cfg;
+    // training-state files only
+    int64_t step;             // the checkpoint's step (version 1: the AdamW step count); -1 for models
+    int64_t adam_steps;       // AdamW steps taken
+    int64_t moment_elems;     // elements of each AdamW moment in the file (0 before the first step)
+    int64_t json_bytes;       // length of the JSON text
+    int has_model;            // 1: the model file saved with it is recorded here
+    uint32_t model_checksum, model_header_checksum;
+    char run_id[32];          // "" when none (formats.h: LLM_RUN_ID_MAX + 1 bytes)
+} llm_checkpoint_info;
+
+// Reads a model file or a training-state file whole and checks it as loading it would (header,
+// size, checksums), without loading it; *out describes it. The messages are those of loading.
+llm_status llm_checkpoint_verify(const char *path, llm_checkpoint_info *out);
+
+// Receives one line per checkpoint skipped by llm_checkpoint_find_latest (ctx is the caller's).
+typedef void (*llm_checkpoint_log_fn)(void *ctx, const char *message);
+
+// The newest step N of the checkpoints in dir (ckpt_NNNNNN.bin + ckpt_NNNNNN.state, N of 6 or more
+// digits) whose pair is intact and matches: both files verify (llm_checkpoint_verify), the state
+// records this model file (or records none: files of older llmpy versions), its step is N and its
+// configuration the model's. *step = -1 when no pair does. Every newer step that fails is reported
+// through log (NULL: on stderr) with the reason, newest first: "skipping checkpoint of step N in dir:
+// ...". Whatever the training's --max-steps: every step in dir is a candidate. LLM_ENOENT when dir
+// does not exist, LLM_EIO when it cannot be read.
+llm_status llm_checkpoint_find_latest(const char *dir, int64_t *step, llm_checkpoint_log_fn log, void *ctx);
+
+// Removes the temp files that interrupted writes of model and state files left in dir (our temp
+// name only: "<name>.tmp.<pid>.<n>", see llm_model_save) whose writer process is no longer alive
+// on this machine; files of live writers are kept. *removed (may be NULL) receives how many were
+// removed. Meant for the start of a run that holds dir. LLM_ENOENT when dir does not exist.
+llm_status llm_checkpoint_clean_temp(const char *dir, int *removed);
 
 // ----------------------------------------------------------------------------
 // runtime

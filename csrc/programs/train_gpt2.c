@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "data/dataloader.h"
 #ifdef LLMPY_TRAIN_CUDA
@@ -392,22 +393,42 @@ static void ckpt_path(char *buf, size_t n, const char *dir, int step, const char
     snprintf(buf, n, "%s/ckpt_%06d.%s", dir, step, ext);
 }
 
+// Reads a string field `"key": "abc"` of our own JSON into out (n bytes), or returns 0.
+static int json_str(const char *json, const char *key, char *out, size_t n) {
+    const char *v = js_get(json, key);
+    char *str = NULL;
+    if (!v || !js_string(v, &str)) return 0;
+    const size_t len = strlen(str);
+    if (len < n) memcpy(out, str, len + 1);
+    free(str);
+    return len < n;
+}
+
 static int file_exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0;
 }
 
+// A new run's id: 16 hex digits from the clock and the process id (llm_state_tag.run_id).
+static void new_run_id(char *out, size_t n) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull; x ^= x >> 33;
+    snprintf(out, n, "%016llx", (unsigned long long)x);
+}
+
 // Collective with several ranks (ZeRO-1 gathers the moments); rank 0 writes.
 static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o, int step, llm_dataloader *dl,
-                                  uint64_t rng) {
+                                  uint64_t rng, const char *run_id) {
     char model_path[4096], state_path[4096];
     ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
     ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
     llm_data_position pos = llm_dataloader_tell(dl);
     sbuf json = {0};
     sb_printf(&json, "{\"binary\": 1, \"step\": %d, \"epoch\": %lld, \"shard\": %lld, \"batch\": %lld, "
-              "\"sample_rng\": %llu, \"args\": {", step, (long long)pos.epoch, (long long)pos.shard,
-              (long long)pos.batch, (unsigned long long)rng);
+              "\"sample_rng\": %llu, \"run_id\": \"%s\", \"args\": {", step, (long long)pos.epoch, (long long)pos.shard,
+              (long long)pos.batch, (unsigned long long)rng, run_id);
     for (int k = 0, first = 1; k < NOPTS; k++) { // the run's flags, restored by --resume
         if (!OPTS[k].saved) continue;
         char key[64], *c = key, buf[64];
@@ -426,7 +447,9 @@ static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o,
         return LLM_ENOMEM;
     }
     llm_status s = main_rank ? llm_model_save(m, model_path) : LLM_OK;
-    if (s == LLM_OK) s = llm_dist_save_state(m, state_path, json.p);
+    // the state records the model file's checksums: loading a .bin with another run's .state is refused
+    llm_state_tag tag = {model_path, step, run_id};
+    if (s == LLM_OK) s = llm_dist_save_state(m, state_path, json.p, &tag);
     free(json.p);
     if (s != LLM_OK || o->keep_checkpoints <= 0 || !main_rank) return s;
     // keep the newest K: checkpoints are written every checkpoint_every steps (and at the end)
@@ -441,23 +464,23 @@ static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o,
     return LLM_OK;
 }
 
-// Newest checkpoint step in dir that loads, or 0. Damaged ones are reported and skipped.
-// TODO(i20 merge): integ's core llm_checkpoint_find_latest replaces this function.
+// The newest intact pair in --out-dir, whatever --max-steps says (llm_checkpoint_find_latest, the
+// rule python -m llmpy.train follows too: damaged or mismatched pairs are reported on stderr and
+// skipped), loaded. Returns its step, 0 when there is none, -1 on an error (llm_last_error()).
 static int load_latest(llm_model **m, const options *o, const char *device, const char *precision, char **json) {
     char model_path[4096], state_path[4096];
-    int64_t newest = 0;
-    if (llm_run_newest_step(o->out_dir, &newest, NULL) != LLM_OK) return 0;
-    for (int step = (int)newest; step > 0; step--) {
-        ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
-        if (!file_exists(state_path)) continue;
-        ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
-        if (llm_model_load(m, model_path, device, precision) == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
-            return step;
-        fprintf(stderr, "warning: skipping damaged checkpoint of step %d: %s\n", step, llm_last_error());
+    int64_t step = -1;
+    if (llm_checkpoint_find_latest(o->out_dir, &step, NULL, NULL) != LLM_OK) return -1;
+    if (step <= 0 || step > INT32_MAX) return 0;
+    ckpt_path(model_path, sizeof model_path, o->out_dir, (int)step, "bin");
+    ckpt_path(state_path, sizeof state_path, o->out_dir, (int)step, "state");
+    if (llm_model_load(m, model_path, device, precision) != LLM_OK) return -1;
+    if (llm_model_load_state(*m, state_path, json) != LLM_OK) {
         llm_model_free(*m);
         *m = NULL;
+        return -1;
     }
-    return 0;
+    return (int)step;
 }
 
 // ----------------------------------------------------------------------------
@@ -594,9 +617,12 @@ int main(int argc, char **argv) {
         CHECK(llm_run_lock(&run_lock, o.out_dir, "train_gpt2", &info));
         if (info.note[0]) fprintf(stderr, "note: %s\n", info.note);
         if (!o.resume) CHECK(llm_run_check_new(o.out_dir, log_path));
+        // before any checkpoint is read: temp files of a run that was killed mid-save
+        int removed = 0;
+        CHECK(llm_checkpoint_clean_temp(o.out_dir, &removed));
+        if (removed) fprintf(stderr, "note: removed %d temp file%s of an interrupted save in %s\n", removed,
+                             removed == 1 ? "" : "s", o.out_dir);
     }
-    // TODO(i20 merge): integ's llm_checkpoint_clean_temp(o.out_dir, &removed) goes here (rank 0),
-    // before any checkpoint is read: temp files of a run that was killed mid-save.
 
     // model (and position and flags when resuming)
     const char *precision = strcmp(o.precision, "auto") == 0 ? NULL : o.precision;
@@ -606,6 +632,7 @@ int main(int argc, char **argv) {
     if (o.resume) {
         if (!strcmp(o.resume, "latest")) {
             step = load_latest(&m, &o, device, precision, &json);
+            if (step < 0) DIE("--resume latest: %s", llm_last_error());
             if (!step) DIE("--resume latest: no loadable checkpoint in %s", o.out_dir);
             snprintf(stem, sizeof stem, "%s/ckpt_%06d", o.out_dir, step);
         } else {
@@ -675,6 +702,8 @@ int main(int argc, char **argv) {
     CHECK(llm_dataloader_set_vocab(train, cfg.vocab_size)); // a token id >= V names its shard and offset
     CHECK(llm_dataloader_set_vocab(val, cfg.vocab_size));
     uint64_t rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
+    char run_id[32]; // a resumed run keeps its id (checkpoints of older versions have none: a new one)
+    if (!json || !json_str(json, "run_id", run_id, sizeof run_id)) new_run_id(run_id, sizeof run_id);
     if (json) {
         long long e, s, b, r;
         if (!json_int(json, "epoch", &e) || !json_int(json, "shard", &s) || !json_int(json, "batch", &b) ||
@@ -779,11 +808,11 @@ int main(int argc, char **argv) {
         if (tok && main_rank && o.sample_every && (step % o.sample_every == 0 || last))
             print_sample(m, tok, o.sample_tokens, sbuf, cfg.block_size, &rng);
         if (o.checkpoint_every && (step % o.checkpoint_every == 0 || last))
-            CHECK(save_checkpoint(m, main_rank, &o, step, train, rng));
+            CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id));
         fflush(stdout);
     }
     if (stop_signal) {
-        CHECK(save_checkpoint(m, main_rank, &o, step, train, rng));
+        CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id));
         printf("%s: saved a checkpoint of step %d in %s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step,
                o.out_dir);
     }

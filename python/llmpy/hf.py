@@ -443,9 +443,16 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 def _is_llmc_file(path: Path) -> bool:
+    """An llm.c model file, or a file of llmpy's (its integrity block: a damaged model file goes to
+    the core's reader, which says what is wrong)."""
+    fm = _fm()
     with open(path, "rb") as f:
-        head = f.read(4)
-    return len(head) == 4 and struct.unpack("<i", head)[0] == _fm()["MODEL_MAGIC"]
+        head = f.read(4 * fm["HEADER_INTS"])
+    if len(head) < 4:
+        return False
+    at = 4 * fm["INTEGRITY_AT"]
+    ours = len(head) >= at + 4 and struct.unpack_from("<i", head, at)[0] == fm["INTEGRITY_MAGIC"]
+    return struct.unpack_from("<i", head)[0] == fm["MODEL_MAGIC"] or ours
 
 
 def open_source(spec: Union[PathType, LiveModel], *, cache_dir: Optional[PathType] = None,

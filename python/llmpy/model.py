@@ -136,7 +136,12 @@ class GPT2:
     @classmethod
     def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu",
                         precision: Optional[str] = None) -> "GPT2":
-        """Loads an llm.c model file (version 3 = fp32 or 5 = bf16)."""
+        """Loads an llm.c model file (version 3 = fp32 or 5 = bf16), verifying its checksums.
+
+        A damaged file raises ValueError ("checksum mismatch: the file is damaged"); a file without
+        checksums (written by llm.c or an older llmpy) loads with nothing to verify. A missing file
+        raises FileNotFoundError, a directory OSError.
+        """
         return cls(None, _handle=_C.Model.load(str(path), _core_device(device), precision))
 
     @classmethod
@@ -202,7 +207,8 @@ class GPT2:
         hf.save_pretrained(self, directory, dtype=dtype, progress=progress)
 
     def save(self, path: Union[str, PathLike]) -> None:
-        """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename).
+        """Writes an llm.c fp32 model file (version 3) with checksums, atomically and durably (temp
+        file, fsync, rename, fsync of the folder): ``path`` is the old file or the whole new one.
 
         After ``distribute()`` only rank 0 writes (every rank may call it).
         """
@@ -210,22 +216,38 @@ class GPT2:
             return
         self._m.save(str(path))
 
-    def save_state(self, path: Union[str, PathLike], extra: Optional[dict] = None) -> None:
-        """Writes the AdamW state (moments, step) and ``extra`` (JSON-serialisable) atomically.
+    def save_state(self, path: Union[str, PathLike], extra: Optional[dict] = None, *,
+                   model_path: Union[str, PathLike, None] = None, step: Optional[int] = None,
+                   run_id: str = "") -> None:
+        """Writes the AdamW state (moments, step) and ``extra`` (JSON-serialisable) atomically,
+        with checksums.
 
         Together with ``save()`` this is everything an exact resume needs; the training loop puts
-        its schedule position, RNG states and data position in ``extra``. After ``distribute()``
-        every rank must call it (with ZeRO-1 the moment shards are gathered) and rank 0 writes
-        the full state, which resumes on any number of ranks.
+        its schedule position, RNG states and data position in ``extra``. ``model_path`` (the file
+        ``save()`` just wrote), ``step`` and ``run_id`` (at most 31 of ``A-Za-z0-9._-``) tie the
+        state to its checkpoint: a model loaded from another file refuses it. After
+        ``distribute()`` every rank must call it (with ZeRO-1 the moment shards are gathered) and
+        rank 0 writes the full state, which resumes on any number of ranks.
+
+        >>> m.save("run/ckpt_000100.bin")                                       # doctest: +SKIP
+        >>> m.save_state("run/ckpt_000100.state", {"step": 100}, model_path="run/ckpt_000100.bin",
+        ...              step=100, run_id="a1b2")                                # doctest: +SKIP
         """
         text = json.dumps(extra if extra is not None else {}, sort_keys=True)
+        tag = {"model_path": "" if model_path is None else str(model_path),
+               "step": -1 if step is None else int(step), "run_id": run_id or ""}
         if self._distributed:
-            _C.dist.save_state(self._m, str(path), text)  # collective; rank 0 writes
+            _C.dist.save_state(self._m, str(path), text, **tag)  # collective; rank 0 writes
         else:
-            self._m.save_state(str(path), text)
+            self._m.save_state(str(path), text, **tag)
 
     def load_state(self, path: Union[str, PathLike]) -> dict:
-        """Restores the AdamW state written by ``save_state()`` and returns its ``extra`` dict."""
+        """Restores the AdamW state written by ``save_state()`` and returns its ``extra`` dict.
+
+        The file's checksums are verified first (ValueError "checksum mismatch" when it is
+        damaged); a state saved with another model file than the one this model was loaded from
+        is refused (ValueError "not one checkpoint"). A failure changes nothing.
+        """
         text = self._m.load_state(str(path))
         try:
             return json.loads(text) if text else {}

@@ -425,9 +425,10 @@ class Run:
                 self.say(f"note: {self.lock.note}")
             if not a.resume:
                 _C.run.check_new(str(out_dir), str(Path(a.log_file) if a.log_file else out_dir / "log.jsonl"))
-            clean_temp = getattr(checkpoint, "clean_temp", None)  # issue 20's checkpoint temp-file cleaner
-            if clean_temp is not None:
-                clean_temp(out_dir)
+            removed = checkpoint.clean_temp(out_dir)  # temp files of a save that was killed
+            if removed:
+                self.say(f"note: removed {removed} temp file{'s' if removed > 1 else ''} of an interrupted save "
+                         f"in {out_dir}")
 
         # resume: the checkpoint, then the run's flags from it
         resume = None
@@ -484,8 +485,10 @@ class Run:
         if resume is not None:
             self.model, extra, self.step = resume
             self._restore(extra)
+            self.run_id = extra.get("run_id") or checkpoint.new_run_id()  # the same run goes on
         else:
             self.step = 0
+            self.run_id = checkpoint.new_run_id()  # recorded in every checkpoint of this run
             if a.init_from == "scratch":
                 self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed,
                                   precision=self.precision)
@@ -536,6 +539,7 @@ class Run:
         return {
             "version": STATE_VERSION,
             "step": self.step,
+            "run_id": self.run_id,
             "train_loader": self.train_loader.state_dict(),
             "sample_rng": self.sample_rng.bit_generator.state,
             "args": vars(a),
@@ -592,7 +596,7 @@ class Run:
     def save(self) -> Path:
         """Collective: every rank calls it (ZeRO-1 gathers the moments), rank 0 writes."""
         keep = self.args.keep_checkpoints if self.main else 0
-        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep)
+        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep, run_id=self.run_id)
 
     def banner(self) -> None:
         import llmpy
