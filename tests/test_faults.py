@@ -478,11 +478,12 @@ def test_binary_resumes_from_the_newest_intact_pair(tmp_path):
     assert info["step"] == 12 and re.fullmatch(r"[0-9a-f]{16}", info["run_id"])
     assert info["model_checksum"] == checkpoint.verify(checkpoint.paths(out, 12)[0])["checksum"]
     # a shorter --max-steps must not hide the newer checkpoints
+    # (step 12 is past --max-steps 6: the run says it is complete at the step it found)
     res = run("--max-steps", "6", "--resume", "latest")
-    assert res.returncode == 0 and "resumed from step 12" in res.stdout, res.stdout + res.stderr
+    assert res.returncode == 0 and "is complete: step 12 of --max-steps 6" in res.stdout, res.stdout + res.stderr
     # a damaged newest pair is skipped, on stderr, with its reason
     flip(checkpoint.paths(out, 12)[1], HEADER_BYTES + 64)
-    res = run("--max-steps", "6", "--resume", "latest")
+    res = run("--max-steps", "12", "--resume", "latest")
     assert res.returncode == 0 and "resumed from step 8" in res.stdout, res.stdout + res.stderr
     assert re.search(r"warning: skipping checkpoint of step 12 in .*ckpt_000012.state: checksum mismatch",
                      res.stderr), res.stderr
