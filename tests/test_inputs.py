@@ -717,7 +717,7 @@ def test_train_gpt2_error_exits_free_everything_under_leak_sanitizer(tmp_path, a
         ([*ok, "--tokenizer", str(d / "adir")], 1, "is a directory"),
         ([*ok, "--hellaswag", str(d / "junk.bin"), "--hellaswag-every", "1"], 1, "not a HellaSwag eval file"),
         ([*ok, "--log-file", str(d / "no" / "dir" / "log.jsonl")], 1, "cannot write"),
-        ([*ok, "--grad-clip", "nan"], 1, "grad_clip must be >= 0"),
+        ([*ok, "--grad-clip", "nan"], 1, "--grad-clip must be a finite number >= 0"),
         ([*ok, "--lr", "1e30", "--warmup-steps", "0", "--grad-clip", "0"], 1, "loss is"),
         (
             [

@@ -305,3 +305,15 @@ def test_out_of_order_and_incomplete_writes_are_refused(tmp_path):
     _, got = read_numpy(path, "<f4")
     np.testing.assert_array_equal(got["ln1w"], t["ln1w"])
     np.testing.assert_array_equal(got["lnfb"], t["lnfb"])
+
+
+def test_foreign_file_is_named_as_such_not_as_damaged(tmp_path):
+    """A file that is not a model file at all (wrong magic, no integrity block of ours) is reported
+    as 'not an llm.c model file' / 'not an llmpy training-state file', not as a damaged checkpoint."""
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"x" * 4096)
+    with pytest.raises(ValueError, match="junk.bin: not an llm.c model file"):
+        llmpy.GPT2.from_checkpoint(junk)
+    m = llmpy.GPT2(llmpy.GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=16, block_size=4))
+    with pytest.raises(ValueError, match="junk.bin: not an llmpy training-state file"):
+        m.load_state(junk)

@@ -131,6 +131,9 @@ static llm_status read_state_header(FILE *f, const char *path, int32_t header[LL
     int64_t file_bytes = 0;
     llm_integrity sum;
     LLM_TRY(llm_file_read_header(f, path, header, &file_bytes));
+    if (header[0] != LLM_TRAIN_STATE_MAGIC && header[LLM_INTEGRITY_AT] != LLM_INTEGRITY_MAGIC) // a foreign file
+        return llm_fail(LLM_EFORMAT, "%s: not an llmpy training-state file (magic %d, expected %d)", path, header[0],
+                        LLM_TRAIN_STATE_MAGIC);
     LLM_TRY(llm_integrity_check(header, path, &sum));
     if (header[0] != LLM_TRAIN_STATE_MAGIC)
         return llm_fail(LLM_EFORMAT, "%s: not an llmpy training-state file (magic %d, expected %d)", path, header[0],

@@ -303,7 +303,12 @@ llm_status llm_model_file_open_unverified(llm_model_file **out, const char *path
     int64_t file_bytes = 0;
     llm_integrity sum;
     llm_status s = llm_file_read_header(fp, path, header, &file_bytes);
-    if (s == LLM_OK) s = llm_integrity_check(header, path, &sum); // a damaged header says so first
+    // a foreign file (wrong magic, no integrity block of ours) is named as such; otherwise a damaged
+    // header says so first
+    if (s == LLM_OK && header[0] != LLM_MODEL_MAGIC && header[LLM_INTEGRITY_AT] != LLM_INTEGRITY_MAGIC)
+        s = llm_fail(LLM_EFORMAT, "%s: not an llm.c model file (magic %d, expected %d)", path, header[0],
+                     LLM_MODEL_MAGIC);
+    if (s == LLM_OK) s = llm_integrity_check(header, path, &sum);
     if (s != LLM_OK) { fclose(fp); return s; }
     llm_config cfg = {.block_size = header[2], .vocab_size = header[3], .n_layer = header[4],
                       .n_head = header[5], .n_embd = header[6], .padded_vocab_size = header[7]};
