@@ -30,7 +30,9 @@
  * compiled (cpu_ops.h):
  *   AVX-512: 8 x 32 (16 zmm accumulators)  AVX2: 6 x 16 (12 ymm)  baseline: 4 x 8.
  * Packing transposes (weight^T for b, rows of a into MR-row panels) use 8x8 / 16x16 AVX
- * shuffles where the variant has them.
+ * shuffles where the variant has them. The neon variant (aarch64) brings its own 8 x 12
+ * micro-kernel written with NEON intrinsics (24 of the 32 q registers accumulate) and 4x4
+ * transposes, from matmul_neon.h.
  *
  * Threads. c is cut into tm x tn rectangles, one per thread, each running the serial
  * algorithm above on its own packing scratch (cpu_scratch, allocated once per thread). The
@@ -58,7 +60,11 @@
 // ----------------------------------------------------------------------------
 // blocking parameters
 
-#if defined(__AVX512F__)
+#if defined(CPU_NEON) // aarch64, neon variant: matmul_neon.h
+#define MR 8
+#define NR 12   // three 128-bit vectors
+#define NC 504  // a multiple of NR near 512
+#elif defined(__AVX512F__)
 #define MR 8  // micro-tile rows (broadcast from packed a)
 #define NR 32 // micro-tile columns (vector loads from packed b), a multiple of the vector width
 #elif defined(__AVX2__) || defined(__AVX__)
@@ -70,13 +76,15 @@
 #endif
 #define KC 256 // reduction slice: an MR x KC panel of a and a KC x NR panel of b stay in L1
 #define MC 96  // rows of a swept while one panel of b stays in L1 (MC x KC stays in L2)
+#ifndef NC
 #define NC 512 // columns of a packed block of b (KC x NC stays in L2), a multiple of NR
+#endif
 #define KB 1024 // reduction depth of a packed block of a; c is swept once per KB
 #define ABUF (512 * 1024) // floats of a packed block of a (2 MB: rows x depth, sits in L2/L3)
 _Static_assert(MC % MR == 0 && NC % NR == 0 && KB % KC == 0, "blocks must hold whole micro-panels");
 _Static_assert(ABUF / KB >= MC, "the packed block of a must hold at least MC rows");
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CPU_NEON)
 // GCC/Clang vector extensions: half a row of the micro-tile, the widest vector the ISA has.
 // The packed panels are 64-byte aligned; rows of c and of the source matrices are not (vec_u).
 #define VL (NR / 2)
@@ -92,6 +100,10 @@ static size_t ma_padded(size_t ma) { return (ma + MR - 1) / MR * MR; }
 #define MADD(a, b, c) fmaf((a), (b), (c))
 #else
 #define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+#ifdef CPU_NEON
+#include "matmul_neon.h" // transpose4 (packing), micro_kernel and zeros (below)
 #endif
 
 // ----------------------------------------------------------------------------
@@ -168,6 +180,10 @@ static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t
 #if defined(HAVE_T8) && MR == 8
                 for (; k + 8 <= kc; k += 8) transpose8(src, k, d + k * MR, MR);
 #endif
+#if defined(HAVE_T4) && MR % 4 == 0
+                for (; k + 4 <= kc; k += 4)
+                    for (size_t rh = 0; rh < MR; rh += 4) transpose4(src + rh, k, d + k * MR + rh, MR);
+#endif
                 for (; k < kc; k++)
                     for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r][k];
             } else {
@@ -200,6 +216,8 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
 #ifdef VL
                     ((vec *)dk)[0] = ((const vec_u *)src)[0];
                     ((vec *)dk)[1] = ((const vec_u *)src)[1];
+#elif defined(CPU_NEON)
+                    for (size_t j = 0; j < NR; j += 4) vst1q_f32(dk + j, vld1q_f32(src + j));
 #else
                     for (size_t j = 0; j < NR; j++) dk[j] = src[j];
 #endif
@@ -218,6 +236,9 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
 #elif defined(HAVE_T8) && NR % 8 == 0
                 for (; k + 8 <= kc; k += 8)
                     for (size_t jh = 0; jh < NR; jh += 8) transpose8(src + jh, k, d + k * NR + jh, NR);
+#elif defined(HAVE_T4) && NR % 4 == 0
+                for (; k + 4 <= kc; k += 4)
+                    for (size_t jh = 0; jh < NR; jh += 4) transpose4(src + jh, k, d + k * NR + jh, NR);
 #endif
                 for (; k + 8 <= kc; k += 8)
                     for (size_t j = 0; j < NR; j++)
@@ -235,7 +256,9 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
 // ----------------------------------------------------------------------------
 // micro-kernel: c[0:mr, 0:nr] += a_panel (MR x kc) @ b_panel (kc x NR)
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(CPU_NEON)
+// micro_kernel: matmul_neon.h, included above
+#elif defined(__GNUC__) || defined(__clang__)
 // GCC/Clang vector extensions (vec, see above): each row of the tile is two vectors, so the
 // accumulators live in 2*MR registers whatever the auto-vectoriser would have decided.
 

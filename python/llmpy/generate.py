@@ -27,6 +27,7 @@ from typing import Optional, Union
 import numpy as np
 
 from . import _C
+from .checks import integer
 from .sampling import check_sampling, sample_next
 
 __all__ = ["Generator"]
@@ -39,15 +40,16 @@ def _is_one_prompt(prompts) -> bool:
     if isinstance(prompts, np.ndarray):
         return prompts.ndim <= 1
     if isinstance(prompts, (str, bytes)):
-        raise ValueError("prompts must be token ids (encode the text first), got a string")
+        raise TypeError("prompt must be a sequence of token ids, not text: encode it first "
+                        "(e.g. llmpy.tokenizer.gpt2().encode(text))")
     try:
         first = next(iter(prompts))
     except StopIteration:
         return True  # [] : one empty prompt, refused below with a clear message
     except TypeError:
         got = type(prompts).__name__
-        raise ValueError(f"prompts must be a sequence of token ids or a list of them, got {got}") from None
-    return isinstance(first, (int, np.integer))
+        raise TypeError(f"prompts must be a sequence of token ids or a list of them, got {got}") from None
+    return not isinstance(first, (Sequence, np.ndarray))
 
 
 class Generator:
@@ -148,7 +150,9 @@ class Generator:
             raise ValueError("prompts is an empty list: give at least one prompt")
         out = []
         for i, p in enumerate(rows):
-            what = "prompt" if one else f"prompt {i}"
+            what = "prompt" if one else f"prompts[{i}]"
+            if isinstance(p, (str, bytes)):
+                raise TypeError(f"{what} must be a sequence of token ids, not text: encode it first")
             a = np.asarray(p)
             if a.ndim != 1:
                 raise ValueError(f"{what} must be a 1-D sequence of token ids, got shape {a.shape}")
@@ -156,30 +160,33 @@ class Generator:
                 raise ValueError(f"{what} is empty: a prompt must hold at least one token "
                                  "(e.g. <|endoftext|>)")
             if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
-                raise ValueError(f"{what} must hold integer token ids, got dtype {a.dtype}")
+                raise TypeError(f"{what} must hold integer token ids, got dtype {a.dtype}")
+            if a.size > block:
+                raise ValueError(f"{what} has {a.size} tokens, more than the model's block_size {block}; "
+                                 f"keep its end ({what}[-{block}:]) or use a model with a longer block")
             bad = np.flatnonzero((a < 0) | (a >= V))
             if bad.size:
                 j = int(bad[0])
-                raise ValueError(f"{what}: token {j} = {int(a[j])} is out of range [0, {V})")
-            if a.size > block:
-                raise ValueError(f"{what} has {a.size} tokens, more than the model's block_size ({block}); "
-                                 f"keep its last {block} tokens")
+                raise ValueError(f"{what}[{j}] = {int(a[j])} is out of range [0, {V}): token ids must be "
+                                 "below the model's vocab_size")
             out.extend(a.astype(np.int64).tolist() for _ in range(num_samples))  # one list each
         return out
 
     def _run(self, prompts, max_new_tokens, temperature, top_k, top_p, seed, stop_tokens, num_samples, rng):
         """Yields the sequences (lists, extended in place) once checked, then each step's new
         tokens (-1 for stopped sequences)."""
-        check_sampling(temperature, top_k, top_p)
-        if (isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, (int, np.integer))
-                or max_new_tokens < 0):
-            raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
-        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
-            raise ValueError(f"num_samples must be an integer >= 1, got {num_samples!r}")
-        stop = frozenset(int(t) for t in stop_tokens) if stop_tokens is not None else frozenset()
-        seqs = self._prompts(prompts, int(num_samples))
+        temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
+        max_new_tokens = integer(max_new_tokens, "max_new_tokens", min=0)
+        num_samples = integer(num_samples, "num_samples", min=1)
+        stop = frozenset(integer(t, "stop_tokens[i]") for t in stop_tokens) if stop_tokens is not None \
+            else frozenset()
         if rng is None:
+            if seed is not None:
+                seed = integer(seed, "seed", min=0)
             rng = np.random.default_rng(seed)
+        elif not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        seqs = self._prompts(prompts, num_samples)
         yield seqs
         if max_new_tokens == 0:
             return

@@ -28,39 +28,35 @@ dropped by the other.
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import numpy as np
 
+from .checks import integer, number
+
 __all__ = ["check_sampling", "probabilities", "sample_next"]
 
 
-def check_sampling(temperature: float = 1.0, top_k: Optional[int] = None,
-                   top_p: Optional[float] = None) -> None:
-    """Raises ValueError naming the argument when one is out of its range.
+def check_sampling(temperature=1.0, top_k=None, top_p=None) -> tuple[float, Optional[int], Optional[float]]:
+    """``(temperature, top_k, top_p)`` checked and normalised: ``temperature`` a finite number >= 0
+    (0: greedy), ``top_k`` None or an integer >= 1, ``top_p`` None or a number in (0, 1]
+    (TypeError for other types, ValueError naming the argument otherwise).
 
     >>> check_sampling(temperature=float("nan"))
     Traceback (most recent call last):
-    ...
-    ValueError: temperature must be a number >= 0 (0: greedy), got nan
+    ValueError: temperature must be a finite number, got nan
+    >>> check_sampling(top_p=1.5)
+    Traceback (most recent call last):
+    ValueError: top_p must be in (0, 1] or None, got 1.5
     """
-    try:
-        t = float(temperature)
-    except (TypeError, ValueError):
-        raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature!r}") from None
-    if not t >= 0 or math.isinf(t):  # NaN fails t >= 0
-        raise ValueError(f"temperature must be a number >= 0 (0: greedy), got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer))
-                              or top_k < 1):
-        raise ValueError(f"top_k must be an integer >= 1 or None, got {top_k!r}")
+    temperature = number(temperature, "temperature", min=0.0)
+    if top_k is not None:
+        top_k = integer(top_k, "top_k (None: no limit)", min=1)
     if top_p is not None:
-        try:
-            p = float(top_p)
-        except (TypeError, ValueError):
-            raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}") from None
-        if not 0.0 < p <= 1.0:  # NaN fails too
+        top_p = number(top_p, "top_p (None: no limit)")
+        if not 0.0 < top_p <= 1.0:
             raise ValueError(f"top_p must be in (0, 1] or None, got {top_p}")
+    return temperature, top_k, top_p
 
 
 def _greedy(temperature: float, top_k: Optional[int]) -> bool:
@@ -78,7 +74,7 @@ def probabilities(logits: np.ndarray, temperature: float = 1.0, top_k: Optional[
     >>> probabilities(np.array([[0.0, 1.0, 2.0]]), top_p=0.7)
     array([[0., 0., 1.]])
     """
-    check_sampling(temperature, top_k, top_p)
+    temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     logits = np.asarray(logits, dtype=np.float64)
     if _greedy(temperature, top_k):
         p = np.zeros_like(logits)
@@ -120,7 +116,7 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, top_k: Optional[in
     >>> sample_next(np.array([[0.0, 3.0, 1.0]]), np.random.default_rng(0), top_k=1)
     array([1])
     """
-    check_sampling(temperature, top_k, top_p)
+    temperature, top_k, top_p = check_sampling(temperature, top_k, top_p)
     if _greedy(temperature, top_k):
         return np.argmax(logits, axis=-1)
     p = probabilities(logits, temperature, top_k, top_p)
