@@ -20,6 +20,7 @@ import argparse
 import codecs
 import json
 import math
+import os
 import sys
 from typing import Optional
 
@@ -114,6 +115,9 @@ def main(argv: Optional[list] = None) -> int:
         ap.error(f"--seed must be >= 0, got {args.seed}")
     try:
         return _run(ap, args)
+    except BrokenPipeError:  # the reader went away (python -m llmpy.sample ... | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("error: interrupted (Ctrl-C)", file=sys.stderr)
         return 1
