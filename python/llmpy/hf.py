@@ -45,6 +45,7 @@ import numpy as np
 
 from . import _C
 from .config import GPT2Config
+from .extras import MissingDependency, require
 from .progress import Progress
 
 __all__ = ["HUB_MODELS", "LiveModel", "Source", "config_from_hf", "config_to_hf", "convert", "open_source",
@@ -392,10 +393,9 @@ class _HFSource(Source):
 
 def _read_torch_bin(path: Path) -> dict:
     try:
-        import torch
-    except ImportError:
-        raise ImportError(f"{path}: reading pytorch_model.bin needs PyTorch (pip install torch); "
-                          "or use a directory with model.safetensors") from None
+        torch = require("torch", None, f"reading {path}")
+    except MissingDependency as e:
+        raise MissingDependency(f"{e}; or use a directory with model.safetensors") from None
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
@@ -484,11 +484,8 @@ def open_source(spec: Union[PathType, LiveModel], *, cache_dir: Optional[PathTyp
 
 def _hub_snapshot(name: str, cache_dir: Optional[PathType], local_files_only: bool) -> Path:
     """The local directory of hub model ``name``: downloaded (online) or from the cache (offline)."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise ImportError(f"{name!r} is not a local file or directory; to fetch it from the Hugging Face hub "
-                          "install huggingface_hub (pip install 'llmpy[hf]')") from None
+    snapshot_download = require("huggingface_hub", "hf", f"{name!r} (not a local file or directory: a hub "
+                                "name)").snapshot_download
     kw = dict(cache_dir=None if cache_dir is None else str(cache_dir), local_files_only=local_files_only)
     try:
         patterns = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]

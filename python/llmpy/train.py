@@ -41,6 +41,7 @@ import numpy as np
 from . import _C, checkpoint, dist
 from .device import HELP as DEVICE_HELP
 from .device import arg as device_arg
+from .extras import install_hint
 from .model import GPT2, GPT2Config
 
 # GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M)
@@ -700,7 +701,8 @@ class Run:
                  + (f", val loss {val_loss:.4f}" if val_loss is not None else ""))
         self.say(f"checkpoint: {saved or 'none (--checkpoint-every 0)'}")
         self.say(f"log: {self.log_path}")
-        self.say(f"loss plot: {self.png_path}" if plotted else "loss plot: skipped (pip install matplotlib)")
+        self.say(f"loss plot: {self.png_path}" if plotted
+                     else f"loss plot: skipped, matplotlib is not installed ({install_hint('matplotlib', 'plot')})")
         return {
             "steps": self.step,
             "train_loss": last_loss,

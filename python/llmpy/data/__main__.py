@@ -41,7 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input.txt to use (default: the cache's, downloaded when missing)")
     _common(p, 0)
 
-    p = sub.add_parser("fineweb", help="FineWeb / FineWeb-Edu sample from Hugging Face (needs llmpy[data])")
+    p = sub.add_parser(
+        "fineweb", help='FineWeb / FineWeb-Edu sample from Hugging Face (needs the data extra: pip install ".[data]")'
+    )
     p.add_argument("--edu", action="store_true", help="FineWeb-Edu instead of FineWeb")
     p.add_argument("--sample", default="10BT", help="sample config: 10BT, 100BT or 350BT (default 10BT)")
     p.add_argument("--shard-size", type=int, default=10**8, help="tokens per shard (default 100000000)")
