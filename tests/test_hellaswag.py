@@ -422,7 +422,8 @@ def test_download_into_cache_and_offline_error(tmp_path, monkeypatch):
     with pytest.raises(DownloadError) as e:
         hs.load_examples()
     msg = str(e.value)
-    assert "hellaswag_val.jsonl" in msg and "--data FILE.jsonl" in msg, msg
+    assert "hellaswag_val.jsonl" in msg and "llmpy.hellaswag --data FILE.jsonl" in msg, msg
+    assert "llmpy.train --hellaswag-data FILE.jsonl" in msg, msg  # the training flag by its name
 
 
 # ----------------------------------------------------------------------------

@@ -100,12 +100,14 @@ def download(progress: bool | None = None) -> Path:
     """Downloads the official validation jsonl into the data cache (once) and returns its path.
 
     Offline, raises :class:`llmpy.data.DownloadError` saying where to put the file by hand
-    (or use ``--data FILE.jsonl`` / ``load_examples(path)`` with a copy you have).
+    (or use ``--data FILE.jsonl`` of this CLI, ``--hellaswag-data FILE.jsonl`` of python -m
+    llmpy.train, or ``load_examples(path)`` with a copy you have).
     """
     from .data import download as fetch
 
     return fetch(HELLASWAG_URL, default_path(), sha256=HELLASWAG_SHA256, progress=progress,
-                 hint="Or pass the jsonl explicitly: python -m llmpy.hellaswag --data FILE.jsonl.")
+                 hint="Or pass a copy you have: python -m llmpy.hellaswag --data FILE.jsonl, "
+                      "python -m llmpy.train --hellaswag-data FILE.jsonl.")
 
 
 def _check_example(ex, where: str) -> dict:
