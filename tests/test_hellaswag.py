@@ -440,7 +440,7 @@ def test_cli_json(oracle, tmp_path, capsys, monkeypatch, gpt2_tok):
     want = hs.evaluate(m, hs.render_all(examples[:7], gpt2_tok)).to_dict()
     assert got == want and got["n"] == 7 and len(got["predictions"]) == 7
     assert hs.main(["--checkpoint", str(path), "--data", str(tmp_path / "nope.jsonl")]) == 1
-    assert "HellaSwag data" in capsys.readouterr().err
+    assert "--data" in (err := capsys.readouterr().err) and "nope.jsonl: no such file" in err, err
 
 
 # ----------------------------------------------------------------------------

@@ -455,6 +455,14 @@ def main(argv: list | None = None) -> int:
         if value is not None and value < low:
             print(f"error: {flag} must be >= {low}, got {value}", file=sys.stderr)
             return 2
+    # every input before any download (the validation set, tiktoken's files)
+    if args.data is not None and not Path(args.data).is_file():
+        print(f"error: --data {args.data}: no such file (leave it out to download the validation set into "
+              "the data cache)", file=sys.stderr)
+        return 1
+    if args.write_eval_file is not None and not Path(args.write_eval_file).resolve().parent.is_dir():
+        print(f"error: --write-eval-file {args.write_eval_file}: its folder does not exist", file=sys.stderr)
+        return 1
     try:
         model = None
         if args.checkpoint is not None:  # a missing or damaged checkpoint fails before any download

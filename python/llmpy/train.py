@@ -252,6 +252,20 @@ def _data_patterns(args) -> tuple:
     return train, val, train  # val None: not given, and not derived from --data
 
 
+def _check_inputs(args) -> None:
+    """The files and names the flags give, checked before anything is downloaded."""
+    from .hf import check_source
+
+    if not args.resume and args.init_from != "scratch":
+        try:
+            check_source(args.init_from)  # a local file or folder is opened; a hub name needs the hf extra
+        except (OSError, ValueError) as e:
+            raise Stop(f"--init-from: {e}") from None
+    if args.hellaswag_every and args.hellaswag_data is not None and not Path(args.hellaswag_data).is_file():
+        raise Stop(f"--hellaswag-data {args.hellaswag_data}: no such file (leave it out to download the "
+                   "validation set into the data cache)")
+
+
 def _model_config(args, vocab_size: int) -> GPT2Config:
     shape = dict(PRESETS[args.model]) if args.model else dict(DEFAULT_SHAPE)
     for k in ("n_layer", "n_head", "n_embd"):
@@ -459,7 +473,7 @@ class Run:
         if a.threads:
             llmpy.set_num_threads(a.threads)
         B, T, W = a.batch_size, a.seq_len, self.world
-        self.enc = gpt2()
+        _check_inputs(a)  # before anything is downloaded (data, tokenizer, weights, HellaSwag)
         self.log_path = Path(a.log_file) if a.log_file else self.out_dir / "log.jsonl"
         self.png_path = self.out_dir / "loss.png"
 
@@ -481,6 +495,7 @@ class Run:
             self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
         except (OSError, ValueError) as e:
             raise Stop(f"--val-data: {e}") from None
+        self.enc = gpt2()  # after the shards: a --data matching nothing fails before tiktoken's download
         self.sample_rng = np.random.default_rng([a.seed, 1])
 
         if resume is not None:

@@ -113,14 +113,14 @@ def prepare(
     _check_sample(sample)
     if source is None:
         source = {"kind": "fineweb", "dataset": dataset_id(edu), "sample": sample}
-    if documents is None:
-        documents = hf_documents(edu, sample)
-    spec = ShardSpec(
+    spec = ShardSpec(  # checks the sizes before the stream is opened
         out_dir if out_dir is not None else local_dir(edu, sample),
         prefix(edu),
         val_tokens=shard_size,
         shard_size=shard_size,
     )
+    if documents is None:
+        documents = hf_documents(edu, sample)
     total = int(sample[:-2]) * 10**9
     return write_shards(
         documents,
