@@ -44,13 +44,9 @@ from .device import arg as device_arg
 from .extras import install_hint
 from .model import GPT2, GPT2Config
 
-# GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M)
-PRESETS = {
-    "d12": dict(n_layer=12, n_head=12, n_embd=768),
-    "d24": dict(n_layer=24, n_head=16, n_embd=1024),
-    "d36": dict(n_layer=36, n_head=20, n_embd=1280),
-    "d48": dict(n_layer=48, n_head=25, n_embd=1600),
-}
+# GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M): the core's table, which
+# train_gpt2 --model reads too
+PRESETS = {name: dict(shape) for name, shape in _C.PRESETS.items()}
 # The default run: small enough for a 2-core CPU to show learning in about 5 minutes.
 DEFAULT_SHAPE = dict(n_layer=4, n_head=4, n_embd=128)
 GPT2_VOCAB = 50257

@@ -6,7 +6,7 @@ Usage::
     python -m llmpy.tokenizer encode --model shakespeare.model < text.txt > ids.txt
     python -m llmpy.tokenizer decode --model shakespeare.model < ids.txt
     python -m llmpy.tokenizer convert --model shakespeare.model --out for-minbpe --format minbpe
-    python -m llmpy.tokenizer llmc --out gpt2_tokenizer.bin      # for the train_gpt2 binary
+    python -m llmpy.tokenizer llmc       # the data cache's gpt2_tokenizer.bin, read by the train_gpt2 binary
 """
 
 from __future__ import annotations
@@ -98,7 +98,13 @@ def _llmc(args: argparse.Namespace) -> int:
     from .gpt2 import get_tiktoken_encoding
     from .llmc import write_llmc_tokenizer
 
-    path = write_llmc_tokenizer(args.out, get_tiktoken_encoding(args.encoding))
+    out = args.out
+    if out is None:  # where train_gpt2 looks when it is given no --tokenizer
+        from ..data import data_dir
+
+        out = data_dir() / f"{args.encoding}_tokenizer.bin"
+        out.parent.mkdir(parents=True, exist_ok=True)
+    path = write_llmc_tokenizer(out, get_tiktoken_encoding(args.encoding))
     print(f"wrote {path} ({args.encoding})", file=sys.stderr)
     return 0
 
@@ -144,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     d.set_defaults(run=_decode)
 
     c = sub.add_parser("llmc", help="write the llm.c tokenizer file for the compiled train_gpt2 binary")
-    c.add_argument("--out", required=True, help="output file, e.g. gpt2_tokenizer.bin")
+    c.add_argument("--out", default=None, help="output file (default: ENCODING_tokenizer.bin in the data cache, "
+                   "$LLMPY_DATA_DIR or ~/.cache/llmpy, where train_gpt2 finds gpt2_tokenizer.bin by itself)")
     c.add_argument("--encoding", default="gpt2", help="tiktoken encoding (default gpt2)")
     c.set_defaults(run=_llmc)
 
