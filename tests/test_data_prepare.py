@@ -231,6 +231,6 @@ def test_fineweb_edu_layout(data_env, enc):  # noqa: F811
 
 def test_fineweb_without_datasets_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # makes `import datasets` fail
-    with pytest.raises(ImportError, match=r"pip install llmpy\[data\]"):
+    with pytest.raises(ImportError, match=r'pip install "\.\[data\]"'):
         fineweb.prepare(out_dir=tmp_path, workers=0)
     assert main(["fineweb", "--out-dir", str(tmp_path), "--workers", "0"]) == 1

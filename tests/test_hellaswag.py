@@ -422,7 +422,8 @@ def test_download_into_cache_and_offline_error(tmp_path, monkeypatch):
     with pytest.raises(DownloadError) as e:
         hs.load_examples()
     msg = str(e.value)
-    assert "hellaswag_val.jsonl" in msg and "--data FILE.jsonl" in msg, msg
+    assert "hellaswag_val.jsonl" in msg and "llmpy.hellaswag --data FILE.jsonl" in msg, msg
+    assert "llmpy.train --hellaswag-data FILE.jsonl" in msg, msg  # the training flag by its name
 
 
 # ----------------------------------------------------------------------------
@@ -439,7 +440,7 @@ def test_cli_json(oracle, tmp_path, capsys, monkeypatch, gpt2_tok):
     want = hs.evaluate(m, hs.render_all(examples[:7], gpt2_tok)).to_dict()
     assert got == want and got["n"] == 7 and len(got["predictions"]) == 7
     assert hs.main(["--checkpoint", str(path), "--data", str(tmp_path / "nope.jsonl")]) == 1
-    assert "HellaSwag data" in capsys.readouterr().err
+    assert "--data" in (err := capsys.readouterr().err) and "nope.jsonl: no such file" in err, err
 
 
 # ----------------------------------------------------------------------------

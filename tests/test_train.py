@@ -227,7 +227,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(env, capsys):
         (["--seq-len", "64", "--init-from", "small.bin"], "exceeds the model's block size 32"),
         (["--precision", "bf16"], "CUDA"),
         (["--resume", "nope.bin"], "no checkpoint"),
-        (["--hellaswag-every", "5", "--hellaswag-data", "missing.jsonl"], "HellaSwag data missing.jsonl"),
+        (["--hellaswag-every", "5", "--hellaswag-data", "missing.jsonl"], "--hellaswag-data missing.jsonl: no such file"),
     ],
 )
 def test_bad_flags(env, capsys, flags, match):

@@ -63,6 +63,17 @@ PYBIND11_MODULE(_C, mod) {
         names.append(t->name);
         specs.append(row);
     }
+    py::dict presets; // --model of both training programs (llmpy.h: llm_config_preset)
+    for (int i = 0; llm_config_preset_name(i); i++) {
+        llm_config c;
+        llmpy_check(llm_config_preset(llm_config_preset_name(i), &c));
+        py::dict shape;
+        shape["n_layer"] = c.n_layer;
+        shape["n_head"] = c.n_head;
+        shape["n_embd"] = c.n_embd;
+        presets[llm_config_preset_name(i)] = shape;
+    }
+    mod.attr("PRESETS") = presets;
     mod.attr("TENSOR_NAMES") = names;
     mod.attr("TENSORS") = specs;
     mod.def(

@@ -1,6 +1,20 @@
 /*
- * formats.h — the one source of truth for every file format llmpy reads or writes.
- * All formats are llm.c-compatible: a 256 x int32 little-endian header, then the payload.
+ * formats.h — the one source of truth for every binary file format llmpy reads or writes.
+ * Each is a 256 x int32 little-endian header (1024 bytes), then the payload. Whose they are:
+ *
+ *   llm.c's (llm.c reads what we write and we read what it writes; the layouts are its own):
+ *     model files (.bin, v3 fp32 / v5 bf16)  — we add the integrity block in header ints that llm.c
+ *                                              leaves 0 and never reads; its files have none
+ *     the tokenizer file of the binary (gpt2_tokenizer.bin, v2)
+ *     token shards (*_train_*.bin / *_val_*.bin)
+ *     the HellaSwag eval file (hellaswag_val.bin)
+ *     the debug state of the PyTorch oracle (dev/train_gpt2.py; llm.c's gpt2_124M_debug_state.bin)
+ *   ours (llm.c has no such file and cannot read them):
+ *     the training state (ckpt_NNNNNN.state: AdamW moments and the loop's JSON), and the
+ *     integrity block of model and state files
+ *     the BPE tokenizer's .model text file (first line "llmpy-bpe 1"; python/llmpy/tokenizer/base.py,
+ *     which also reads and writes karpathy/minbpe's "minbpe v1" .model files)
+ *
  * The Python package reads these numbers from llmpy._C (build_info / formats), never retypes them.
  */
 #ifndef LLMPY_FORMATS_H
@@ -60,7 +74,7 @@
 #define LLM_HELLASWAG_VERSION 1
 
 // ----------------------------------------------------------------------------
-// Training state (ours): what a model file lacks for an exact resume.
+// Training state (ours, not llm.c's): what a model file lacks for an exact resume.
 // header[0] magic, [1] version, [2..3] AdamW step t (int64, low word first),
 // [4..5] elements per moment buffer (int64; the model's parameter count with Vp rows),
 // [6] 1 if the AdamW moments follow (0 before the first step), [7..8] JSON length in bytes (int64),

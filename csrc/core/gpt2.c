@@ -37,6 +37,24 @@
 #define MAX_VOCAB (1 << 24)
 #define MAX_BLOCK (1 << 20)
 
+static const struct {
+    const char *name;
+    int n_layer, n_head, n_embd;
+} PRESETS[] = {{"d12", 12, 12, 768}, {"d24", 24, 16, 1024}, {"d36", 36, 20, 1280}, {"d48", 48, 25, 1600}};
+enum { NPRESETS = sizeof PRESETS / sizeof PRESETS[0] };
+
+const char *llm_config_preset_name(int i) { return i >= 0 && i < NPRESETS ? PRESETS[i].name : NULL; }
+
+llm_status llm_config_preset(const char *name, llm_config *out) {
+    for (int i = 0; i < NPRESETS; i++)
+        if (name && out && !strcmp(name, PRESETS[i].name)) {
+            *out = (llm_config){PRESETS[i].n_layer, PRESETS[i].n_head, PRESETS[i].n_embd, 50257, 1024, 0};
+            return LLM_OK;
+        }
+    return llm_fail(LLM_EINVAL, "--model must be d12, d24, d36 or d48 (GPT-2's shapes), got '%s'",
+                    name ? name : "(null)");
+}
+
 llm_status llm_config_check(llm_config *cfg) {
     if (!cfg) return llm_fail(LLM_EINVAL, "config is NULL");
     if (cfg->n_layer < 1 || cfg->n_layer > MAX_LAYERS)

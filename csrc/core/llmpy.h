@@ -89,6 +89,12 @@ typedef struct llm_config {
 
 // Validates cfg and fills padded_vocab_size when 0.
 llm_status llm_config_check(llm_config *cfg);
+// GPT-2's shapes by name, for both training programs' --model: "d12" (124M), "d24" (350M), "d36"
+// (774M), "d48" (1558M), with GPT-2's vocabulary (50257) and block size (1024), padded_vocab_size 0.
+// LLM_EINVAL naming the presets for any other name. llm_config_preset_name(i) is the i-th name,
+// NULL past the last.
+llm_status llm_config_preset(const char *name, llm_config *out);
+const char *llm_config_preset_name(int i);
 
 // ----------------------------------------------------------------------------
 // the model

@@ -1,7 +1,9 @@
 /*
  * train_gpt2.c — main() of the compiled binary: GPT-2 training with no Python at run time.
  *
- * Reads an llm.c model file, token shards and (optionally) an llm.c tokenizer file; trains with
+ * Reads an llm.c model file (or starts from random weights: --model d12 initialises GPT-2's shape
+ * as python -m llmpy.train --model d12 does, bit for bit with the same --seed), token shards and
+ * (optionally) an llm.c tokenizer file; trains with
  * the same schedule (linear warmup, cosine/linear/constant decay), clipping, weight-decay groups,
  * checkpoints (ckpt_NNNNNN.bin + .state) and JSONL log records as `python -m llmpy.train`.
  *
@@ -49,6 +51,7 @@
 typedef struct options {
     const char *init_from, *data, *val_data, *tokenizer, *out_dir, *resume, *log_file, *lr_schedule;
     const char *hellaswag; // llm.c eval file (python -m llmpy.hellaswag --write-eval-file)
+    const char *model;     // GPT-2 preset (d12, d24, d36, d48; llm_config_preset): random weights
     const char *device;    // auto | cpu | cuda | cuda:N (llmpy.h: llm_device_parse)
     const char *precision; // auto | fp32 | bf16
     int hellaswag_every;
@@ -72,7 +75,7 @@ typedef struct opt_spec {
 } opt_spec;
 #define OPT(flag, kind, field, saved) {flag, kind, offsetof(options, field), saved}
 static const opt_spec OPTS[] = {
-    OPT("--init-from", OPT_STR, init_from, 1), OPT("--data", OPT_STR, data, 1),
+    OPT("--init-from", OPT_STR, init_from, 1), OPT("--model", OPT_STR, model, 1), OPT("--data", OPT_STR, data, 1),
     OPT("--val-data", OPT_STR, val_data, 1), OPT("--tokenizer", OPT_STR, tokenizer, 1),
     OPT("--out-dir", OPT_STR, out_dir, 0), OPT("--resume", OPT_STR, resume, 0),
     OPT("--log-file", OPT_STR, log_file, 1), OPT("--device", OPT_STR, device, 0),
@@ -95,10 +98,15 @@ enum { NOPTS = sizeof OPTS / sizeof OPTS[0] };
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: train_gpt2 --init-from MODEL.bin --data TRAIN_GLOB [options]\n"
-            "  --init-from PATH        llm.c model file to start from (required unless --resume)\n"
+            "usage: train_gpt2 (--init-from MODEL.bin | --model d12) --data TRAIN_GLOB [options]\n"
+            "  --init-from PATH        llm.c model file to start from (e.g. python -m llmpy.convert gpt2 gpt2.bin)\n"
+            "  --model d12|d24|d36|d48 or GPT-2's shape (124M ... 1558M) with random weights, initialised as\n"
+            "                          python -m llmpy.train --model does with the same --seed (one is required\n"
+            "                          unless --resume); data: python -m llmpy.data tinyshakespeare\n"
             "  --data GLOB             train shards; --val-data GLOB (default: 'train' -> 'val' in GLOB)\n"
-            "  --tokenizer PATH        llm.c tokenizer file, for samples (default: no samples)\n"
+            "  --tokenizer PATH        llm.c tokenizer file, for samples (default: gpt2_tokenizer.bin in the data\n"
+            "                          cache, $LLMPY_DATA_DIR or ~/.cache/llmpy, where python -m llmpy.tokenizer llmc\n"
+            "                          writes it; without one, no samples)\n"
             "  --device D              auto (default: a GPU when one is usable), cpu, cuda (this rank's GPU\n"
             "                          under mpirun) or cuda:N; GPUs need the CUDA build of llmpy\n"
             "  --precision P           auto (default: bf16 on a GPU, fp32 on the CPU), fp32 (on a GPU: the\n"
@@ -198,7 +206,12 @@ static int complain(const char *fmt, ...) {
 // read or written; *accum and *sched are what the loop uses. 0 after printing the error.
 static int check_options(const options *o, int world, int *accum, llm_schedule *sched) {
     if (!o->data) return complain("--data is required (a glob of train shards; see --help)");
-    if (!o->init_from && !o->resume) return complain("--init-from MODEL.bin (or --resume) is required");
+    if (!o->init_from && !o->model && !o->resume)
+        return complain("--init-from MODEL.bin or --model d12|d24|d36|d48 (or --resume) is required");
+    if (!o->resume && o->init_from && o->model)
+        return complain("--init-from (a model file) and --model (random weights) exclude each other");
+    llm_config preset;
+    if (!o->resume && o->model) OK_OR_COMPLAIN(llm_config_preset(o->model, &preset));
     *sched = (llm_schedule){LLM_LR_COSINE, o->lr, o->warmup_steps, o->max_steps, o->min_lr_frac};
     OK_OR_COMPLAIN(llm_schedule_parse(o->lr_schedule, &sched->kind));
     OK_OR_COMPLAIN(llm_schedule_check(sched));
@@ -210,6 +223,27 @@ static int check_options(const options *o, int world, int *accum, llm_schedule *
     if (!o->hellaswag != !o->hellaswag_every)
         return complain("--hellaswag FILE.bin and --hellaswag-every N (> 0) go together");
     return 1;
+}
+
+// Without --tokenizer: gpt2_tokenizer.bin in the data cache, where python -m llmpy.tokenizer llmc
+// writes it (the cache's root is llmpy.data.data_dir()'s rule: $LLMPY_DATA_DIR or ~/.cache/llmpy;
+// a twin of that one line, since this program runs without Python); none there: one line saying
+// how to get it, and no samples.
+static void open_default_tokenizer(llm_tokenizer **tok, int talk) {
+    char path[4096];
+    const char *dir = getenv("LLMPY_DATA_DIR"), *home = getenv("HOME");
+    if (dir && *dir) snprintf(path, sizeof path, "%s/gpt2_tokenizer.bin", dir);
+    else snprintf(path, sizeof path, "%s/.cache/llmpy/gpt2_tokenizer.bin", home ? home : ".");
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        if (talk) fprintf(stderr, "note: no samples: no tokenizer file; python -m llmpy.tokenizer llmc writes %s "
+                                  "(or give --tokenizer FILE)\n", path);
+        return;
+    }
+    if (llm_tokenizer_load(tok, path) != LLM_OK) {
+        if (talk) fprintf(stderr, "note: no samples: %s\n", llm_last_error());
+        *tok = NULL;
+    }
 }
 
 // ----------------------------------------------------------------------------
@@ -671,6 +705,11 @@ int main(int argc, char **argv) {
             CHECK(llm_model_load(&m, model_path, device, want_precision));
             CHECK(llm_model_load_state(m, state_path, NULL));
         }
+    } else if (o.model) { // python -m llmpy.train --model: the same config, seed and init (llm_model_create)
+        llm_config c;
+        CHECK(llm_config_preset(o.model, &c));
+        if (o.seq_len > c.block_size) c.block_size = o.seq_len;
+        CHECK(llm_model_create(&m, &c, device, precision, o.seed));
     } else {
         CHECK(llm_model_load(&m, o.init_from, device, precision));
     }
@@ -716,6 +755,7 @@ int main(int argc, char **argv) {
     }
     llm_tokenizer *tok = NULL;
     if (o.tokenizer) CHECK(llm_tokenizer_load(&tok, o.tokenizer));
+    else if (o.sample_every) open_default_tokenizer(&tok, main_rank);
     llm_hellaswag *hs = NULL;
     if (o.hellaswag) CHECK(llm_hellaswag_load(&hs, o.hellaswag));
 

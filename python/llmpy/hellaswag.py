@@ -100,12 +100,14 @@ def download(progress: bool | None = None) -> Path:
     """Downloads the official validation jsonl into the data cache (once) and returns its path.
 
     Offline, raises :class:`llmpy.data.DownloadError` saying where to put the file by hand
-    (or use ``--data FILE.jsonl`` / ``load_examples(path)`` with a copy you have).
+    (or use ``--data FILE.jsonl`` of this CLI, ``--hellaswag-data FILE.jsonl`` of python -m
+    llmpy.train, or ``load_examples(path)`` with a copy you have).
     """
     from .data import download as fetch
 
     return fetch(HELLASWAG_URL, default_path(), sha256=HELLASWAG_SHA256, progress=progress,
-                 hint="Or pass the jsonl explicitly: python -m llmpy.hellaswag --data FILE.jsonl.")
+                 hint="Or pass a copy you have: python -m llmpy.hellaswag --data FILE.jsonl, "
+                      "python -m llmpy.train --hellaswag-data FILE.jsonl.")
 
 
 def _check_example(ex, where: str) -> dict:
@@ -453,6 +455,14 @@ def main(argv: list | None = None) -> int:
         if value is not None and value < low:
             print(f"error: {flag} must be >= {low}, got {value}", file=sys.stderr)
             return 2
+    # every input before any download (the validation set, tiktoken's files)
+    if args.data is not None and not Path(args.data).is_file():
+        print(f"error: --data {args.data}: no such file (leave it out to download the validation set into "
+              "the data cache)", file=sys.stderr)
+        return 1
+    if args.write_eval_file is not None and not Path(args.write_eval_file).resolve().parent.is_dir():
+        print(f"error: --write-eval-file {args.write_eval_file}: its folder does not exist", file=sys.stderr)
+        return 1
     try:
         model = None
         if args.checkpoint is not None:  # a missing or damaged checkpoint fails before any download

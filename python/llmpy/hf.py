@@ -45,6 +45,7 @@ import numpy as np
 
 from . import _C
 from .config import GPT2Config
+from .extras import MissingDependency, require
 from .progress import Progress
 
 __all__ = ["HUB_MODELS", "LiveModel", "Source", "config_from_hf", "config_to_hf", "convert", "open_source",
@@ -392,10 +393,9 @@ class _HFSource(Source):
 
 def _read_torch_bin(path: Path) -> dict:
     try:
-        import torch
-    except ImportError:
-        raise ImportError(f"{path}: reading pytorch_model.bin needs PyTorch (pip install torch); "
-                          "or use a directory with model.safetensors") from None
+        torch = require("torch", None, f"reading {path}")
+    except MissingDependency as e:
+        raise MissingDependency(f"{e}; or use a directory with model.safetensors") from None
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except RuntimeError:  # legacy (non-zip) files cannot be memory-mapped
@@ -476,19 +476,38 @@ def open_source(spec: Union[PathType, LiveModel], *, cache_dir: Optional[PathTyp
             return _LlmcSource(p)
         raise ValueError(f"{p}: neither an llm.c model file nor a Hugging Face directory; pass the directory "
                          "that holds config.json and model.safetensors")
+    return _HFSource(_hub_snapshot(_hub_name(spec), cache_dir, local_files_only))
+
+
+def _hub_name(spec: PathType) -> str:
+    """``spec`` as a hub name, or FileNotFoundError when it can only be a missing local path."""
     s = str(spec)
     if not _HUB_ID.match(s) or s.endswith((".bin", ".safetensors", ".json")) or ".." in s:
         raise FileNotFoundError(f"{s}: no such llm.c model file or Hugging Face directory")
-    return _HFSource(_hub_snapshot(s, cache_dir, local_files_only))
+    return s
+
+
+def check_source(spec: PathType) -> None:
+    """What :func:`open_source` checks, without the network: a local file or directory is opened
+    (headers and config only), a hub name needs huggingface_hub. For the CLIs, before any download.
+
+    >>> check_source("missing.bin")                             # doctest: +SKIP
+    FileNotFoundError: missing.bin: no such llm.c model file or Hugging Face directory
+    """
+    p = Path(spec).expanduser()
+    if p.is_dir() or p.is_file():
+        open_source(p)
+        return
+    _huggingface_hub(_hub_name(spec))
+
+
+def _huggingface_hub(name: str):
+    return require("huggingface_hub", "hf", f"{name!r} (not a local file or directory: a hub name)")
 
 
 def _hub_snapshot(name: str, cache_dir: Optional[PathType], local_files_only: bool) -> Path:
     """The local directory of hub model ``name``: downloaded (online) or from the cache (offline)."""
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError:
-        raise ImportError(f"{name!r} is not a local file or directory; to fetch it from the Hugging Face hub "
-                          "install huggingface_hub (pip install 'llmpy[hf]')") from None
+    snapshot_download = _huggingface_hub(name).snapshot_download
     kw = dict(cache_dir=None if cache_dir is None else str(cache_dir), local_files_only=local_files_only)
     try:
         patterns = ["config.json", "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
@@ -579,13 +598,15 @@ def convert(src: Union[PathType, LiveModel], dst: PathType, dtype: str = "fp32",
     >>> convert("gpt2_124M.bin", "gpt2-hf", dtype="bf16")      # doctest: +SKIP
     """
     _check_dtype(dtype)
-    source = open_source(src, cache_dir=cache_dir, local_files_only=local_files_only)
-    out = Path(dst).expanduser()
+    out = Path(dst).expanduser()  # the destination is checked before a hub name is downloaded
     if isinstance(src, (str, PathLike)) and out.resolve() == Path(src).expanduser().resolve():
         raise ValueError(f"{dst}: the destination is the source; write to another path")
+    if writes_llmc(out) and not out.parent.is_dir():
+        raise FileNotFoundError(f"{out.parent}: no such directory for the llm.c file {out.name}")
+    if not writes_llmc(out) and out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory")
+    source = open_source(src, cache_dir=cache_dir, local_files_only=local_files_only)
     if writes_llmc(out):
-        if not out.parent.is_dir():
-            raise FileNotFoundError(f"{out.parent}: no such directory for the llm.c file {out.name}")
         _write_llmc(source, out, dtype, progress)
     else:
         _write_hf(source, out, dtype, progress)

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import _C, hf
 from .checks import integer, number
+from .extras import require
 from .config import GPT2Config
 from .generate import Generator
 
@@ -387,8 +388,7 @@ class GPT2:
                                       "(through DLPack); use a CPU model, or parameters() copies for now")
         views = {name: get(i) for i, name in enumerate(TENSOR_NAMES)}
         if as_torch:
-            import torch
-
+            torch = require("torch", "chapters", "parameters(torch=True)")
             views = {name: torch.from_numpy(v) for name, v in views.items()}
         return views
 

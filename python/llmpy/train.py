@@ -41,15 +41,12 @@ import numpy as np
 from . import _C, checkpoint, dist
 from .device import HELP as DEVICE_HELP
 from .device import arg as device_arg
+from .extras import install_hint
 from .model import GPT2, GPT2Config
 
-# GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M)
-PRESETS = {
-    "d12": dict(n_layer=12, n_head=12, n_embd=768),
-    "d24": dict(n_layer=24, n_head=16, n_embd=1024),
-    "d36": dict(n_layer=36, n_head=20, n_embd=1280),
-    "d48": dict(n_layer=48, n_head=25, n_embd=1600),
-}
+# GPT-2 shapes by depth (the paper's 124M, 350M, 774M, 1558M): the core's table, which
+# train_gpt2 --model reads too
+PRESETS = {name: dict(shape) for name, shape in _C.PRESETS.items()}
 # The default run: small enough for a 2-core CPU to show learning in about 5 minutes.
 DEFAULT_SHAPE = dict(n_layer=4, n_head=4, n_embd=128)
 GPT2_VOCAB = 50257
@@ -249,6 +246,20 @@ def _data_patterns(args) -> tuple:
     if val is None and "train" in Path(train).name:
         val = str(Path(train).parent / Path(train).name.replace("train", "val"))
     return train, val, train  # val None: not given, and not derived from --data
+
+
+def _check_inputs(args) -> None:
+    """The files and names the flags give, checked before anything is downloaded."""
+    from .hf import check_source
+
+    if not args.resume and args.init_from != "scratch":
+        try:
+            check_source(args.init_from)  # a local file or folder is opened; a hub name needs the hf extra
+        except (OSError, ValueError) as e:
+            raise Stop(f"--init-from: {e}") from None
+    if args.hellaswag_every and args.hellaswag_data is not None and not Path(args.hellaswag_data).is_file():
+        raise Stop(f"--hellaswag-data {args.hellaswag_data}: no such file (leave it out to download the "
+                   "validation set into the data cache)")
 
 
 def _model_config(args, vocab_size: int) -> GPT2Config:
@@ -458,7 +469,7 @@ class Run:
         if a.threads:
             llmpy.set_num_threads(a.threads)
         B, T, W = a.batch_size, a.seq_len, self.world
-        self.enc = gpt2()
+        _check_inputs(a)  # before anything is downloaded (data, tokenizer, weights, HellaSwag)
         self.log_path = Path(a.log_file) if a.log_file else self.out_dir / "log.jsonl"
         self.png_path = self.out_dir / "loss.png"
 
@@ -480,6 +491,7 @@ class Run:
             self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
         except (OSError, ValueError) as e:
             raise Stop(f"--val-data: {e}") from None
+        self.enc = gpt2()  # after the shards: a --data matching nothing fails before tiktoken's download
         self.sample_rng = np.random.default_rng([a.seed, 1])
 
         if resume is not None:
@@ -700,7 +712,8 @@ class Run:
                  + (f", val loss {val_loss:.4f}" if val_loss is not None else ""))
         self.say(f"checkpoint: {saved or 'none (--checkpoint-every 0)'}")
         self.say(f"log: {self.log_path}")
-        self.say(f"loss plot: {self.png_path}" if plotted else "loss plot: skipped (pip install matplotlib)")
+        self.say(f"loss plot: {self.png_path}" if plotted
+                     else f"loss plot: skipped, matplotlib is not installed ({install_hint('matplotlib', 'plot')})")
         return {
             "steps": self.step,
             "train_loss": last_loss,

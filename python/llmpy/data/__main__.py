@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .sharding import ShardResult
 
@@ -41,7 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", help="input.txt to use (default: the cache's, downloaded when missing)")
     _common(p, 0)
 
-    p = sub.add_parser("fineweb", help="FineWeb / FineWeb-Edu sample from Hugging Face (needs llmpy[data])")
+    p = sub.add_parser(
+        "fineweb", help='FineWeb / FineWeb-Edu sample from Hugging Face (needs the data extra: pip install ".[data]")'
+    )
     p.add_argument("--edu", action="store_true", help="FineWeb-Edu instead of FineWeb")
     p.add_argument("--sample", default="10BT", help="sample config: 10BT, 100BT or 350BT (default 10BT)")
     p.add_argument("--shard-size", type=int, default=10**8, help="tokens per shard (default 100000000)")
@@ -82,6 +85,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset is None:
         parser.print_help()
         return 2
+    # the flags' files and numbers before anything is downloaded
+    if args.workers is not None and args.workers < 0:
+        parser.error(f"--workers must be >= 0, got {args.workers}")
+    for flag in ("shard_size", "val_tokens"):
+        if getattr(args, flag, None) is not None and getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1, got {getattr(args, flag)}")
+    if args.out_dir is not None and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        parser.error(f"--out-dir {args.out_dir} is a file, not a folder")
+    if args.dataset == "tinyshakespeare" and args.input is not None and not Path(args.input).is_file():
+        parser.error(f"--input {args.input}: no such file (leave it out to download tiny Shakespeare)")
     progress = False if args.no_progress else None
     try:
         if args.dataset == "tinyshakespeare":

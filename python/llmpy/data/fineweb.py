@@ -3,7 +3,7 @@
     python -m llmpy.data fineweb                      # sample-10BT -> $LLMPY_DATA_DIR/fineweb10B/
     python -m llmpy.data fineweb --edu --sample 100BT # -> $LLMPY_DATA_DIR/edu_fineweb100B/
 
-The dataset is streamed (library ``datasets``: ``pip install llmpy[data]``), tokenized by a
+The dataset is streamed (library ``datasets``: ``pip install ".[data]"``), tokenized by a
 process pool with an EOT before every document, and written as shards of ``--shard-size``
 tokens: ``fineweb_val_000000.bin`` (the first shard is the val split), then
 ``fineweb_train_000001.bin``, ... An interrupted run resumes at its first incomplete shard.
@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Union
 
+from ..extras import require
 from .download import dataset_dir
 from .sharding import Documents, ShardResult, ShardSpec, write_shards
 
@@ -57,20 +58,13 @@ def local_dir(edu: bool = False, sample: str = "10BT") -> Path:
 
 
 def _import_datasets():
-    try:
-        import datasets
-    except ImportError as e:
-        raise ImportError(
-            "streaming FineWeb needs the Hugging Face 'datasets' library: pip install llmpy[data] "
-            "(or pip install datasets)"
-        ) from e
-    return datasets
+    return require("datasets", "data", "streaming FineWeb (Hugging Face's datasets library)")
 
 
 def hf_documents(edu: bool = False, sample: str = "10BT"):
     """A document source (``f(start) -> iterator of texts``) streaming the Hugging Face dataset.
 
-    Imports ``datasets`` when called, with an error naming ``pip install llmpy[data]``.
+    Imports ``datasets`` when called, with an error naming the ``data`` extra.
     """
     datasets = _import_datasets()
     name = f"sample-{_check_sample(sample)}"
@@ -119,14 +113,14 @@ def prepare(
     _check_sample(sample)
     if source is None:
         source = {"kind": "fineweb", "dataset": dataset_id(edu), "sample": sample}
-    if documents is None:
-        documents = hf_documents(edu, sample)
-    spec = ShardSpec(
+    spec = ShardSpec(  # checks the sizes before the stream is opened
         out_dir if out_dir is not None else local_dir(edu, sample),
         prefix(edu),
         val_tokens=shard_size,
         shard_size=shard_size,
     )
+    if documents is None:
+        documents = hf_documents(edu, sample)
     total = int(sample[:-2]) * 10**9
     return write_shards(
         documents,

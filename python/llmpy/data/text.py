@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Union
 
+from ..extras import require
 from ..textfile import not_utf8
 from .sharding import ShardResult, ShardSpec, write_shards
 
@@ -88,10 +89,7 @@ def _jsonl(path: Path, field: str) -> Iterator[str]:
 
 
 def _parquet(path: Path, column: str) -> Iterator[str]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as e:
-        raise ImportError("reading parquet needs pyarrow: pip install pyarrow (or llmpy[data])") from e
+    pq = require("pyarrow.parquet", "data", f"reading {path.name} (parquet)")
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
     if column not in names:

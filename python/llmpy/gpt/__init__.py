@@ -22,9 +22,21 @@ channels, context 256, dropout 0.2, lr 3e-4, 5000 steps) on a GPU, a small one o
 True
 """
 
-from .averaging import average_loops, average_matmul, average_softmax
-from .model import CONFIGS, GPT, Block, FeedForward, GPTConfig, Head, MultiHeadAttention
-from .train import CharTokenizer, estimate_loss, get_batch, load_data, train
+from importlib.util import find_spec
+
+from ..extras import require
+
+if find_spec("torch") is not None:
+    from .averaging import average_loops, average_matmul, average_softmax
+    from .model import CONFIGS, GPT, Block, FeedForward, GPTConfig, Head, MultiHeadAttention
+    from .train import CharTokenizer, estimate_loss, get_batch, load_data, train
+else:  # without torch the package still imports (`python -m llmpy.gpt --help` works); its
+    # names say in one line which extra brings torch
+
+    def __getattr__(name: str):
+        if name not in __all__:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        require("torch", "chapters", f"llmpy.gpt.{name}")
 
 __all__ = [
     "CONFIGS",

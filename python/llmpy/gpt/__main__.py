@@ -7,10 +7,9 @@ import json
 import sys
 import time
 
-import torch
+from ..extras import MissingDependency, exit_missing, require
 
-from .model import CONFIGS
-from .train import load_data, train
+CONFIG_NAMES = ("lecture", "small", "tiny")  # gpt/model.py's CONFIGS (a test keeps them equal)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -20,7 +19,7 @@ def main(argv: list[str] | None = None) -> int:
         "losses and a sample. Default configuration: 'lecture' (6 layers, 6 heads, 384 channels, context 256, "
         "dropout 0.2, lr 3e-4, 5000 steps) when a GPU is available, else 'small'.",
     )
-    p.add_argument("--config", choices=sorted(CONFIGS), default=None, help="lecture | small | tiny")
+    p.add_argument("--config", choices=CONFIG_NAMES, default=None, help="lecture | small | tiny")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the configuration's)")
     p.add_argument("--eval-interval", type=int, default=None, help="steps between loss estimates")
     p.add_argument("--eval-iters", type=int, default=None, help="batches per loss estimate")
@@ -35,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--json", action="store_true", help="print only the final metrics, as JSON")
     args = p.parse_args(argv)
+    try:  # after parsing: --help needs no torch
+        torch = require("torch", "chapters", "python -m llmpy.gpt")
+    except MissingDependency as e:
+        return exit_missing(e)
+    from .model import CONFIGS
+    from .train import load_data, train
 
     if args.threads:
         torch.set_num_threads(args.threads)

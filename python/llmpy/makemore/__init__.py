@@ -27,11 +27,23 @@ trains one and prints losses and samples (``--help`` for options).
 ([[0, 0], [0, 1], [1, 2], [2, 1]], [1, 2, 1, 0])
 """
 
-from .bigram import BigramCounts, BigramNN, bigram_counts, bigram_nll
-from .data import Splits, Vocab, build_dataset, fetch_names, load_words, names_path, split_words
-from .layers import BatchNorm1d, Embedding, FlattenConsecutive, Linear, Sequential, Tanh
-from .models import MLP, mlp_bn, wavenet
-from .train import LECTURE_SCHEDULES, Schedule, evaluate, sample, train
+from importlib.util import find_spec
+
+from ..extras import require
+
+if find_spec("torch") is not None:
+    from .bigram import BigramCounts, BigramNN, bigram_counts, bigram_nll
+    from .data import Splits, Vocab, build_dataset, fetch_names, load_words, names_path, split_words
+    from .layers import BatchNorm1d, Embedding, FlattenConsecutive, Linear, Sequential, Tanh
+    from .models import MLP, mlp_bn, wavenet
+    from .train import LECTURE_SCHEDULES, Schedule, evaluate, sample, train
+else:  # without torch the package still imports (`python -m llmpy.makemore --help` works); its
+    # names say in one line which extra brings torch
+
+    def __getattr__(name: str):
+        if name not in __all__:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        require("torch", "chapters", f"llmpy.makemore.{name}")
 
 __all__ = [
     "LECTURE_SCHEDULES",

@@ -7,14 +7,7 @@ import json
 import sys
 import time
 
-import torch
-
-from .backprop import compare, init_params, train_manual
-from .bigram import BigramCounts, BigramNN
-from .data import Vocab, build_dataset, load_words, split_words
-from .diagnostics import Diagnostics, describe
-from .models import MLP, mlp_bn, wavenet
-from .train import LECTURE_SCHEDULES, evaluate, sample, train
+from ..extras import MissingDependency, exit_missing, require
 
 MODELS = ("bigram-counts", "bigram-nn", "mlp", "mlp-bn", "wavenet", "backprop")
 LECTURE_SEED = 2147483647
@@ -73,6 +66,22 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:  # after parsing: --help needs no torch
+        require("torch", "chapters", "python -m llmpy.makemore")
+    except MissingDependency as e:
+        return exit_missing(e)
+    return _run(args)
+
+
+def _run(args) -> int:
+    import torch
+
+    from .bigram import BigramCounts, BigramNN
+    from .data import Vocab, build_dataset, load_words, split_words
+    from .diagnostics import Diagnostics, describe
+    from .models import MLP, mlp_bn, wavenet
+    from .train import LECTURE_SCHEDULES, evaluate, sample, train
+
     if args.threads:
         torch.set_num_threads(args.threads)
     say = (lambda *a, **k: None) if args.json else print
@@ -166,6 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _backprop(args, splits, vocab, g, metrics, say, t0) -> int:
     """Manual gradients against autograd (float64), then SGD with the manual gradients only."""
+    import torch
+
+    from .backprop import compare, init_params, train_manual
+    from .data import build_dataset
+
     Xtr, Ytr = build_dataset(splits.train, 3, vocab)
     p = init_params(len(vocab), generator=g, dtype=torch.float64)
     ix = torch.randint(0, Xtr.shape[0], (32,), generator=g)

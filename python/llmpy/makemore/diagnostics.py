@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..extras import install_hint
 from .layers import Sequential, Tanh
 
 __all__ = ["Diagnostics", "Snapshot"]
@@ -129,7 +130,8 @@ class Diagnostics:
         try:
             from matplotlib.figure import Figure
         except ImportError:
-            print(f"note: matplotlib is not installed, {path} not written (pip install matplotlib)")
+            hint = install_hint("matplotlib", "chapters")
+            print(f"note: matplotlib is not installed, {path} not written ({hint})")
             return None
         fig = Figure(figsize=(16, 18))
         axes = fig.subplots(4, 2)

@@ -22,6 +22,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..extras import install_hint
 from .engine import Value, gc_paused
 from .nn import MLP
 
@@ -160,7 +161,7 @@ def save_decision_boundary(result: MoonsResult, path: str | Path, resolution: in
     try:
         from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
     except ImportError:
-        print(f"note: matplotlib is not installed, {path} not written (pip install matplotlib)")
+        print(f"note: matplotlib is not installed, {path} not written ({install_hint('matplotlib', 'chapters')})")
         return None
     X = np.asarray(result.X)
     y = np.asarray(result.y)

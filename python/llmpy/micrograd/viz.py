@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..extras import MissingDependency, require
 from .engine import Value
 
 __all__ = ["draw_dot", "trace"]
@@ -36,13 +37,12 @@ def draw_dot(root: Value, rankdir: str = "LR") -> Any:
             get it. (Rendering to a file also needs the Graphviz ``dot`` program.)
     """
     try:
-        import graphviz
-    except ImportError as e:
-        raise ImportError(
-            "draw_dot needs the graphviz Python package: pip install graphviz "
-            "(rendering also needs the Graphviz programs, e.g. apt-get install graphviz). "
-            "Without it, trace(root) returns the nodes and edges as Python lists."
-        ) from e
+        graphviz = require("graphviz", "chapters", "draw_dot")
+    except MissingDependency as e:
+        raise MissingDependency(
+            f"{e}; rendering also needs the Graphviz programs (e.g. apt-get install graphviz), and "
+            "without either, trace(root) returns the nodes and edges as Python lists"
+        ) from None
     if rankdir not in ("LR", "TB"):
         raise ValueError(f"rankdir must be 'LR' or 'TB', got {rankdir!r}")
     dot = graphviz.Digraph(format="svg", graph_attr={"rankdir": rankdir})

@@ -4,7 +4,8 @@
 - ``BasicTokenizer``, ``RegexTokenizer(pattern)``, ``GPT4Tokenizer``: train / encode / decode /
   register_special_tokens / save / load / to_tiktoken (see bpe.py and base.py).
 - ``write_llmc_tokenizer`` / ``TokenizerFile``: the llm.c tokenizer file the compiled binary reads.
-- CLI: ``python -m llmpy.tokenizer train|encode|decode|llmc --help``.
+- CLI: ``python -m llmpy.tokenizer train|convert|encode|decode|llmc --help``;
+  ``.model`` files are ours (``llmpy-bpe 1``) or karpathy/minbpe's (``minbpe v1``), read and written.
 
 >>> from llmpy.tokenizer import RegexTokenizer, GPT2_SPLIT_PATTERN
 >>> tok = RegexTokenizer(GPT2_SPLIT_PATTERN)

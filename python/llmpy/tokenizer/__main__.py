@@ -5,7 +5,8 @@ Usage::
     python -m llmpy.tokenizer train --vocab-size 4096 --pattern gpt4 input.txt --out shakespeare
     python -m llmpy.tokenizer encode --model shakespeare.model < text.txt > ids.txt
     python -m llmpy.tokenizer decode --model shakespeare.model < ids.txt
-    python -m llmpy.tokenizer llmc --out gpt2_tokenizer.bin      # for the train_gpt2 binary
+    python -m llmpy.tokenizer convert --model shakespeare.model --out for-minbpe --format minbpe
+    python -m llmpy.tokenizer llmc       # the data cache's gpt2_tokenizer.bin, read by the train_gpt2 binary
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import argparse
 import sys
 import time
 
+from .base import FORMATS
+
 SPECIAL_CHOICES = ("none_raise", "none", "all")
+FORMAT_HELP = ("format of the .model file: llmpy (default; holds every tokenizer) or minbpe (karpathy/minbpe's "
+               "'minbpe v1', which minbpe's load() reads)")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -39,17 +44,28 @@ def _train(args: argparse.Namespace) -> int:
         print(f"error: cannot read {args.input}: {e}", file=sys.stderr)
         return 1
     tok = BasicTokenizer() if pattern is None else RegexTokenizer(pattern)
+    if args.format == "minbpe":
+        tok._minbpe_text()  # a pattern minbpe's file cannot hold fails before the training
     t0 = time.perf_counter()
     tok.train(text, args.vocab_size, verbose=args.verbose)
     seconds = time.perf_counter() - t0
     if args.special:
         tok.register_special_tokens({s: tok.n_vocab + k for k, s in enumerate(args.special)})
-    tok.save(args.out)
+    tok.save(args.out, format=args.format)
     print(
         f"trained {len(tok.merges)} merges on {len(text.encode('utf-8')):,} bytes in {seconds:.2f} s; "
         f"wrote {args.out}.model and {args.out}.vocab",
         file=sys.stderr,
     )
+    return 0
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from .bpe import load
+
+    tok = load(args.model)
+    tok.save(args.out, format=args.format)
+    print(f"wrote {args.out}.model ({args.format} format) and {args.out}.vocab", file=sys.stderr)
     return 0
 
 
@@ -82,7 +98,13 @@ def _llmc(args: argparse.Namespace) -> int:
     from .gpt2 import get_tiktoken_encoding
     from .llmc import write_llmc_tokenizer
 
-    path = write_llmc_tokenizer(args.out, get_tiktoken_encoding(args.encoding))
+    out = args.out
+    if out is None:  # where train_gpt2 looks when it is given no --tokenizer
+        from ..data import data_dir
+
+        out = data_dir() / f"{args.encoding}_tokenizer.bin"
+        out.parent.mkdir(parents=True, exist_ok=True)
+    path = write_llmc_tokenizer(out, get_tiktoken_encoding(args.encoding))
     print(f"wrote {path} ({args.encoding})", file=sys.stderr)
     return 0
 
@@ -107,21 +129,29 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--out", required=True, help="output prefix: writes PREFIX.model and PREFIX.vocab")
     t.add_argument("--special", nargs="*", default=[], help="special tokens to add after the vocabulary")
     t.add_argument("--verbose", action="store_true", help="print every merge")
+    t.add_argument("--format", choices=FORMATS, default="llmpy", help=FORMAT_HELP)
     t.set_defaults(run=_train)
 
+    v = sub.add_parser("convert", help="write a .model file in the other format (ours <-> minbpe's)")
+    v.add_argument("--model", required=True, help="a .model file, ours or minbpe's")
+    v.add_argument("--out", required=True, help="output prefix: writes PREFIX.model and PREFIX.vocab")
+    v.add_argument("--format", choices=FORMATS, required=True, help=FORMAT_HELP)
+    v.set_defaults(run=_convert)
+
     e = sub.add_parser("encode", help="encode stdin; prints token ids separated by spaces")
-    e.add_argument("--model", required=True, help="a PREFIX.model file written by train")
+    e.add_argument("--model", required=True, help="a .model file: written by train, or by karpathy/minbpe")
     e.add_argument(
         "--allowed-special", choices=SPECIAL_CHOICES, default="none_raise", help="special token handling"
     )
     e.set_defaults(run=_encode)
 
     d = sub.add_parser("decode", help="decode whitespace-separated token ids from stdin")
-    d.add_argument("--model", required=True, help="a PREFIX.model file written by train")
+    d.add_argument("--model", required=True, help="a .model file: written by train, or by karpathy/minbpe")
     d.set_defaults(run=_decode)
 
     c = sub.add_parser("llmc", help="write the llm.c tokenizer file for the compiled train_gpt2 binary")
-    c.add_argument("--out", required=True, help="output file, e.g. gpt2_tokenizer.bin")
+    c.add_argument("--out", default=None, help="output file (default: ENCODING_tokenizer.bin in the data cache, "
+                   "$LLMPY_DATA_DIR or ~/.cache/llmpy, where train_gpt2 finds gpt2_tokenizer.bin by itself)")
     c.add_argument("--encoding", default="gpt2", help="tiktoken encoding (default gpt2)")
     c.set_defaults(run=_llmc)
 

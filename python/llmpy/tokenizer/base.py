@@ -43,6 +43,8 @@ import numpy as np
 from .. import _C
 
 MODEL_HEADER = "llmpy-bpe 1"
+MINBPE_HEADER = "minbpe v1"  # karpathy/minbpe's .model files: load() reads them, save(format="minbpe") writes them
+FORMATS = ("llmpy", "minbpe")
 
 
 class ModelFileError(ValueError):
@@ -327,21 +329,34 @@ class Tokenizer:
 
     # --- files -----------------------------------------------------------------------------
 
-    def save(self, file_prefix: str | os.PathLike) -> None:
+    def save(self, file_prefix: str | os.PathLike, format: str = "llmpy") -> None:
         """Writes ``file_prefix.model`` (read back by ``load``) and ``file_prefix.vocab`` (for people).
 
-        The .model file is text: a header line, the pattern (JSON), the byte ids, the special
-        tokens (JSON name and id) and the merges (left right new) in learning order.
+        ``format="llmpy"`` (the default) holds every tokenizer: text with a header line
+        (``llmpy-bpe 1``), the pattern (JSON), the byte ids, the special tokens (JSON name and id)
+        and the merges (left right new) in learning order. ``format="minbpe"`` writes karpathy/minbpe's
+        ``minbpe v1`` file, which minbpe's ``load`` reads: the pattern as a raw line, the number of
+        special tokens and a ``name id`` line for each, then one ``left right`` line per merge (new
+        ids 256, 257, ... implied). It cannot hold permuted byte ids (GPT-2's and GPT-4's
+        vocabularies from tiktoken), a pattern with a line break or edge spaces, or special tokens
+        with spaces: ValueError says which, before anything is written.
+
+        >>> tok.save("shakespeare", format="minbpe")                       # doctest: +SKIP
         """
         prefix = os.fspath(file_prefix)
-        lines = [MODEL_HEADER, "pattern " + json.dumps(self.pattern)]
-        identity = self.byte_ids == list(range(256))
-        lines.append("bytes identity" if identity else "bytes " + " ".join(map(str, self.byte_ids)))
-        lines.append(f"special {len(self.special_tokens)}")
-        lines += [f"{json.dumps(s)} {i}" for s, i in self.special_tokens.items()]
-        lines.append(f"merges {len(self.merges)}")
-        lines += [f"{a} {b} {z}" for (a, b), z in self.merges.items()]
-        _atomic_write(prefix + ".model", "\n".join(lines) + "\n")
+        if format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {format!r}")
+        if format == "minbpe":
+            _atomic_write(prefix + ".model", self._minbpe_text())
+        else:
+            lines = [MODEL_HEADER, "pattern " + json.dumps(self.pattern)]
+            identity = self.byte_ids == list(range(256))
+            lines.append("bytes identity" if identity else "bytes " + " ".join(map(str, self.byte_ids)))
+            lines.append(f"special {len(self.special_tokens)}")
+            lines += [f"{json.dumps(s)} {i}" for s, i in self.special_tokens.items()]
+            lines.append(f"merges {len(self.merges)}")
+            lines += [f"{a} {b} {z}" for (a, b), z in self.merges.items()]
+            _atomic_write(prefix + ".model", "\n".join(lines) + "\n")
 
         made_by = {}
         for (a, b), z in self.merges.items():
@@ -357,8 +372,31 @@ class Tokenizer:
         out += [f"[{render_token(s.encode())}] {i} special" for s, i in sorted(self.special_tokens.items())]
         _atomic_write(prefix + ".vocab", "\n".join(out) + "\n")
 
+    def _minbpe_text(self) -> str:
+        """This tokenizer as minbpe's ``.model`` text; ValueError when that format cannot hold it."""
+        why = "minbpe's .model format cannot hold this tokenizer"
+        if self.byte_ids != list(range(256)):
+            raise ValueError(f"{why}: its byte ids are permuted (a vocabulary from tiktoken); save it in "
+                             "the default format")
+        for k, ((a, b), z) in enumerate(self.merges.items()):
+            if z != 256 + k:
+                raise ValueError(f"{why}: merge {k} ({a}, {b}) makes token {z}, not {256 + k} (minbpe numbers "
+                                 "merges 256, 257, ... in order)")
+        pattern = self.pattern or ""
+        if pattern != pattern.strip() or "\n" in pattern or "\r" in pattern:
+            raise ValueError(f"{why}: its pattern has a line break or starts or ends with a space "
+                             "(minbpe keeps the pattern on one stripped line)")
+        lines = [MINBPE_HEADER, pattern, str(len(self.special_tokens))]
+        for name, i in self.special_tokens.items():
+            if name.split() != [name]:
+                raise ValueError(f"{why}: special token {name!r} has white space (minbpe splits its line on it)")
+            lines.append(f"{name} {i}")
+        lines += [f"{a} {b}" for a, b in self.merges]
+        return "\n".join(lines) + "\n"
+
     def load(self, model_file: str | os.PathLike) -> None:
-        """Reads a ``.model`` file written by ``save`` into this tokenizer (pattern included).
+        """Reads a ``.model`` file into this tokenizer (pattern included): ours (``llmpy-bpe 1``) or
+        karpathy/minbpe's (``minbpe v1``), recognised by the first line.
 
         ModelFileError (a ValueError) when the file is damaged; OSError when it cannot be read.
         """
@@ -436,7 +474,7 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def _read_model(path: str):
-    """Parses a .model file; ModelFileError names the line and what was wrong."""
+    """Parses a .model file, ours or minbpe's; ModelFileError names the line and what was wrong."""
     pos = 0
 
     def fail(msg: str) -> NoReturn:
@@ -472,8 +510,17 @@ def _read_model(path: str):
             fail(f"expected '{key} N', got {text[:80]!r}")
         return ints(text[len(key) + 1 :], 1)[0]
 
-    if line() != MODEL_HEADER:
-        fail(f"the first line must be {MODEL_HEADER!r}")
+    first = line()
+    if first.rstrip("\r") == MINBPE_HEADER:
+
+        def fail_at(lineno: int, msg: str) -> NoReturn:
+            nonlocal pos
+            pos = lineno
+            fail(msg)
+
+        return _read_minbpe(lines, fail_at)
+    if first != MODEL_HEADER:
+        fail(f"the first line must be {MODEL_HEADER!r} (ours) or {MINBPE_HEADER!r} (minbpe's)")
     text = line()
     try:
         if not text.startswith("pattern "):
@@ -517,3 +564,41 @@ def _read_model(path: str):
         pos += 1
         fail("unexpected data after the merges")
     return pattern, byte_ids, merges, specials
+
+
+
+def _read_minbpe(lines: list, fail) -> tuple:
+    """minbpe's ``.model`` file as split lines (the first, ``minbpe v1``, already checked): the
+    pattern (an empty line: none), the number of special tokens, a ``name id`` line for each, then
+    ``left right`` per merge, merge k making token 256 + k. Lines are stripped, as minbpe's load
+    does. ``fail(lineno, message)`` raises."""
+    lines = [t.strip() for t in lines]
+    while len(lines) > 1 and not lines[-1]:
+        lines.pop()  # the final line break
+    if len(lines) < 3:
+        fail(len(lines) + 1, "unexpected end of file")
+    pattern = lines[1] or None
+    if not lines[2].isdigit():
+        fail(3, f"expected the number of special tokens, got {lines[2][:80]!r}")
+    n_special = int(lines[2])
+    if len(lines) < 3 + n_special:
+        fail(len(lines) + 1, "unexpected end of file")
+    specials = {}
+    for k in range(3, 3 + n_special):
+        fields = lines[k].split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            fail(k + 1, f"expected '<special token> <id>', got {lines[k][:80]!r}")
+        specials[fields[0]] = int(fields[1])
+    merges = {}
+    for k in range(3 + n_special, len(lines)):
+        fields = lines[k].split()
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            fail(k + 1, f"expected a merge '<id> <id>', got {lines[k][:80]!r}")
+        a, b = int(fields[0]), int(fields[1])
+        z = 256 + len(merges)
+        if a >= z or b >= z:
+            fail(k + 1, f"merge ({a}, {b}) uses a token that is not defined before it")
+        if (a, b) in merges:
+            fail(k + 1, f"merge ({a}, {b}) is given twice")
+        merges[(a, b)] = z
+    return pattern, list(range(256)), merges, specials

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from .base import Tokenizer, regex_module
+from .base import MINBPE_HEADER, Tokenizer, regex_module
 from .gpt2 import get_tiktoken_encoding
 
 #: GPT-2's split pattern as tiktoken 0.14 writes it ("r50k"); equivalent to the published
@@ -132,10 +132,11 @@ def load(model_file: str | os.PathLike) -> Tokenizer:
     """
     path = os.fspath(model_file)
     tok: Tokenizer = RegexTokenizer()
-    try:  # the second line says which class wrote it; load() checks the whole file
+    try:  # the second line says which class wrote it (minbpe's: empty); load() checks the whole file
         with open(path, encoding="utf-8") as f:
-            f.readline()
-            if f.readline().strip() == "pattern null":
+            minbpe = f.readline().strip() == MINBPE_HEADER
+            second = f.readline().strip()
+            if second == "pattern null" or (minbpe and not second):
                 tok = BasicTokenizer()
     except (UnicodeDecodeError, IsADirectoryError):
         pass

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 
+from ..extras import require
+
 
 class TokenizerUnavailable(RuntimeError):
     """The GPT-2 encoding files are neither cached nor downloadable."""
@@ -18,12 +20,7 @@ class TokenizerUnavailable(RuntimeError):
 
 def get_tiktoken_encoding(name: str):
     """``tiktoken.get_encoding(name)`` with actionable errors when tiktoken or its files are missing."""
-    try:
-        import tiktoken
-    except ImportError as e:
-        raise ImportError(
-            "the GPT-2/GPT-4 tokenizers need tiktoken: pip install tiktoken (or llmpy[gpt2])"
-        ) from e
+    tiktoken = require("tiktoken", None, "the GPT-2/GPT-4 tokenizers")  # a dependency of llmpy itself
     try:
         return tiktoken.get_encoding(name)
     except Exception as e:  # tiktoken raises requests/urllib/OS errors when offline
