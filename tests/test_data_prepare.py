@@ -234,3 +234,17 @@ def test_fineweb_without_datasets_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "\.\[data\]"'):
         fineweb.prepare(out_dir=tmp_path, workers=0)
     assert main(["fineweb", "--out-dir", str(tmp_path), "--workers", "0"]) == 1
+
+
+def test_default_val_split_leaves_a_small_corpus_a_train_split(tmp_path, enc):  # noqa: F811
+    # rule: without val_tokens the val split is a tenth of the corpus estimated at 4 bytes per
+    # token (file bytes // 4 // 10), at least 1, at most shard_size; the rest is train
+    body = "".join(f"Line {i}: the quick brown fox jumps over the lazy dog.\n" for i in range(800))
+    (tmp_path / "notes.txt").write_text(body)
+    nbytes = (tmp_path / "notes.txt").stat().st_size
+    assert text.default_val_tokens([tmp_path / "notes.txt"], 10**8) == nbytes // 4 // 10
+    assert text.default_val_tokens([tmp_path / "notes.txt"], 100) == 100
+    res = text.prepare([tmp_path / "notes.txt"], out_dir=tmp_path / "o", workers=0, progress=False)
+    assert [p.name for p in res.files] == ["notes_val_000000.bin", "notes_train_000001.bin"]
+    assert res.tokens[0] == nbytes // 4 // 10 and res.tokens[1] > 8 * res.tokens[0]
+    assert decode_documents(res.files, enc) == [body]

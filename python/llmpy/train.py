@@ -602,7 +602,9 @@ class Run:
 
     def sample(self) -> str:
         eot = self.enc.eot_token
-        out = self.model.generate([eot], self.args.sample_tokens, top_k=50, rng=self.sample_rng)[0, 1:]
+        # a sample is one document: it ends at the first <|endoftext|>, which is not printed
+        out = self.model.generate([eot], self.args.sample_tokens, top_k=50, rng=self.sample_rng,
+                                  stop_tokens=[eot])[0, 1:]
         return self.enc.decode([int(t) for t in out if t < eot])  # drop EOT (and padding ids)
 
     def save(self) -> Path:

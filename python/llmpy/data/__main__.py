@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", help="shard-name prefix (default: the first file's name)")
     p.add_argument("--shard-size", type=int, default=10**8, help="tokens per shard (default 100000000)")
-    p.add_argument("--val-tokens", type=int, help="tokens of the first (val) shard (default: --shard-size)")
+    p.add_argument("--val-tokens", type=int, help="tokens of the first (val) shard (default: a tenth of the corpus, "
+                   "estimated at 4 bytes per token, at most --shard-size)")
     _common(p, None)
     return parser
 

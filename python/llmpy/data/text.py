@@ -146,6 +146,20 @@ def _documents(paths: list[Path], jsonl_field: str, parquet_column: str, txt_spl
             raise not_utf8(p) from None
 
 
+BYTES_PER_TOKEN = 4  # GPT-2 tokens of English text, roughly; only sizes the default val split
+
+
+def default_val_tokens(paths: Sequence[PathLike], shard_size: int) -> int:
+    """The val split of ``prepare`` when none is given: a tenth of the estimated tokens
+    (file bytes / 4), at least 1 and at most ``shard_size``.
+
+    >>> default_val_tokens([], 10**8)
+    1
+    """
+    est = sum(Path(p).stat().st_size for p in paths) // BYTES_PER_TOKEN
+    return int(min(shard_size, max(1, est // 10)))
+
+
 def prepare(
     paths: Sequence[PathLike],
     *,
@@ -162,8 +176,10 @@ def prepare(
 ) -> ShardResult:
     """Shards the documents of ``paths``; returns the shards (val first).
 
-    ``val_tokens`` defaults to ``shard_size`` (the first shard is the val split). A re-run
-    with unchanged inputs skips the complete shards.
+    ``val_tokens`` defaults to ``default_val_tokens(paths, shard_size)``: a tenth of the corpus
+    (estimated from the files' sizes) up to ``shard_size``, so that a small corpus gets a train
+    split too and a large one has llm.c's first-shard val split. A re-run with unchanged inputs
+    skips the complete shards.
 
     Example::
 
@@ -182,7 +198,7 @@ def prepare(
     spec = ShardSpec(
         out_dir if out_dir is not None else paths[0].resolve().parent,
         name,
-        val_tokens=shard_size if val_tokens is None else val_tokens,
+        val_tokens=default_val_tokens(paths, shard_size) if val_tokens is None else val_tokens,
         shard_size=shard_size,
     )
     source = {
