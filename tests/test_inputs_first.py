@@ -93,3 +93,15 @@ def test_data_cli(tmp_path, capsys, offline):
     assert main(["text", str(tmp_path / "missing.txt"), "--out-dir", str(tmp_path / "t")]) == 1
     assert "missing.txt" in error_of(capsys)
     assert offline == []
+
+
+@pytest.mark.parametrize("chapter,argv", [("makemore", ["--model", "bigram-counts"]),
+                                          ("gpt", ["--config", "tiny", "--steps", "1"])])
+def test_chapter_offline_without_data_is_one_error_line(capsys, offline, chapter, argv):
+    # rule: a chapter whose data is neither cached nor downloadable says so in one line (where to
+    # put the file), exit 1, no traceback
+    main = __import__(f"llmpy.{chapter}.__main__", fromlist=["main"]).main
+    assert main(argv) == 1
+    err = error_of(capsys)
+    assert err.startswith("error: cannot download") and "LLMPY_DATA_DIR" in err, err
+    assert len(offline) >= 1  # the download was attempted, and refused by the cut network

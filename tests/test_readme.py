@@ -7,7 +7,7 @@ do that). A command added to the README that this file does not know fails
 
 The run itself (``test_readme_commands_run_as_written``, slow) works in a fresh folder with a
 fresh data cache holding only tiny Shakespeare's text (the download the quick start would make),
-the user's ``notes.txt`` and the offline tiktoken cache; one command after the other shares that
+makemore's names, the user's ``notes.txt`` and the offline tiktoken cache; one command after the other shares that
 folder, so the quick look's checkpoint is the one the sample, convert and API commands read.
 """
 
@@ -90,7 +90,9 @@ def _env(home: Path) -> dict:
     env = dict(os.environ)
     env.update(LLMPY_DATA_DIR=str(home / "cache"), HOME=str(home), PYTHONUNBUFFERED="1",
                # mpirun as root (CI) refuses to start without these; they change nothing else
-               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+               OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
+               # and on a machine whose 2 CPUs are one core's hyperthreads, without this one
+               OMPI_MCA_rmaps_base_oversubscribe="1")
     # python, pytest and train_gpt2 of the interpreter running the tests come first on PATH
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
@@ -98,13 +100,15 @@ def _env(home: Path) -> dict:
 
 @pytest.mark.slow
 def test_readme_commands_run_as_written(tmp_path):
-    shakespeare = Path(os.environ.get("LLMPY_DATA_DIR", Path.home() / ".cache/llmpy")) / "tinyshakespeare/input.txt"
-    if not shakespeare.is_file():
-        pytest.fail(f"{shakespeare} is missing: set LLMPY_DATA_DIR to a cache holding tinyshakespeare/input.txt "
-                    "(CI: ../shared/data)")
+    cache = Path(os.environ.get("LLMPY_DATA_DIR", Path.home() / ".cache/llmpy"))
+    shakespeare = cache / "tinyshakespeare/input.txt"
+    names = cache / "makemore/names.txt"
     work = tmp_path / "user"
-    (work / "cache/tinyshakespeare").mkdir(parents=True)
-    shutil.copy(shakespeare, work / "cache/tinyshakespeare/input.txt")  # what the quick start downloads
+    for src, rel in [(shakespeare, "tinyshakespeare/input.txt"), (names, "makemore/names.txt")]:
+        # what the quick start and makemore download (no network here)
+        assert src.is_file(), f"{src} is missing: the offline data (CI: ../shared/data)"
+        (work / "cache" / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, work / "cache" / rel)
     (work / "notes.txt").write_text(shakespeare.read_text(encoding="utf-8")[:200_000], encoding="utf-8")
     env = _env(work)
     has_mpi = shutil.which("mpirun") is not None
@@ -124,7 +128,7 @@ def test_readme_commands_run_as_written(tmp_path):
         ran.append(src)
     assert len(ran) >= 15
     # what the commands promise, checked after them
-    assert (work / "runs/quick/ckpt_000100.bin").is_file(), "--resume latest --max-steps 100 did not extend runs/quick"
+    assert (work / "runs/quick/ckpt_000100.bin").is_file(), "--resume latest did not extend runs/quick to 100"
     assert (work / "hf/quick/config.json").is_file() and (work / "quick_bf16.bin").is_file()
     assert (work / "my_tok.model").is_file() and (work / "model.bin").is_file()
     assert (work / "cache/gpt2_tokenizer.bin").is_file()

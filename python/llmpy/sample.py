@@ -73,13 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m llmpy.sample", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="llm.c model file (e.g. one written by llmpy.train)")
     ap.add_argument("--prompt", default="\n", help="text to continue (GPT-2 tokens; default: a newline)")
-    ap.add_argument("--max-new-tokens", type=int, default=100, 
+    ap.add_argument("--max-new-tokens", type=int, default=100,
                     help="tokens to generate per sample (default: 100)")
-    ap.add_argument("--top-k", type=int, default=50, 
+    ap.add_argument("--top-k", type=int, default=50,
                     help="keep the k most likely tokens, 0: all (default: 50)")
     ap.add_argument("--top-p", type=float, default=None,
                     help="keep the most likely tokens up to this probability mass, in (0, 1] (default: all)")
-    ap.add_argument("--temperature", type=float, default=1.0, 
+    ap.add_argument("--temperature", type=float, default=1.0,
                     help="softmax temperature, 0: greedy (default: 1.0)")
     ap.add_argument("--num-samples", type=int, default=3, help="number of samples (default: 3)")
     ap.add_argument("--seed", type=int, default=42, help="sampling seed (default: 42)")

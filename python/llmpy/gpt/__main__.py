@@ -45,7 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     name = args.config or ("lecture" if device.startswith("cuda") else "small")
-    tok, train_data, val_data = load_data(args.input)
+    try:
+        tok, train_data, val_data = load_data(args.input)
+    except (OSError, ValueError) as e:  # no tiny Shakespeare offline (DownloadError), a bad --input, ...
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     cfg = CONFIGS[name].replace(vocab_size=len(tok))
     if args.eval_interval:
         cfg = cfg.replace(eval_interval=args.eval_interval)

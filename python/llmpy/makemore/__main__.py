@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         require("torch", "chapters", "python -m llmpy.makemore")
     except MissingDependency as e:
         return exit_missing(e)
-    return _run(args)
+    try:
+        return _run(args)
+    except (OSError, ValueError) as e:  # names.txt missing offline (DownloadError), unreadable, ...
+        print(f"error: {e}", file=sys.stderr)
+        return 1
 
 
 def _run(args) -> int:
