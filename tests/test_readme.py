@@ -6,9 +6,10 @@ do that). A command added to the README that this file does not know fails
 ``test_every_readme_command_is_known`` until it is run here or listed with its reason.
 
 The run itself (``test_readme_commands_run_as_written``, slow) works in a fresh folder with a
-fresh data cache holding only tiny Shakespeare's text (the download the quick start would make),
-makemore's names, the user's ``notes.txt`` and the offline tiktoken cache; one command after the other shares that
-folder, so the quick look's checkpoint is the one the sample, convert and API commands read.
+fresh data cache holding only tiny Shakespeare's text and makemore's names (the downloads the
+quick start and makemore would make), the user's ``notes.txt`` and the offline tiktoken cache; one
+command after the other shares that folder, so the quick look's checkpoint is the one the sample,
+convert and API commands read.
 """
 
 from __future__ import annotations
