@@ -376,30 +376,41 @@ def write_shards(
         res.tokens_written += int(tokens.size)
         index, parts, fill = index + 1, [], 0
 
-    with Progress(total_tokens, unit="tok", desc=desc, enabled=progress) as bar:
-        bar.update(sum(res.tokens))
-        for tokens, lengths in encode_documents(
-            docs, workers, batch_chars=batch_chars, mp_context=mp_context
-        ):
-            res.documents_tokenized += len(lengths)
-            ends = np.cumsum(lengths)
-            pos = skip_tokens  # position inside this batch's tokens
-            skip_tokens = 0
-            while pos < tokens.size:
-                cap = spec.capacity(index)
-                take = tokens.size - pos if cap is None else min(cap - fill, tokens.size - pos)
-                parts.append(tokens[pos : pos + take])
-                fill += take
-                pos += take
-                bar.update(take)
-                if cap is not None and fill == cap:
-                    j = int(np.searchsorted(ends, pos, side="right"))  # document holding token `pos`
-                    flush([doc_base + j, pos - (int(ends[j - 1]) if j else 0)])
-            doc_base += len(lengths)
-        if fill:
-            flush([doc_base, 0])
-        elif index == 0:
-            raise ValueError("no documents to tokenize: the source is empty")
+    try:
+        with Progress(total_tokens, unit="tok", desc=desc, enabled=progress) as bar:
+            bar.update(sum(res.tokens))
+            for tokens, lengths in encode_documents(
+                docs, workers, batch_chars=batch_chars, mp_context=mp_context
+            ):
+                res.documents_tokenized += len(lengths)
+                ends = np.cumsum(lengths)
+                pos = skip_tokens  # position inside this batch's tokens
+                skip_tokens = 0
+                while pos < tokens.size:
+                    cap = spec.capacity(index)
+                    take = tokens.size - pos if cap is None else min(cap - fill, tokens.size - pos)
+                    parts.append(tokens[pos : pos + take])
+                    fill += take
+                    pos += take
+                    bar.update(take)
+                    if cap is not None and fill == cap:
+                        j = int(np.searchsorted(ends, pos, side="right"))  # document holding token `pos`
+                        flush([doc_base + j, pos - (int(ends[j - 1]) if j else 0)])
+                doc_base += len(lengths)
+            if fill:
+                flush([doc_base, 0])
+            elif index == 0:
+                raise ValueError("no documents to tokenize: the source is empty")
+    except ValueError:
+        # the input itself is wrong (not UTF-8, a missing field, empty): it must change before a
+        # re-run, which then starts over, so the shards of this run are of no use and would
+        # pass for a dataset; interruptions (Ctrl-C, the network) keep them for the re-run
+        for path in res.files[k:]:
+            path.unlink(missing_ok=True)
+        del shards[k:]
+        del manifest["starts"][k + 1 :]
+        _write_manifest(spec, manifest)
+        raise
 
     manifest["complete"] = True
     _write_manifest(spec, manifest)
