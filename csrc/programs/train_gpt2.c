@@ -2,8 +2,9 @@
  * train_gpt2.c — main() of the compiled binary: GPT-2 training with no Python at run time.
  *
  * Reads an llm.c model file, token shards and (optionally) an llm.c tokenizer file; trains with
- * the same schedule (linear warmup, cosine/linear/constant decay), clipping, weight-decay groups,
- * checkpoints (ckpt_NNNNNN.bin + .state) and JSONL log records as `python -m llmpy.train`.
+ * the same schedule (linear warmup, cosine/linear/constant/wsd decay), clipping, weight-decay groups,
+ * outlier skipping, checkpoints (ckpt_NNNNNN.bin + .state, retention with major checkpoints) and
+ * JSONL log records (MFU included) as `python -m llmpy.train`.
  *
  *   train_gpt2 --init-from model.bin --data 'dir/tiny_shakespeare_train.bin' --out-dir run \
  *              --batch-size 8 --seq-len 128 --max-steps 100 --lr 1e-3 [--tokenizer gpt2_tokenizer.bin]

@@ -21,6 +21,12 @@ flags from its checkpoint: given again, the flags that say what to do next (``--
 learning rates, evaluation, samples, checkpoints, threads) change, the ones that define the run
 (model, batch, sequence length, data, seed, shuffling) are refused. Flags are checked by the
 core's rules (csrc/core/schedule.c) before the first step, with the same messages as train_gpt2.
+
+llm.c's training flags have the same names and semantics in both programs, each rule once in the
+core: ``--lr-schedule wsd``, ``--skip-update-loss-z`` / ``--skip-update-grad-z`` (skip the update
+of an outlier step: z-score over the last 128 steps, windows saved in the checkpoints),
+``--overfit-single-batch``, ``--major-checkpoint-every`` (never deleted by
+``--keep-checkpoints``), and MFU in the log (null where the device's peak is unknown).
 """
 
 from __future__ import annotations
