@@ -28,7 +28,7 @@ FLAGS = ["--n-layer", "2", "--n-head", "2", "--n-embd", "32", "--batch-size", "4
          "--total-batch-size", "256", "--shuffle", "--max-steps", "8", "--lr", "3e-3", "--warmup-steps", "2",
          "--eval-every", "4", "--val-steps", "2", "--sample-every", "4", "--sample-tokens", "6",
          "--checkpoint-every", "4", "--keep-checkpoints", "0", "--threads", "1", "--seed", "7"]
-TIMINGS = ("ms", "tokens_per_s")
+TIMINGS = ("ms", "tokens_per_s", "mfu")  # the step's wall time and what is derived from it
 
 
 def _state_parts(path: Path) -> tuple:

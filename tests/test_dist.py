@@ -351,6 +351,29 @@ def test_binary_two_ranks_equal_one_rank(env):
     assert_close("logged losses (binary)", l2, l1, rel=1e-6)
 
 
+@needs_mpi
+@pytest.mark.parametrize("program", ["python", "binary"])
+def test_spike_skipped_on_two_zero1_ranks_as_on_one(env, program):
+    """--skip-update-grad-z under mpirun: the norm ahead of the step (llm_grad_norm) is collective,
+    every rank decides alike, and the spike's update is skipped as on one process."""
+    import test_train_flags as flags
+
+    data = [str(f) for f in flags.spike_data(env)]
+    data[data.index("--batch-size") + 1] = "1"  # per rank: 2 ranks x 1 = one rank's batch of 2
+    cmd = [sys.executable, "-m", "llmpy.train"] if program == "python" else [find_train_gpt2()]
+    common = [*cmd, *data, "--max-steps", flags.SPIKE_STEP, "--checkpoint-every", flags.SPIKE_STEP - 1,
+              "--skip-update-grad-z", "5", "--threads", "1"]
+    run([*common, "--total-batch-size", 2 * flags.T_SPIKE, "--out-dir", env / "one"])
+    run([*mpirun(2), *common, "--zero-stage", "1", "--out-dir", env / "two"])
+    one = [r for r in _log(env / "one" / "log.jsonl") if "loss" in r]
+    two = [r for r in _log(env / "two" / "log.jsonl") if "loss" in r]
+    assert [r["step"] for r in two if r["skipped"]] == [r["step"] for r in one if r["skipped"]] == [flags.SPIKE_STEP]
+    assert_close("logged losses", [r["loss"] for r in two], [r["loss"] for r in one], rel=1e-4)
+    before = GPT2.from_checkpoint(env / "two" / f"ckpt_{flags.SPIKE_STEP - 1:06d}.bin").parameters()
+    after = GPT2.from_checkpoint(env / "two" / f"ckpt_{flags.SPIKE_STEP:06d}.bin").parameters()
+    assert all(np.array_equal(before[k], after[k]) for k in before), "the skipped update changed a parameter"
+
+
 # ----------------------------------------------------------------------------
 # failures end the job
 

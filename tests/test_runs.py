@@ -31,7 +31,7 @@ shakespeare_cache, env = test_train.shakespeare_cache, test_train.env
 
 PROGRAMS = ["python", "binary"]
 NAME = {"python": "python -m llmpy.train", "binary": "train_gpt2"}
-TIMINGS = ("ms", "tokens_per_s")
+TIMINGS = ("ms", "tokens_per_s", "mfu")
 
 
 def base(env) -> list:
@@ -323,7 +323,11 @@ def test_resume_keeps_the_runs_flags_and_changes_only_safe_ones(env, program, ca
     (["--val-steps", "0"], "--val-steps must be >= 1, got 0"),
     (["--threads", "-2"], "--threads must be >= 0 (0: all cores), got -2"),
     (["--zero-stage", "2"], "--zero-stage must be 0 or 1, got 2"),
-    (["--lr-schedule", "wsd"], "--lr-schedule must be cosine, linear or constant, got 'wsd'"),
+    (["--lr-schedule", "step"], "--lr-schedule must be cosine, linear, constant or wsd, got 'step'"),
+    (["--major-checkpoint-every", "-3"], "--major-checkpoint-every must be >= 0 (0: none), got -3"),
+    (["--skip-update-loss-z", "-1"], "--skip-update-loss-z must be a finite number >= 0 (0: off), got -1"),
+    (["--skip-update-grad-z", "nan"], "--skip-update-grad-z must be a finite number >= 0 (0: off), got nan"),
+    (["--skip-update-grad-z", "inf"], "--skip-update-grad-z must be a finite number >= 0 (0: off), got inf"),
     (["--max-steps", "0"], "--max-steps must be >= 1, got 0"),
     (["--data", "nowhere/x_*.bin"], "--data: no token shard matches 'nowhere/x_*.bin'"),
 ])

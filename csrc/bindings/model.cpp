@@ -214,6 +214,15 @@ void llmpy_register_model(py::module_ &mod) {
             },
             py::arg("lr"), py::arg("beta1"), py::arg("beta2"), py::arg("eps"), py::arg("weight_decay"),
             py::arg("grad_clip"))
+        .def(
+            "grad_norm",
+            [](Model &m) {
+                float norm = 0.0f;
+                llmpy_check(llmpy_nogil([&] { return llm_grad_norm(m.m, &norm); }));
+                return norm;
+            },
+            "the global gradient norm the next step() sees (llm_grad_norm: collective with several ranks); "
+            "step() after it is step() alone, bit for bit")
         .def("tensor", [](py::object self, int i) { return tensor_array(self, i, false); },
              "parameter tensor i: a view on the CPU, an fp32 copy (of the master weights) elsewhere")
         .def("grad", [](py::object self, int i) { return tensor_array(self, i, true); },

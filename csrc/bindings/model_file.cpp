@@ -8,7 +8,7 @@
  * handle's calls (and close) from overlapping. Statuses become exceptions (bindings.h).
  *
  * Also the checkpoint functions of the core (llmpy.h: checkpoints): _C.crc32c, _C.checkpoint_verify,
- * _C.checkpoint_find_latest and _C.checkpoint_clean_temp, which python/llmpy/checkpoint.py wraps.
+ * _C.checkpoint_find_latest, _C.checkpoint_prune and _C.checkpoint_clean_temp, which python/llmpy/checkpoint.py wraps.
  *
  * Example (Python):
  *   with _C.ModelFile.create("m.bin", n_layer=2, n_head=3, n_embd=48, vocab_size=101,
@@ -254,4 +254,14 @@ void llmpy_register_model_file(py::module_ &mod) {
         py::arg("dir"),
         "removes the temp files ('<name>.tmp.<pid>.<n>') that killed writers left in dir (writers still alive "
         "keep theirs); returns how many were removed");
+    mod.def(
+        "checkpoint_prune",
+        [](const std::string &dir, int64_t step, int keep, int major_every) {
+            int removed = 0;
+            llmpy_check(llmpy_nogil([&] { return llm_checkpoint_prune(dir.c_str(), step, keep, major_every, &removed); }));
+            return removed;
+        },
+        py::arg("dir"), py::arg("step"), py::arg("keep"), py::arg("major_every") = 0,
+        "after the checkpoint of step was written: removes those at steps <= step beyond the newest keep (0: none "
+        "removed), except the multiples of major_every (> 0); returns how many were removed (llm_checkpoint_prune)");
 }

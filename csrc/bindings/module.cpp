@@ -137,17 +137,68 @@ PYBIND11_MODULE(_C, mod) {
         "check_train_flags",
         [](int batch_size, int seq_len, int val_steps, int eval_every, int sample_every, int sample_tokens,
            int checkpoint_every, int hellaswag_every, int keep_checkpoints, int threads, int zero_stage, double beta1,
-           double beta2, double weight_decay, double grad_clip) {
+           double beta2, double weight_decay, double grad_clip, int major_checkpoint_every,
+           double skip_update_loss_z, double skip_update_grad_z) {
             llm_train_flags f{batch_size,      seq_len,          val_steps, eval_every, sample_every,
                               sample_tokens,   checkpoint_every, hellaswag_every, keep_checkpoints,
-                              threads,         zero_stage,       beta1,     beta2,      weight_decay, grad_clip};
+                              threads,         zero_stage,       beta1,     beta2,      weight_decay, grad_clip,
+                              major_checkpoint_every, skip_update_loss_z, skip_update_grad_z};
             llmpy_check(llm_train_flags_check(&f));
         },
         py::kw_only(), py::arg("batch_size"), py::arg("seq_len"), py::arg("val_steps"), py::arg("eval_every"),
         py::arg("sample_every"), py::arg("sample_tokens"), py::arg("checkpoint_every"), py::arg("hellaswag_every"),
         py::arg("keep_checkpoints"), py::arg("threads"), py::arg("zero_stage"), py::arg("beta1"), py::arg("beta2"),
-        py::arg("weight_decay"), py::arg("grad_clip"),
+        py::arg("weight_decay"), py::arg("grad_clip"), py::arg("major_checkpoint_every") = 0,
+        py::arg("skip_update_loss_z") = 0.0, py::arg("skip_update_grad_z") = 0.0,
         "ValueError naming the flag when a training flag is out of range (llm_train_flags_check)");
+    mod.def("wsd_decay_start", &llm_wsd_decay_start, py::arg("max_steps"),
+            "the step where the wsd schedule's decay starts: floor(0.8 * max_steps)");
+
+    // outlier detection (llm.c's -sl / -sg): one window per watched quantity
+    py::class_<llm_outlier_window>(mod, "OutlierWindow",
+                                   "the last OUTLIER_WINDOW values of a quantity and the z-score of a new one "
+                                   "(llm_outlier_update)")
+        .def(py::init([](const std::vector<double> &values) {
+                 llm_outlier_window w;
+                 llm_outlier_init(&w);
+                 for (double v : values) llm_outlier_update(&w, v);
+                 return w;
+             }),
+             py::arg("values") = std::vector<double>(), "a window refilled with values, oldest first")
+        .def(
+            "update", [](llm_outlier_window &w, double x) { return llm_outlier_update(&w, x); }, py::arg("x"),
+            "adds x and returns its z-score (NaN until the window was full)")
+        .def("values", [](const llm_outlier_window &w) {
+            double out[LLM_OUTLIER_WINDOW];
+            const int n = llm_outlier_values(&w, out);
+            return std::vector<double>(out, out + n);
+        }, "the window's values, oldest first (what a checkpoint keeps)")
+        .def_property_readonly("count", [](const llm_outlier_window &w) { return w.count; });
+    mod.attr("OUTLIER_WINDOW") = LLM_OUTLIER_WINDOW;
+    mod.def(
+        "outlier_skip",
+        [](double loss_z, double grad_z, double max_loss_z, double max_grad_z) -> py::object {
+            const int why = llm_outlier_skip(loss_z, grad_z, max_loss_z, max_grad_z);
+            return why == 1 ? py::object(py::str("loss")) : why == 2 ? py::object(py::str("grad_norm")) : py::none();
+        },
+        py::arg("loss_z"), py::arg("grad_z"), py::arg("max_loss_z"), py::arg("max_grad_z"),
+        "why a step's update is skipped: 'loss', 'grad_norm' or None (llm_outlier_skip)");
+
+    // model FLOPs utilisation (llm.c's MFU)
+    mod.def(
+        "flops_per_token",
+        [](int n_layer, int n_head, int n_embd, int vocab_size, int block_size, int seq_len) {
+            llm_config c{n_layer, n_head, n_embd, vocab_size, block_size, 0};
+            double flops = 0.0;
+            llmpy_check(llm_flops_per_token(&c, seq_len, &flops));
+            return flops;
+        },
+        py::arg("n_layer"), py::arg("n_head"), py::arg("n_embd"), py::arg("vocab_size"), py::arg("block_size"),
+        py::arg("seq_len"), "model FLOPs of one training step per token: 6 N + 12 L T C (llm_flops_per_token)");
+    mod.def("peak_flops", &llm_peak_flops, py::arg("device_name"), py::arg("precision"),
+            "a GPU's dense peak FLOP/s for 'bf16' or 'fp32' by its CUDA name; 0 when unknown");
+    mod.def("mfu", &llm_mfu, py::arg("flops_per_token"), py::arg("tokens"), py::arg("seconds"), py::arg("peak_flops"),
+            "flops_per_token * tokens / seconds / peak_flops (NaN without a peak)");
     mod.def(
         "set_num_threads", [](int n) { llmpy_check(llm_set_num_threads(n)); }, py::arg("n"),
         "OpenMP threads of the CPU backend (ValueError for n < 1)");

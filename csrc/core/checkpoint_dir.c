@@ -1,7 +1,8 @@
 /*
  * checkpoint_dir.c — the checkpoints of a run folder: the newest intact pair (the one rule that
- * `train_gpt2 --resume latest` and `python -m llmpy.train --resume latest` both use) and the
- * removal of temp files that killed writes left behind.
+ * `train_gpt2 --resume latest` and `python -m llmpy.train --resume latest` both use), the
+ * retention of old checkpoints (--keep-checkpoints, --major-checkpoint-every) and the removal of
+ * temp files that killed writes left behind.
  *
  * A checkpoint of step N is the pair ckpt_NNNNNN.bin (model) + ckpt_NNNNNN.state (training state;
  * N has 6 digits or more). Writers save the model first, then the state, each into a temp file
@@ -73,6 +74,35 @@ static int by_step_desc(const void *a, const void *b) {
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
+#ifndef _WIN32
+// The steps of the checkpoint files in the open folder d (only those with extension `only` when
+// not NULL), newest first, into *steps (malloc'd, *n of them).
+static llm_status list_steps(DIR *d, const char *dir, const char *only, int64_t **steps, size_t *n) {
+    size_t cap = 0;
+    *steps = NULL;
+    *n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *ext;
+        int64_t k = ckpt_step(e->d_name, &ext);
+        if (k < 0 || (only && strcmp(ext, only) != 0)) continue;
+        if (*n == cap) {
+            size_t c = cap ? 2 * cap : 64;
+            int64_t *p = realloc(*steps, c * sizeof *p);
+            if (!p) {
+                free(*steps);
+                *steps = NULL;
+                return llm_fail(LLM_ENOMEM, "out of memory listing %s", dir);
+            }
+            *steps = p;
+            cap = c;
+        }
+        (*steps)[(*n)++] = k;
+    }
+    qsort(*steps, *n, sizeof **steps, by_step_desc);
+    return LLM_OK;
+}
+#endif
+
 // Why the pair of step is not a checkpoint to resume from ("" when it is one); why holds n bytes.
 static void judge_pair(const char *model_path, const char *state_path, int64_t step, char *why, size_t n) {
     why[0] = '\0';
@@ -123,24 +153,10 @@ llm_status llm_checkpoint_find_latest(const char *dir, int64_t *step, llm_checkp
                         strerror(err));
     }
     int64_t *steps = NULL;
-    size_t n = 0, cap = 0;
-    llm_status s = LLM_OK;
-    for (struct dirent *e; s == LLM_OK && (e = readdir(d));) {
-        const char *ext;
-        int64_t k = ckpt_step(e->d_name, &ext);
-        if (k < 0) continue;
-        if (n == cap) {
-            size_t c = cap ? 2 * cap : 64;
-            int64_t *p = realloc(steps, c * sizeof *p);
-            if (!p) { s = llm_fail(LLM_ENOMEM, "out of memory listing %s", dir); break; }
-            steps = p;
-            cap = c;
-        }
-        steps[n++] = k; // .bin and .state: twice; duplicates are skipped below
-    }
+    size_t n = 0;
+    llm_status s = list_steps(d, dir, NULL, &steps, &n); // .bin and .state: twice; duplicates are skipped below
     closedir(d);
-    if (s != LLM_OK) { free(steps); return s; }
-    qsort(steps, n, sizeof *steps, by_step_desc);
+    if (s != LLM_OK) return s;
     char why[2048], line[2300];
     for (size_t i = 0; s == LLM_OK && i < n; i++) {
         if (i > 0 && steps[i] == steps[i - 1]) continue;
@@ -166,6 +182,51 @@ llm_status llm_checkpoint_find_latest(const char *dir, int64_t *step, llm_checkp
         free(state_path);
     }
     free(steps);
+    return s;
+#endif
+}
+
+// ----------------------------------------------------------------------------
+// retention: --keep-checkpoints and --major-checkpoint-every
+
+llm_status llm_checkpoint_prune(const char *dir, int64_t step, int keep, int major_every, int *removed) {
+    if (removed) *removed = 0;
+    if (!dir) return llm_fail(LLM_EINVAL, "folder is NULL");
+    if (keep < 0 || major_every < 0)
+        return llm_fail(LLM_EINVAL, "keep (%d) and major_every (%d) must be >= 0", keep, major_every);
+    if (keep == 0) return LLM_OK;
+#ifdef _WIN32
+    (void)step;
+    return llm_fail(LLM_EUNSUPPORTED, "removing old checkpoints in %s: not implemented on Windows", dir);
+#else
+    DIR *d = opendir(dir);
+    if (!d) {
+        int err = errno;
+        return llm_fail(err == ENOENT ? LLM_ENOENT : LLM_EIO, "cannot read the checkpoint folder %s: %s", dir,
+                        strerror(err));
+    }
+    int64_t *steps = NULL;
+    size_t n = 0;
+    llm_status s = list_steps(d, dir, ".state", &steps, &n);
+    closedir(d);
+    int count = 0, kept = 0;
+    for (size_t i = 0; s == LLM_OK && i < n; i++) {
+        if (steps[i] > step) continue;          // a later run's, not this one's to judge
+        if (++kept <= keep) continue;           // the newest `keep`
+        if (major_every > 0 && steps[i] % major_every == 0) continue; // major: never deleted
+        for (int pass = 0; pass < 2; pass++) {  // the model, then its state
+            char name[64];
+            snprintf(name, sizeof name, "ckpt_%06lld.%s", (long long)steps[i], pass ? "state" : "bin");
+            char *path = join(dir, name);
+            if (!path) { s = llm_fail(LLM_ENOMEM, "out of memory"); break; }
+            if (remove(path) != 0 && errno != ENOENT)
+                s = llm_fail(LLM_EIO, "cannot remove the old checkpoint file %s: %s", path, strerror(errno));
+            free(path);
+        }
+        if (s == LLM_OK) count++;
+    }
+    free(steps);
+    if (removed) *removed = count;
     return s;
 #endif
 }

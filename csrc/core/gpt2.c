@@ -623,6 +623,7 @@ llm_status llm_zero_grad(llm_model *m) {
     if (m->dist) LLM_TRY(m->dist->quiesce(m->dist->ctx)); // reductions under way write the gradients
     LLM_TRY(m->ops->zero(m->grads, m->total * m->xsize));
     m->has_grad = 0;
+    m->norm_ready = 0;
     return LLM_OK;
 }
 
@@ -716,6 +717,7 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     }
     LLM_TRY(ops->encoder_backward(GRAD(LLM_WTE, 0), GRAD(LLM_WPE, 0), dres, a.inputs, inputs_host, B, T, C));
     m->has_grad = 1;
+    m->norm_ready = 0;
     if (dist) LLM_TRY(dist->grads_ready(dist->ctx, -1));
     return LLM_OK;
 }

@@ -75,6 +75,8 @@ struct llm_model {
     float *m, *v;     // allocated on the first step()
     int64_t t;        // AdamW steps taken
     int has_grad;     // a backward() ran since the last zero_grad()/creation
+    int norm_ready;   // llm_grad_norm() ran since the last backward(): the gradients are averaged
+    float grad_norm;  // (data parallelism) and this is their norm, which the next llm_step uses
 
     // activations of the last forward, sized for act_BT / act_T (grown on demand)
     llm_block *act;   // inputs, targets, per-layer activations

@@ -161,6 +161,12 @@ llm_status llm_backward(llm_model *m, float loss_scale);
 // *norm receives the global gradient norm before clipping. Weight decay applies to 2-D tensors only.
 llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps, float weight_decay,
                     float grad_clip, float *norm);
+// The global gradient norm (before clipping) that the next llm_step would see, for a caller that
+// decides on it whether to step (--skip-update-grad-z); collective with data parallelism (the
+// gradients are averaged across the ranks first). The llm_step that follows reuses the averaged
+// gradients and the norm: the pair is llm_step alone, bit for bit. Not stepping is allowed: the
+// next llm_zero_grad starts over.
+llm_status llm_grad_norm(llm_model *m, float *norm);
 // Number of AdamW steps taken so far.
 int64_t llm_model_steps(const llm_model *m);
 
@@ -258,7 +264,7 @@ llm_status llm_model_copy_losses(llm_model *m, float *dst);
 // training rules shared by the two training programs (python -m llmpy.train and train_gpt2):
 // the learning-rate schedule and the batch arithmetic, with errors that name the flags
 
-typedef enum llm_lr_schedule { LLM_LR_COSINE, LLM_LR_LINEAR, LLM_LR_CONSTANT } llm_lr_schedule;
+typedef enum llm_lr_schedule { LLM_LR_COSINE, LLM_LR_LINEAR, LLM_LR_CONSTANT, LLM_LR_WSD } llm_lr_schedule;
 
 typedef struct llm_schedule {
     llm_lr_schedule kind;
@@ -268,13 +274,19 @@ typedef struct llm_schedule {
     double min_lr_frac; // --min-lr-frac: the decay ends at lr * min_lr_frac at max_steps, in [0, 1]
 } llm_schedule;
 
-// "cosine", "linear" or "constant"; LLM_EINVAL naming --lr-schedule otherwise.
+// "cosine", "linear", "constant" or "wsd"; LLM_EINVAL naming --lr-schedule otherwise.
 llm_status llm_schedule_parse(const char *name, llm_lr_schedule *out);
 // Checks every field (finite, in range); the message names the flag.
 llm_status llm_schedule_check(const llm_schedule *s);
 // Learning rate of 0-based step: lr * (step + 1) / warmup_steps during the warmup, then the decay
 // from lr to lr * min_lr_frac over [warmup_steps, max_steps] (held after it); computed in double.
+// wsd (warmup-stable-decay, llm.c's "wsd", arXiv 2405.18392): after the warmup lr stays until the
+// decay's start D = floor(0.8 * max_steps), then falls as min_lr + (1 - sqrt(r)) * (lr - min_lr),
+// r = (step - D) / (max_steps - D): the last 20% of the steps decay (the warmup wins where the two
+// overlap).
 double llm_lr_at(const llm_schedule *s, int64_t step);
+// The step where wsd's decay starts: floor(0.8 * max_steps).
+int64_t llm_wsd_decay_start(int max_steps);
 // Micro-batches per optimizer step: total_batch_size / (B * T * world_size) (total 0: one). The
 // message names --total-batch-size when it is not a positive multiple.
 llm_status llm_grad_accumulation(int64_t total_batch_size, int B, int T, int world_size, int *accum);
@@ -295,9 +307,46 @@ typedef struct llm_train_flags {
     double beta1, beta2;  // --beta1, --beta2: in [0, 1)
     double weight_decay;  // --weight-decay: finite, >= 0
     double grad_clip;     // --grad-clip: finite, >= 0 (0: off; NaN must not switch clipping off unseen)
+    int major_checkpoint_every; // --major-checkpoint-every, >= 0 (0: none)
+    double skip_update_loss_z;  // --skip-update-loss-z: finite, >= 0 (0: off)
+    double skip_update_grad_z;  // --skip-update-grad-z: finite, >= 0 (0: off)
 } llm_train_flags;
 
 llm_status llm_train_flags_check(const llm_train_flags *f);
+
+// Outlier detection (llm.c's -sl / -sg): both programs keep a window of the last
+// LLM_OUTLIER_WINDOW losses and one of the gradient norms, and skip the update of a step whose loss
+// (or norm) has a z-score above --skip-update-loss-z (--skip-update-grad-z). The z-score of x is
+// (x - mean) / std over the window after x joined it (population std; 0 when std is 0); NaN until
+// the window was full before x came. A non-finite x does not join the window: +inf scores +inf,
+// NaN scores NaN. The window is part of a checkpoint's state (an exact resume needs it).
+#define LLM_OUTLIER_WINDOW 128
+typedef struct llm_outlier_window {
+    double values[LLM_OUTLIER_WINDOW]; // a ring: the newest at (count - 1) % LLM_OUTLIER_WINDOW
+    int64_t count;                     // values that joined it so far
+} llm_outlier_window;
+
+void llm_outlier_init(llm_outlier_window *w);
+// Adds x and returns its z-score (above).
+double llm_outlier_update(llm_outlier_window *w, double x);
+// The values in the window, oldest first, into out (LLM_OUTLIER_WINDOW doubles); returns how many.
+// Feeding them to llm_outlier_update of a fresh window restores it exactly.
+int llm_outlier_values(const llm_outlier_window *w, double *out);
+// Why to skip a step's update: 0 none, 1 its loss (loss_z > max_loss_z > 0), 2 its gradient norm
+// (grad_z > max_grad_z > 0); a NaN z-score never skips; the loss is checked first (as in llm.c).
+int llm_outlier_skip(double loss_z, double grad_z, double max_loss_z, double max_grad_z);
+
+// Model FLOPs utilisation (MFU), the estimate of PaLM's appendix B and nanoGPT/llm.c:
+// FLOPs per token of a training step = 6 * N + 12 * L * T * C, where N counts every parameter
+// except wpe, wte with the real vocabulary (not the padded rows) (dev/bench/cpu_step.py explains
+// the terms). LLM_EINVAL for an invalid configuration or T outside [1, block_size].
+llm_status llm_flops_per_token(const llm_config *c, int T, double *flops);
+// A device's dense peak in FLOP/s for precision "bf16" or "fp32" (fp32 without tensor cores: our
+// fp32 parity path), from a small table of datacenter GPUs matched on their CUDA name ("NVIDIA
+// H100 80GB HBM3"); 0 when unknown (the CPU, other GPUs): no MFU then.
+double llm_peak_flops(const char *device_name, const char *precision);
+// flops_per_token * tokens / seconds / peak_flops; NaN when peak_flops or seconds are not > 0.
+double llm_mfu(double flops_per_token, double tokens, double seconds, double peak_flops);
 
 // ----------------------------------------------------------------------------
 // run folders (run.c): the rules both training programs follow for their --out-dir
@@ -350,11 +399,13 @@ llm_status llm_log_rewind(const char *path, int64_t step, int64_t max_steps, llm
 
 // 1 when a resumed run may change flag ("--max-steps", "--eval-every", "--lr", "--threads", ...:
 // what to do next, not what the run is); 0 for the flags that define the run (model shape,
-// --init-from, batch, sequence length, data, seed, shuffling) and for unknown flags.
+// --init-from, batch, sequence length, data, seed, shuffling, overfitting one batch) and for
+// unknown flags.
 int llm_resume_flag_changeable(const char *flag);
 // LLM_OK when a resumed run may take `given` for flag (a changeable flag, or the saved value
 // again); else LLM_EINVAL naming the flag, the saved value and why it stays. Values are the flags'
-// text ("8", "0.001", "dir/x_*.bin"; "true"/"false" for --shuffle; NULL: not set).
+// text ("8", "0.001", "dir/x_*.bin"; "true"/"false" for --shuffle and --overfit-single-batch;
+// NULL: not set).
 llm_status llm_resume_check_flag(const char *flag, const char *saved, const char *given);
 
 // ----------------------------------------------------------------------------
@@ -498,6 +549,13 @@ typedef void (*llm_checkpoint_log_fn)(void *ctx, const char *message);
 // ...". Whatever the training's --max-steps: every step in dir is a candidate. LLM_ENOENT when dir
 // does not exist, LLM_EIO when it cannot be read.
 llm_status llm_checkpoint_find_latest(const char *dir, int64_t *step, llm_checkpoint_log_fn log, void *ctx);
+
+// The retention rule of both training programs, run after the checkpoint of `step` was written in
+// dir: of the checkpoints (a .state file names one) at steps <= step, the newest `keep` stay (0: all
+// stay), and so does every one whose step is a multiple of major_every (> 0: llm.c's "major"
+// checkpoints, never deleted); the others lose their .bin and .state. Steps after `step` (those of
+// a run resumed from an older checkpoint) are left alone. *removed (may be NULL): how many steps.
+llm_status llm_checkpoint_prune(const char *dir, int64_t step, int keep, int major_every, int *removed);
 
 // Removes the temp files that interrupted writes of model and state files left in dir (our temp
 // name only: "<name>.tmp.<pid>.<n>", see llm_model_save) whose writer process is no longer alive

@@ -5,7 +5,8 @@
  * only) and the AdamW calls through the backend's ops live here. A data-parallel model
  * (dist_plan.c, m->dist) supplies only what differs: the reduction of the gradients before the
  * step, the parts of the flat buffers this rank updates (ZeRO-1: its shard), the sum of the
- * gradient norm over the ranks and the all-gather of the parameters after it.
+ * gradient norm over the ranks and the all-gather of the parameters after it. llm_grad_norm gives
+ * the norm ahead of the step, for a caller that decides on it whether to step at all.
  */
 #include <math.h>
 
@@ -45,6 +46,55 @@ static llm_status ensure_moments(llm_model *m, const gpt2_part *parts, size_t np
     return LLM_OK;
 }
 
+// The parts of the flat buffers this process updates: every tensor whole, or the plan's parts.
+static const gpt2_part *update_parts(const llm_model *m, gpt2_part whole[LLM_NUM_TENSORS], size_t *nparts,
+                                     size_t *elems) {
+    if (m->dist) {
+        *nparts = m->dist->nparts;
+        *elems = m->dist->moment_elems;
+        return m->dist->parts;
+    }
+    for (int i = 0; i < LLM_NUM_TENSORS; i++) whole[i] = (gpt2_part){i, m->offsets[i], m->sizes[i], m->offsets[i]};
+    *nparts = LLM_NUM_TENSORS;
+    *elems = m->total;
+    return whole;
+}
+
+// The gradients averaged across the ranks (data parallelism) and their global norm, once per
+// backward: llm_grad_norm and llm_step share it, so that the two calls are llm_step alone.
+static llm_status reduce_and_norm(llm_model *m) {
+    if (m->norm_ready) return LLM_OK;
+    const llm_ops *ops = m->ops;
+    const size_t xs = m->xsize;
+    const gpt2_dist *dist = m->dist;
+    if (dist) LLM_TRY(dist->reduce(dist->ctx)); // the averaged gradients (or this rank's shard of them)
+    gpt2_part whole[LLM_NUM_TENSORS];
+    size_t nparts, elems;
+    const gpt2_part *parts = update_parts(m, whole, &nparts, &elems);
+    double sq = 0.0;
+    if (!dist || dist->whole) { // every gradient: one reduction
+        LLM_TRY(ops->norm_squared(&sq, m->grads, m->total));
+    } else {
+        for (size_t k = 0; k < nparts; k++) {
+            double part;
+            LLM_TRY(ops->norm_squared(&part, AT(m->grads, parts[k].offset), parts[k].n));
+            sq += part;
+        }
+    }
+    if (dist) LLM_TRY(dist->sum_norm(dist->ctx, &sq));
+    m->grad_norm = (float)sqrt(sq);
+    m->norm_ready = 1;
+    return LLM_OK;
+}
+
+llm_status llm_grad_norm(llm_model *m, float *norm) {
+    if (!m || !norm) return llm_fail(LLM_EINVAL, "model or norm is NULL");
+    if (!m->has_grad) return llm_fail(LLM_ESTATE, "grad_norm() needs gradients: call backward() first");
+    LLM_TRY(reduce_and_norm(m));
+    *norm = m->grad_norm;
+    return LLM_OK;
+}
+
 // One optimizer step for one process and for many alike: with data parallelism (m->dist) the
 // plan supplies the reduction before it, the parts this rank updates, the sum of the gradient
 // norm over the ranks and the all-gather after it; validation, clipping, the weight-decay rule
@@ -64,29 +114,13 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
     const llm_ops *ops = m->ops;
     const size_t xs = m->xsize;
     const gpt2_dist *dist = m->dist;
+    LLM_TRY(reduce_and_norm(m));
+    m->norm_ready = 0; // the next step needs a new backward (or averages these gradients again)
     gpt2_part whole[LLM_NUM_TENSORS];
-    const gpt2_part *parts = whole;
-    size_t nparts = LLM_NUM_TENSORS, elems = m->total;
-    for (int i = 0; i < LLM_NUM_TENSORS; i++) whole[i] = (gpt2_part){i, m->offsets[i], m->sizes[i], m->offsets[i]};
-    if (dist) {
-        LLM_TRY(dist->reduce(dist->ctx)); // the averaged gradients (or this rank's shard of them)
-        parts = dist->parts;
-        nparts = dist->nparts;
-        elems = dist->moment_elems;
-    }
+    size_t nparts, elems;
+    const gpt2_part *parts = update_parts(m, whole, &nparts, &elems);
     LLM_TRY(ensure_moments(m, parts, nparts, elems));
-    double sq = 0.0;
-    if (!dist || dist->whole) { // every gradient: one reduction
-        LLM_TRY(ops->norm_squared(&sq, m->grads, m->total));
-    } else {
-        for (size_t k = 0; k < nparts; k++) {
-            double part;
-            LLM_TRY(ops->norm_squared(&part, AT(m->grads, parts[k].offset), parts[k].n));
-            sq += part;
-        }
-    }
-    if (dist) LLM_TRY(dist->sum_norm(dist->ctx, &sq));
-    float gnorm = (float)sqrt(sq);
+    const float gnorm = m->grad_norm;
     // PyTorch's clip_grad_norm_: scale = min(1, max_norm / (norm + 1e-6))
     float scale = 1.0f;
     if (grad_clip > 0.0f) {
@@ -110,4 +144,3 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
     if (norm) *norm = gnorm;
     return LLM_OK;
 }
-

@@ -492,11 +492,13 @@ static const struct { const char *flag, *why; } kept_flags[] = {
     {"--val-data", "the val losses would no longer compare"},
     {"--seed", "it fixes the data order and the samples"},
     {"--shuffle", "it fixes the data order"},
+    {"--overfit-single-batch", "it fixes the data every step sees"},
 };
 static const char *const changeable_flags[] = {
     "--max-steps", "--lr", "--warmup-steps", "--lr-schedule", "--min-lr-frac", "--beta1", "--beta2",
     "--weight-decay", "--grad-clip", "--eval-every", "--val-steps", "--sample-every", "--sample-tokens",
-    "--checkpoint-every", "--keep-checkpoints", "--hellaswag", "--hellaswag-every", "--hellaswag-data",
+    "--checkpoint-every", "--keep-checkpoints", "--major-checkpoint-every", "--skip-update-loss-z",
+    "--skip-update-grad-z", "--hellaswag", "--hellaswag-every", "--hellaswag-data",
     "--hellaswag-limit", "--tokenizer", "--threads", "--device", "--precision", "--zero-stage", "--log-file",
     "--json", "--out-dir", "--resume",
 };
@@ -507,10 +509,11 @@ int llm_resume_flag_changeable(const char *flag) {
     return 0;
 }
 
-// "--shuffle"/"--no-shuffle" for the boolean flag, else "--flag value" ("no --flag" for NULL).
+// "--shuffle"/"--no-shuffle" for a boolean flag, else "--flag value" ("no --flag" for NULL).
 static void render(char *buf, size_t n, const char *flag, const char *value) {
-    if (strcmp(flag, "--shuffle") == 0 && value)
-        snprintf(buf, n, "%s", strcmp(value, "false") == 0 ? "--no-shuffle" : "--shuffle");
+    const int boolean = strcmp(flag, "--shuffle") == 0 || strcmp(flag, "--overfit-single-batch") == 0;
+    if (boolean && value)
+        snprintf(buf, n, "%s%s", strcmp(value, "false") == 0 ? "--no-" : "--", flag + 2);
     else if (value)
         snprintf(buf, n, "%s %s", flag, value);
     else

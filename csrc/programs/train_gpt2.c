@@ -3,9 +3,10 @@
  *
  * Reads an llm.c model file (or starts from random weights: --model d12 initialises GPT-2's shape
  * as python -m llmpy.train --model d12 does, bit for bit with the same --seed), token shards and
- * (optionally) an llm.c tokenizer file; trains with
- * the same schedule (linear warmup, cosine/linear/constant decay), clipping, weight-decay groups,
- * checkpoints (ckpt_NNNNNN.bin + .state) and JSONL log records as `python -m llmpy.train`.
+ * (optionally) an llm.c tokenizer file; trains with the same schedule (linear warmup,
+ * cosine/linear/constant/wsd decay), clipping, weight-decay groups, outlier skipping, checkpoints
+ * (ckpt_NNNNNN.bin + .state, retention with major checkpoints) and JSONL log records (MFU
+ * included) as `python -m llmpy.train`.
  *
  *   train_gpt2 --init-from model.bin --data 'dir/tiny_shakespeare_train.bin' --out-dir run \
  *              --batch-size 8 --seq-len 128 --max-steps 100 --lr 1e-3 [--tokenizer gpt2_tokenizer.bin]
@@ -44,6 +45,7 @@
 #include "dist/dist.h"
 #include "core/llmpy.h"
 #include "data/tokenizer.h"
+#include "programs/state_json.h"
 
 // ----------------------------------------------------------------------------
 // options (names and defaults mirror python -m llmpy.train)
@@ -57,8 +59,10 @@ typedef struct options {
     int hellaswag_every;
     int batch_size, seq_len, total_batch_size, max_steps, warmup_steps, shuffle, eval_every, val_steps;
     int sample_every, sample_tokens, checkpoint_every, keep_checkpoints, threads, zero_stage;
+    int major_checkpoint_every, overfit_single_batch;
     double lr, min_lr_frac; // the schedule is computed in double, as in Python
     double beta1, beta2, weight_decay, grad_clip; // passed to llm_step as float
+    double skip_update_loss_z, skip_update_grad_z; // outlier z-scores that skip an update (0: off)
     unsigned long long seed;
 } options;
 
@@ -91,43 +95,96 @@ static const opt_spec OPTS[] = {
     OPT("--lr", OPT_DBL, lr, 1), OPT("--min-lr-frac", OPT_DBL, min_lr_frac, 1), OPT("--beta1", OPT_DBL, beta1, 1),
     OPT("--beta2", OPT_DBL, beta2, 1), OPT("--weight-decay", OPT_DBL, weight_decay, 1),
     OPT("--grad-clip", OPT_DBL, grad_clip, 1), OPT("--seed", OPT_SEED, seed, 1),
+    OPT("--overfit-single-batch", OPT_BOOL, overfit_single_batch, 1),
+    OPT("--major-checkpoint-every", OPT_INT, major_checkpoint_every, 1),
+    OPT("--skip-update-loss-z", OPT_DBL, skip_update_loss_z, 1),
+    OPT("--skip-update-grad-z", OPT_DBL, skip_update_grad_z, 1),
 };
 #undef OPT
 enum { NOPTS = sizeof OPTS / sizeof OPTS[0] };
 #define FIELD(o, spec, type) (*(type *)((char *)(o) + (spec)->offset))
 
+// Every flag, its default once, and llm.c's train_gpt2cu flag where there is one; python -m
+// llmpy.train --help says the same (tests/test_train_flags.py compares the two lists of flags).
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: train_gpt2 (--init-from MODEL.bin | --model d12) --data TRAIN_GLOB [options]\n"
-            "  --init-from PATH        llm.c model file to start from (e.g. python -m llmpy.convert gpt2 gpt2.bin)\n"
-            "  --model d12|d24|d36|d48 or GPT-2's shape (124M ... 1558M) with random weights, initialised as\n"
-            "                          python -m llmpy.train --model does with the same --seed (one is required\n"
-            "                          unless --resume); data: python -m llmpy.data tinyshakespeare\n"
-            "  --data GLOB             train shards; --val-data GLOB (default: 'train' -> 'val' in GLOB)\n"
-            "  --tokenizer PATH        llm.c tokenizer file, for samples (default: gpt2_tokenizer.bin in the data\n"
-            "                          cache, $LLMPY_DATA_DIR or ~/.cache/llmpy, where python -m llmpy.tokenizer llmc\n"
-            "                          writes it; without one, no samples)\n"
-            "  --device D              auto (default: a GPU when one is usable), cpu, cuda (this rank's GPU\n"
-            "                          under mpirun) or cuda:N; GPUs need the CUDA build of llmpy\n"
-            "  --precision P           auto (default: bf16 on a GPU, fp32 on the CPU), fp32 (on a GPU: the\n"
-            "                          parity path, not for speed) or bf16 (GPUs)\n"
-            "  --out-dir DIR           checkpoints and log (default: run); one run at a time holds it (DIR/.lock,\n"
-            "                          taken by rank 0 under mpirun); a new run refuses a folder with another run\n"
-            "  --resume latest|PATH    continue from the newest checkpoint in --out-dir, or PATH (.bin/.state;\n"
-            "                          its folder is the run's unless --out-dir is given),\n"
-            "                          with the run's saved flags; given again, --max-steps, the learning rates,\n"
-            "                          the eval/sample/checkpoint flags, --threads ... change them, while the\n"
-            "                          model, batch, sequence length, data, seed and shuffling cannot change\n"
-            "  --batch-size B (8, per rank) --seq-len T (128)\n"
-            "  --total-batch-size TOKENS (B*T*ranks; more: gradient accumulation)\n"
-            "  --max-steps N (300) --lr LR (2e-3) --warmup-steps N (20) --lr-schedule cosine|linear|constant\n"
-            "  --min-lr-frac F (0.1) --beta1 (0.9) --beta2 (0.95) --weight-decay (0.1) --grad-clip (1.0; 0 off)\n"
-            "  --seed S (1337) --shuffle | --no-shuffle --threads N (0: all cores)\n"
-            "  --eval-every N (50) --val-steps N (10) --sample-every N (100) --sample-tokens N (64)\n"
-            "  --checkpoint-every N (100) --keep-checkpoints K (3; 0 all) --log-file PATH (OUT/log.jsonl)\n"
-            "  --hellaswag FILE.bin    HellaSwag eval file (python -m llmpy.hellaswag --write-eval-file)\n"
-            "  --hellaswag-every N (0: off) steps between HellaSwag evaluations (and at the end)\n"
-            "  --zero-stage 0|1 (0; 1: AdamW moments sharded across the ranks of mpirun -np N, ZeRO-1)\n");
+        "usage: train_gpt2 (--init-from MODEL.bin | --model d12) --data TRAIN_GLOB [options]\n"
+        "The flags, defaults and rules of python -m llmpy.train; [llm.c: -x] names llm.c's train_gpt2cu flag.\n"
+        "\n"
+        "model and data:\n"
+        "  --init-from PATH          llm.c model file to start from (e.g. python -m llmpy.convert gpt2 gpt2.bin)\n"
+        "                            [llm.c: -e]\n"
+        "  --model d12|d24|d36|d48   or GPT-2's shape (124M ... 1558M) with random weights, initialised as\n"
+        "                            python -m llmpy.train --model does with the same --seed (one of the two is\n"
+        "                            required unless --resume) [llm.c: -e d12]\n"
+        "  --data GLOB               train shards (required; python -m llmpy.data tinyshakespeare writes\n"
+        "                            some) [llm.c: -i]\n"
+        "  --val-data GLOB           val shards (default: --data with 'train' replaced by 'val') [llm.c: -j]\n"
+        "  --tokenizer PATH          llm.c tokenizer file, for samples (default: gpt2_tokenizer.bin in the data\n"
+        "                            cache, $LLMPY_DATA_DIR or ~/.cache/llmpy, where python -m llmpy.tokenizer\n"
+        "                            llmc writes it; without one, no samples)\n"
+        "  --device D                auto (a GPU when one is usable, else the CPU), cpu, cuda (this rank's GPU\n"
+        "                            under mpirun) or cuda:N; GPUs need the CUDA build of llmpy (default: auto)\n"
+        "  --precision P             auto (bf16 on a GPU, fp32 on the CPU), fp32 (on a GPU: the parity path,\n"
+        "                            not for speed) or bf16 (GPUs) (default: auto)\n"
+        "  --threads N               CPU threads; 0: all cores (default: 0)\n"
+        "  --batch-size B            micro-batch size (sequences per forward, per rank) (default: 8) [llm.c: -b]\n"
+        "  --seq-len T               sequence length (default: 128) [llm.c: -t]\n"
+        "  --total-batch-size TOKENS tokens per optimizer step over all ranks, a multiple of B*T*ranks (more:\n"
+        "                            gradient accumulation) (default: 0, i.e. B*T*ranks) [llm.c: -d]\n"
+        "  --shuffle, --no-shuffle   permute shards and sequences every epoch (default: --shuffle)\n"
+        "  --overfit-single-batch, --no-overfit-single-batch\n"
+        "                            debugging: every step trains on the run's first batch (the first\n"
+        "                            --total-batch-size tokens of the train data), so the loss should fall\n"
+        "                            towards 0 (default: --no-overfit-single-batch) [llm.c: -a 1]\n"
+        "\n"
+        "optimisation:\n"
+        "  --max-steps N             optimizer steps (default: 300) [llm.c: -x]\n"
+        "  --lr LR                   peak learning rate (default: 0.002) [llm.c: -l]\n"
+        "  --warmup-steps N          linear warmup steps (default: 20) [llm.c: -u]\n"
+        "  --lr-schedule S           the learning rate after the warmup: cosine or linear decay to --min-lr-frac x\n"
+        "                            --lr at --max-steps, constant, or wsd (warmup-stable-decay: --lr until 80%%\n"
+        "                            of --max-steps, then 1 - sqrt decay to --min-lr-frac x --lr) (default:\n"
+        "                            cosine) [llm.c: -k]\n"
+        "  --min-lr-frac F           final lr as a fraction of --lr (cosine, linear, wsd) (default: 0.1) [llm.c: -q]\n"
+        "  --beta1 B1                AdamW beta1, in [0, 1) (default: 0.9)\n"
+        "  --beta2 B2                AdamW beta2, in [0, 1) (default: 0.95)\n"
+        "  --weight-decay WD         AdamW weight decay on 2-D tensors (default: 0.1) [llm.c: -c]\n"
+        "  --grad-clip G             clip the global gradient norm; 0: off (default: 1.0)\n"
+        "  --seed S                  seed of the data order and samples (default: 1337)\n"
+        "  --zero-stage 0|1          with several ranks (mpirun): 1 shards the AdamW moments across ranks\n"
+        "                            (ZeRO-1) (default: 0) [llm.c: -z]\n"
+        "  --skip-update-loss-z Z    skip the update of a step whose loss has a z-score above Z over the last\n"
+        "                            %d steps' losses (the step counts; its gradients are dropped); 0: off\n"
+        "                            (default: 0.0) [llm.c: -sl]\n"
+        "  --skip-update-grad-z Z    the same for the gradient norm over the last %d steps; 0: off\n"
+        "                            (default: 0.0) [llm.c: -sg]\n"
+        "\n"
+        "evaluation, checkpoints and logs (every '--...-every' = 0 disables):\n"
+        "  --eval-every N            steps between val-loss evaluations (default: 50) [llm.c: -v]\n"
+        "  --val-steps N             val batches per evaluation (default: 10) [llm.c: -m]\n"
+        "  --sample-every N          steps between samples (default: 100) [llm.c: -s]\n"
+        "  --sample-tokens N         tokens per sample (default: 64) [llm.c: -g]\n"
+        "  --hellaswag-every N       steps between HellaSwag evaluations (default: 0) [llm.c: -h 1 evaluates at\n"
+        "                            every -v]\n"
+        "  --hellaswag FILE.bin      HellaSwag eval file, with --hellaswag-every (python -m llmpy.hellaswag\n"
+        "                            --write-eval-file) (default: none)\n"
+        "  --checkpoint-every N      steps between checkpoints (default: 100) [llm.c: -n]\n"
+        "  --keep-checkpoints K      keep the newest K checkpoints (and the major ones); 0: all (default: 3)\n"
+        "                            [llm.c: -nk]\n"
+        "  --major-checkpoint-every M\n"
+        "                            checkpoints at steps that are multiples of M are major: --keep-checkpoints\n"
+        "                            never deletes them; 0: none (default: 0) [llm.c: -nm]\n"
+        "  --out-dir DIR             checkpoints and log; one run at a time holds it (DIR/.lock, taken by rank 0\n"
+        "                            under mpirun); a new run refuses a folder with another run (default: run)\n"
+        "                            [llm.c: -o]\n"
+        "  --resume latest|PATH      continue from the newest checkpoint in --out-dir, or PATH (.bin/.state; its\n"
+        "                            folder is the run's unless --out-dir is given), with the run's saved flags;\n"
+        "                            given again, --max-steps, the learning rates, the eval/sample/checkpoint\n"
+        "                            flags, --threads ... change them, while the model, batch, sequence length,\n"
+        "                            data, seed and shuffling cannot change (default: a new run) [llm.c: -y 1]\n"
+        "  --log-file PATH           JSONL log (default: OUT/log.jsonl)\n",
+        LLM_OUTLIER_WINDOW, LLM_OUTLIER_WINDOW);
 }
 
 // Sets spec's field from text; 0 (with a message) when text is no value of its type.
@@ -176,9 +233,13 @@ static int parse_options(int argc, char **argv, options *o, int *given) {
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) { usage(stdout); exit(0); }
-        if (!strcmp(k, "--shuffle") || !strcmp(k, "--no-shuffle")) {
-            o->shuffle = k[2] == 's';
-            given[find_option("--shuffle")] = 1;
+        const int no = !strncmp(k, "--no-", 5);
+        char yes[64];
+        snprintf(yes, sizeof yes, "--%s", no ? k + 5 : k + 2);
+        const int flag = find_option(yes);
+        if (flag >= 0 && OPTS[flag].kind == OPT_BOOL && (no || !strcmp(k, yes))) { // --x / --no-x
+            FIELD(o, &OPTS[flag], int) = !no;
+            given[flag] = 1;
             continue;
         }
         const int at = find_option(k);
@@ -217,7 +278,8 @@ static int check_options(const options *o, int world, int *accum, llm_schedule *
     OK_OR_COMPLAIN(llm_schedule_check(sched));
     const llm_train_flags f = {o->batch_size, o->seq_len, o->val_steps, o->eval_every, o->sample_every,
                                o->sample_tokens, o->checkpoint_every, o->hellaswag_every, o->keep_checkpoints,
-                               o->threads, o->zero_stage, o->beta1, o->beta2, o->weight_decay, o->grad_clip};
+                               o->threads, o->zero_stage, o->beta1, o->beta2, o->weight_decay, o->grad_clip,
+                               o->major_checkpoint_every, o->skip_update_loss_z, o->skip_update_grad_z};
     OK_OR_COMPLAIN(llm_train_flags_check(&f));
     OK_OR_COMPLAIN(llm_grad_accumulation(o->total_batch_size, o->batch_size, o->seq_len, world, accum));
     if (!o->hellaswag != !o->hellaswag_every)
@@ -246,49 +308,6 @@ static void open_default_tokenizer(llm_tokenizer **tok, int talk) {
     }
 }
 
-// ----------------------------------------------------------------------------
-// the state JSON: our own, read back by the few helpers below
-
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_printf(sbuf *b, const char *fmt, ...) {
-    va_list ap;
-    for (int pass = 0; pass < 2 && !b->oom; pass++) { // the second pass after growing the buffer
-        va_start(ap, fmt);
-        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (k >= 0 && b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
-        size_t cap = b->cap ? b->cap : 1024;
-        while (k >= 0 && cap <= b->n + (size_t)k) cap *= 2;
-        char *p = k < 0 ? NULL : realloc(b->p, cap);
-        if (!p) { b->oom = 1; return; }
-        b->p = p;
-        b->cap = cap;
-    }
-}
-
-static void sb_json_string(sbuf *b, const char *s) {
-    sb_printf(b, "\"");
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') sb_printf(b, "\\%c", *s);
-        else if ((unsigned char)*s < 0x20) sb_printf(b, "\\u%04x", (unsigned char)*s);
-        else sb_printf(b, "%c", *s);
-    }
-    sb_printf(b, "\"");
-}
-
-// The shortest text that reads back as v (Python's repr of a float, without its ".0").
-static void fmt_double(char *buf, size_t n, double v) {
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, n, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) return;
-    }
-}
-
 // The value of OPTS[k] in o as flag text ("8", "0.003", "true"), NULL for an unset string.
 static const char *option_text(const options *o, int k, char *buf, size_t n) {
     const opt_spec *spec = &OPTS[k];
@@ -300,78 +319,6 @@ static const char *option_text(const options *o, int k, char *buf, size_t n) {
     case OPT_SEED: snprintf(buf, n, "%llu", FIELD(o, spec, unsigned long long)); break;
     }
     return buf;
-}
-
-static const char *js_ws(const char *p) {
-    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
-    return p;
-}
-
-// A JSON string at p ('"'), as sb_json_string writes it: decoded into *out (malloc'd) when out is
-// not NULL; returns its end, NULL when malformed.
-static const char *js_string(const char *p, char **out) {
-    char *s = out && *p == '"' ? malloc(strlen(p)) : NULL, *w = s;
-    if (*p != '"' || (out && !s)) return NULL;
-    for (p++; *p && *p != '"'; p++) {
-        char c = *p;
-        if (c == '\\' && (c = *++p) == 'u') { // \", \\ or \u00XX (a control character)
-            char hex[5] = {0};
-            for (int i = 0; i < 4 && p[1]; i++) hex[i] = *++p;
-            c = (char)strtol(hex, NULL, 16);
-        }
-        if (!c) break;
-        if (w) *w++ = c;
-    }
-    if (*p != '"') { free(s); return NULL; }
-    if (w) { *w = '\0'; *out = s; }
-    return p + 1;
-}
-
-static const char *js_skip(const char *p) {
-    p = js_ws(p);
-    if (*p == '"') return js_string(p, NULL);
-    if (*p == '{' || *p == '[') {
-        for (int depth = 0; *p; p++) {
-            if (*p == '"') {
-                if (!(p = js_string(p, NULL))) return NULL;
-                p--;
-            } else if (*p == '{' || *p == '[') depth++;
-            else if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
-        }
-        return NULL;
-    }
-    const char *q = p;
-    while (*q && !strchr(",}] \n\t\r", *q)) q++;
-    return q > p ? q : NULL;
-}
-
-// The value of `key` in the JSON object at obj (its first byte, '{'), NULL when absent.
-static const char *js_get(const char *obj, const char *key) {
-    const char *p = obj ? js_ws(obj) : NULL;
-    if (!p || *p != '{') return NULL;
-    for (p = js_ws(p + 1); *p == '"';) {
-        char *k = NULL;
-        if (!(p = js_string(p, &k))) return NULL;
-        p = js_ws(p);
-        const int hit = *p == ':' && !strcmp(k, key);
-        free(k);
-        if (*p != ':') return NULL;
-        p = js_ws(p + 1);
-        if (hit) return p;
-        if (!(p = js_skip(p))) return NULL;
-        p = js_ws(p);
-        if (*p != ',') return NULL;
-        p = js_ws(p + 1);
-    }
-    return NULL;
-}
-
-static int json_int(const char *json, const char *key, long long *out) {
-    const char *v = js_get(json, key);
-    char *end;
-    if (!v) return 0;
-    *out = strtoll(v, &end, 10);
-    return end != v;
 }
 
 // Restores the saved flags of a resumed run from its state JSON: a flag not given takes its saved
@@ -427,22 +374,6 @@ static void ckpt_path(char *buf, size_t n, const char *dir, int step, const char
     snprintf(buf, n, "%s/ckpt_%06d.%s", dir, step, ext);
 }
 
-// Reads a string field `"key": "abc"` of our own JSON into out (n bytes), or returns 0.
-static int json_str(const char *json, const char *key, char *out, size_t n) {
-    const char *v = js_get(json, key);
-    char *str = NULL;
-    if (!v || !js_string(v, &str)) return 0;
-    const size_t len = strlen(str);
-    if (len < n) memcpy(out, str, len + 1);
-    free(str);
-    return len < n;
-}
-
-static int file_exists(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0;
-}
-
 // A new run's id: 16 hex digits from the clock and the process id (llm_state_tag.run_id).
 static void new_run_id(char *out, size_t n) {
     struct timespec ts;
@@ -452,9 +383,16 @@ static void new_run_id(char *out, size_t n) {
     snprintf(out, n, "%016llx", (unsigned long long)x);
 }
 
+// The outlier windows of the loss and of the gradient norm (--skip-update-loss-z / -grad-z),
+// kept whether or not skipping is on: a checkpoint holds them, so a resumed run scores its steps
+// as the uninterrupted run would.
+typedef struct windows {
+    llm_outlier_window loss, grad_norm;
+} windows;
+
 // Collective with several ranks (ZeRO-1 gathers the moments); rank 0 writes.
 static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o, int step, llm_dataloader *dl,
-                                  uint64_t rng, const char *run_id) {
+                                  uint64_t rng, const char *run_id, const windows *w) {
     char model_path[4096], state_path[4096];
     ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
     ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
@@ -475,6 +413,11 @@ static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o,
         else if (v) sb_json_string(&json, v);
         else sb_printf(&json, "null");
     }
+    double values[LLM_OUTLIER_WINDOW];
+    sb_printf(&json, "}, \"outlier\": {\"loss\": ");
+    sb_doubles(&json, values, llm_outlier_values(&w->loss, values));
+    sb_printf(&json, ", \"grad_norm\": ");
+    sb_doubles(&json, values, llm_outlier_values(&w->grad_norm, values));
     sb_printf(&json, "}}");
     if (json.oom) { // the run's own state: a checkpoint without it could not be resumed
         free(json.p);
@@ -485,17 +428,27 @@ static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o,
     llm_state_tag tag = {model_path, step, run_id};
     if (s == LLM_OK) s = llm_dist_save_state(m, state_path, json.p, &tag);
     free(json.p);
-    if (s != LLM_OK || o->keep_checkpoints <= 0 || !main_rank) return s;
-    // keep the newest K: checkpoints are written every checkpoint_every steps (and at the end)
-    for (int old = step - 1, kept = 1; old > 0; old--) {
-        ckpt_path(state_path, sizeof state_path, o->out_dir, old, "state");
-        if (!file_exists(state_path)) continue;
-        if (++kept <= o->keep_checkpoints) continue;
-        ckpt_path(model_path, sizeof model_path, o->out_dir, old, "bin");
-        remove(model_path);
-        remove(state_path);
+    if (s != LLM_OK || !main_rank) return s;
+    // the newest K and the major ones stay: the rule python -m llmpy.train follows too
+    return llm_checkpoint_prune(o->out_dir, step, o->keep_checkpoints, o->major_checkpoint_every, NULL);
+}
+
+// A resumed run's windows from its state JSON (none in a checkpoint of an older train_gpt2: they
+// fill again over the next steps). 0 when the JSON is damaged.
+static int restore_windows(const char *json, windows *w) {
+    llm_outlier_init(&w->loss);
+    llm_outlier_init(&w->grad_norm);
+    const char *saved = js_get(json, "outlier");
+    if (!saved) return 1;
+    double values[LLM_OUTLIER_WINDOW];
+    llm_outlier_window *into[2] = {&w->loss, &w->grad_norm};
+    const char *keys[2] = {"loss", "grad_norm"};
+    for (int k = 0; k < 2; k++) {
+        const int n = json_doubles(saved, keys[k], values, LLM_OUTLIER_WINDOW);
+        if (n < 0) return 0;
+        for (int i = 0; i < n; i++) llm_outlier_update(into[k], values[i]);
     }
-    return LLM_OK;
+    return 1;
 }
 
 // The newest intact pair in --out-dir, whatever --max-steps says (llm_checkpoint_find_latest, the
@@ -741,6 +694,8 @@ int main(int argc, char **argv) {
     CHECK(llm_dataloader_set_vocab(train, cfg.vocab_size)); // a token id >= V names its shard and offset
     CHECK(llm_dataloader_set_vocab(val, cfg.vocab_size));
     uint64_t rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
+    windows win;
+    if (!restore_windows(json, &win)) DIE("the checkpoint's outlier windows are damaged");
     char run_id[32]; // a resumed run keeps its id (checkpoints of older versions have none: a new one)
     if (!json || !json_str(json, "run_id", run_id, sizeof run_id)) new_run_id(run_id, sizeof run_id);
     if (json) {
@@ -779,6 +734,17 @@ int main(int argc, char **argv) {
            (long long)llm_model_num_parameters(m));
     printf("batch: %d x %d tokens x %d accumulation x %d ranks = %d tokens/step; %d steps\n", o.batch_size,
            o.seq_len, accum, W, total, o.max_steps);
+    if (o.overfit_single_batch)
+        printf("overfitting a single batch: every step trains on the first batch (--overfit-single-batch)\n");
+    // MFU against the device's peak (llm_peak_flops: known GPUs only), one rank's tokens per step
+    double peak = 0.0, flops_per_token = 0.0;
+#ifdef LLMPY_TRAIN_CUDA
+    char gpu_name[256];
+    if (dev.kind == LLM_DEVICE_CUDA && llm_cuda_device_name(gpu_name, sizeof gpu_name) == LLM_OK)
+        peak = llm_peak_flops(gpu_name, llm_model_precision(m));
+#endif
+    CHECK(llm_flops_per_token(&cfg, o.seq_len, &flops_per_token));
+    const int guard = o.skip_update_loss_z > 0 || o.skip_update_grad_z > 0;
     if (step > 0) printf("resumed from step %d of %s%s%s\n", step, o.out_dir, changes[0] ? "; " : "", changes);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -791,6 +757,7 @@ int main(int argc, char **argv) {
         if (step >= o.max_steps || stop > 0) break;
         double t0 = now();
         double lr = llm_lr_at(&sched, step);
+        if (o.overfit_single_batch) CHECK(llm_dataloader_reset(train, 0)); // the same first batch(es) every step
         CHECK(llm_zero_grad(m));
         double loss = 0.0;
         for (int a = 0; a < accum; a++) {
@@ -807,15 +774,47 @@ int main(int argc, char **argv) {
                     loss, step + 1, o.out_dir);
             fail();
         }
+        const double loss_z = llm_outlier_update(&win.loss, loss);
+        double grad_z = NAN;
+        int skipped = 0; // llm_outlier_skip: 1 the loss, 2 the gradient norm
         float norm;
-        CHECK(llm_step(m, (float)lr, (float)o.beta1, (float)o.beta2, 1e-8f, (float)o.weight_decay, (float)o.grad_clip, &norm));
+        if (guard) { // the norm first, then the decision (the core's rule, as in python -m llmpy.train)
+            CHECK(llm_grad_norm(m, &norm));
+            grad_z = llm_outlier_update(&win.grad_norm, norm);
+            skipped = llm_outlier_skip(loss_z, grad_z, o.skip_update_loss_z, o.skip_update_grad_z);
+        }
+        if (!skipped)
+            CHECK(llm_step(m, (float)lr, (float)o.beta1, (float)o.beta2, 1e-8f, (float)o.weight_decay,
+                           (float)o.grad_clip, &norm));
+        if (!guard) grad_z = llm_outlier_update(&win.grad_norm, norm);
         step++;
         double ms = (now() - t0) * 1000.0, tps = total / (ms / 1000.0);
+        const double mfu = llm_mfu(flops_per_token, (double)o.batch_size * o.seq_len * accum, ms / 1000.0, peak);
+        char mfu_text[32] = "null", mfu_shown[32] = "";
+        if (isfinite(mfu)) {
+            snprintf(mfu_text, sizeof mfu_text, "%.17g", mfu);
+            snprintf(mfu_shown, sizeof mfu_shown, " | MFU %.1f%%", 100 * mfu);
+        }
         // %.17g round-trips a double: the log holds the exact value (as Python's json does)
         LOG_CHECKED("{\"step\": %d, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, \"ms\": %.3f, "
-                    "\"tokens_per_s\": %.1f}\n", step, loss, lr, (double)norm, ms, tps);
-        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %8.0f tok/s\n", step, o.max_steps, loss,
-               lr, norm, ms, tps);
+                    "\"tokens_per_s\": %.1f, \"mfu\": %s", step, loss, lr, (double)norm, ms, tps, mfu_text);
+        if (guard) {
+            char lz[32] = "null", gz[32] = "null";
+            if (isfinite(loss_z)) snprintf(lz, sizeof lz, "%.17g", loss_z);
+            if (isfinite(grad_z)) snprintf(gz, sizeof gz, "%.17g", grad_z);
+            LOG_CHECKED(", \"loss_z\": %s, \"grad_norm_z\": %s, \"skipped\": %s", lz, gz,
+                        skipped == 1 ? "\"loss\"" : skipped == 2 ? "\"grad_norm\"" : "null");
+        }
+        LOG_CHECKED("}\n");
+        char zs[64] = "";
+        if (guard) snprintf(zs, sizeof zs, " | z loss %+.2f norm %+.2f", loss_z, grad_z);
+        printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f%s | %7.1f ms | %8.0f tok/s%s\n", step, o.max_steps,
+               loss, lr, norm, zs, ms, tps, mfu_shown);
+        if (skipped)
+            printf("step %5d | update skipped: the %s's z-score %.2f is above %s %g\n", step,
+                   skipped == 1 ? "loss" : "grad norm", skipped == 1 ? loss_z : grad_z,
+                   skipped == 1 ? "--skip-update-loss-z" : "--skip-update-grad-z",
+                   skipped == 1 ? o.skip_update_loss_z : o.skip_update_grad_z);
         int last = step == o.max_steps;
         if (o.eval_every && (step % o.eval_every == 0 || last)) {
             double vl = 0.0;
@@ -848,11 +847,11 @@ int main(int argc, char **argv) {
         if (tok && main_rank && o.sample_every && (step % o.sample_every == 0 || last))
             print_sample(m, tok, o.sample_tokens, sbuf, cfg.block_size, &rng);
         if (o.checkpoint_every && (step % o.checkpoint_every == 0 || last))
-            CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id));
+            CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id, &win));
         fflush(stdout);
     }
     if (stop_signal) {
-        CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id));
+        CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id, &win));
         printf("%s: saved a checkpoint of step %d in %s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step,
                o.out_dir);
     }

@@ -54,8 +54,11 @@ def new_run_id() -> str:
     return secrets.token_hex(8)
 
 
-def save(out_dir: PathType, step: int, model: GPT2, extra: dict, keep: int = 0, run_id: str = "") -> Path:
-    """Writes the checkpoint of ``step`` and deletes all but the newest ``keep`` (0: keep all).
+def save(out_dir: PathType, step: int, model: GPT2, extra: dict, keep: int = 0, run_id: str = "",
+         major_every: int = 0) -> Path:
+    """Writes the checkpoint of ``step``, then applies the retention rule both training programs
+    share (``_C.checkpoint_prune``): of the checkpoints up to ``step``, the newest ``keep`` stay
+    (0: all), and so do the "major" ones, whose step is a multiple of ``major_every`` (> 0).
 
     The state records the model file's checksums, ``step`` and ``run_id``. Collective after
     ``distribute()`` (rank 0 writes).
@@ -65,9 +68,7 @@ def save(out_dir: PathType, step: int, model: GPT2, extra: dict, keep: int = 0, 
     model.save(model_path)
     model.save_state(state_path, extra, model_path=model_path, step=step, run_id=run_id)
     if keep > 0:
-        for old in steps(out_dir)[:-keep]:
-            for p in paths(out_dir, old):
-                p.unlink(missing_ok=True)
+        _C.checkpoint_prune(str(out_dir), step, keep, major_every)
     return model_path
 
 

@@ -21,6 +21,12 @@ flags from its checkpoint: given again, the flags that say what to do next (``--
 learning rates, evaluation, samples, checkpoints, threads) change, the ones that define the run
 (model, batch, sequence length, data, seed, shuffling) are refused. Flags are checked by the
 core's rules (csrc/core/schedule.c) before the first step, with the same messages as train_gpt2.
+
+llm.c's training flags have the same names and semantics in both programs, each rule once in the
+core: ``--lr-schedule wsd``, ``--skip-update-loss-z`` / ``--skip-update-grad-z`` (skip the update
+of an outlier step: z-score over the last 128 steps, windows saved in the checkpoints),
+``--overfit-single-batch``, ``--major-checkpoint-every`` (never deleted by
+``--keep-checkpoints``), and MFU in the log (null where the device's peak is unknown).
 """
 
 from __future__ import annotations
@@ -104,76 +110,130 @@ def _seed(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every flag's help ends with its default, stated once: "(default: X)" is added unless the help
+    already says what the default is in words, and never "(default: None)"."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
+            return text
+        head, llmc, tail = text.partition(" [llm.c:")  # the default before llm.c's flag, as train_gpt2 says it
+        return f"{head} (default: %(default)s){llmc}{tail}"
+
+
+# Value names in --help, those of train_gpt2 --help.
+_METAVARS = {"n_layer": "N", "n_head": "N", "n_embd": "N", "init_from": "PATH", "device": "D", "threads": "N",
+             "data": "GLOB", "val_data": "GLOB", "batch_size": "B", "seq_len": "T", "total_batch_size": "TOKENS",
+             "max_steps": "N", "lr": "LR", "warmup_steps": "N", "lr_schedule": "S", "min_lr_frac": "F",
+             "beta1": "B1", "beta2": "B2", "weight_decay": "WD", "grad_clip": "G", "seed": "S", "zero_stage": "0|1",
+             "eval_every": "N", "val_steps": "N", "sample_every": "N", "sample_tokens": "N", "hellaswag_every": "N",
+             "hellaswag_limit": "N", "checkpoint_every": "N", "keep_checkpoints": "K", "out_dir": "DIR",
+             "log_file": "PATH"}
+
+
+class _Toggle(argparse.BooleanOptionalAction):
+    """``--x`` / ``--no-x``, with the help as written (argparse would add "(default: True)")."""
+
+    def __init__(self, *args, help: Optional[str] = None, **kw):
+        super().__init__(*args, help=help, **kw)
+        self.help = help
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m llmpy.train",
-        description="Train a GPT-2 with llmpy. With no flags: a small GPT on tiny Shakespeare, on the CPU.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train a GPT-2 with llmpy. With no flags: a small GPT on tiny Shakespeare, on the CPU. "
+        "train_gpt2 takes the same flags with the same defaults; [llm.c: -x] names llm.c's train_gpt2cu flag.",
+        formatter_class=_HelpFormatter,
     )
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=sorted(PRESETS), help="GPT-2 shape preset (d12 = 124M, ...); "
-                   "default: a small model (4 layers, 4 heads, 128 channels)")
-    g.add_argument("--n-layer", type=_int, help="override the number of layers")
-    g.add_argument("--n-head", type=_int, help="override the number of heads")
-    g.add_argument("--n-embd", type=_int, help="override the number of channels")
+    g.add_argument("--model", choices=sorted(PRESETS), help="GPT-2 shape preset (d12 = 124M, ...) (default: a "
+                   "small model, 4 layers, 4 heads, 128 channels)")
+    g.add_argument("--n-layer", type=_int, help="override the number of layers (default: the preset's)")
+    g.add_argument("--n-head", type=_int, help="override the number of heads (default: the preset's)")
+    g.add_argument("--n-embd", type=_int, help="override the number of channels (default: the preset's)")
     g.add_argument("--init-from", default="scratch",
                    help="'scratch', an llm.c model file, a Hugging Face directory (config.json + "
-                   "model.safetensors) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl)")
+                   "model.safetensors) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl) [llm.c: -e]")
     g.add_argument("--device", default="auto", type=device_arg, help=DEVICE_HELP)
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: fp32 on the CPU, bf16 on a GPU; fp32 on a GPU is the parity path (exact "
                    "against PyTorch, no tensor cores: several times slower), not for speed")
-    g.add_argument("--threads", type=_int, default=0, help="CPU threads (0: all cores)")
+    g.add_argument("--threads", type=_int, default=0, help="CPU threads; 0: all cores")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="tinyshakespeare",
-                   help="'tinyshakespeare', or a glob of train shards (e.g. 'dir/fineweb_train_*.bin')")
+                   help="'tinyshakespeare', or a glob of train shards (e.g. 'dir/fineweb_train_*.bin') [llm.c: -i]")
     g.add_argument("--val-data", default=None,
-                   help="glob of val shards (default: --data with 'train' replaced by 'val')")
+                   help="glob of val shards (default: --data with 'train' replaced by 'val') [llm.c: -j]")
     g.add_argument("--batch-size", type=_int, default=8,
-                   help="micro-batch size B (sequences per forward, per rank)")
-    g.add_argument("--seq-len", type=_int, default=128, help="sequence length T")
+                   help="micro-batch size B (sequences per forward, per rank) [llm.c: -b]")
+    g.add_argument("--seq-len", type=_int, default=128, help="sequence length T [llm.c: -t]")
     g.add_argument("--total-batch-size", type=_int, default=0,
-                   help="tokens per optimizer step over all ranks (0: B*T*ranks); must be a multiple of "
-                        "B*T*ranks (gradient accumulation)")
-    g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
-                   help="permute shards and sequences every epoch")
+                   help="tokens per optimizer step over all ranks, a multiple of B*T*ranks (more: gradient "
+                        "accumulation) (default: 0, i.e. B*T*ranks) [llm.c: -d]")
+    g.add_argument("--shuffle", action=_Toggle, default=True,
+                   help="permute shards and sequences every epoch (default: --shuffle)")
+    g.add_argument("--overfit-single-batch", action=_Toggle, default=False,
+                   help="debugging: every step trains on the run's first batch (the first --total-batch-size "
+                        "tokens of the train data), so the loss should fall towards 0 (default: "
+                        "--no-overfit-single-batch) [llm.c: -a 1]")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--max-steps", type=_int, default=300, help="optimizer steps")
-    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    g.add_argument("--warmup-steps", type=_int, default=20, help="linear warmup steps")
+    g.add_argument("--max-steps", type=_int, default=300, help="optimizer steps [llm.c: -x]")
+    g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate [llm.c: -l]")
+    g.add_argument("--warmup-steps", type=_int, default=20, help="linear warmup steps [llm.c: -u]")
     g.add_argument("--lr-schedule", default="cosine",
-                   help="cosine, linear or constant (the decay after the warmup)")
-    g.add_argument("--min-lr-frac", type=float, default=0.1, help="final lr as a fraction of --lr")
-    g.add_argument("--beta1", type=float, default=0.9)
-    g.add_argument("--beta2", type=float, default=0.95)
-    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on 2-D tensors")
-    g.add_argument("--grad-clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
+                   help="the learning rate after the warmup: cosine or linear decay to --min-lr-frac x --lr at "
+                        "--max-steps, constant, or wsd (warmup-stable-decay: --lr until 80%% of --max-steps, then "
+                        "1 - sqrt decay to --min-lr-frac x --lr) [llm.c: -k]")
+    g.add_argument("--min-lr-frac", type=float, default=0.1,
+                   help="final lr as a fraction of --lr (cosine, linear, wsd) [llm.c: -q]")
+    g.add_argument("--beta1", type=float, default=0.9, help="AdamW beta1, in [0, 1)")
+    g.add_argument("--beta2", type=float, default=0.95, help="AdamW beta2, in [0, 1)")
+    g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on 2-D tensors [llm.c: -c]")
+    g.add_argument("--grad-clip", type=float, default=1.0, help="clip the global gradient norm; 0: off")
     g.add_argument("--seed", type=_seed, default=1337, help="seed of the init, data order and samples")
     g.add_argument("--zero-stage", type=_int, default=0,
-                   help="with several ranks (mpirun): 1 shards the AdamW moments across ranks (ZeRO-1)")
+                   help="with several ranks (mpirun): 1 shards the AdamW moments across ranks (ZeRO-1) [llm.c: -z]")
+    g.add_argument("--skip-update-loss-z", type=float, default=0.0, metavar="Z",
+                   help=f"skip the update of a step whose loss has a z-score above Z over the last "
+                        f"{_C.OUTLIER_WINDOW} steps' losses (the step counts; its gradients are dropped); 0: off "
+                        f"[llm.c: -sl]")
+    g.add_argument("--skip-update-grad-z", type=float, default=0.0, metavar="Z",
+                   help=f"the same for the gradient norm over the last {_C.OUTLIER_WINDOW} steps; 0: off "
+                        f"[llm.c: -sg]")
     g = p.add_argument_group("evaluation, checkpoints and logs (every '--...-every' = 0 disables)")
-    g.add_argument("--eval-every", type=_int, default=50, help="steps between val-loss evaluations")
-    g.add_argument("--val-steps", type=_int, default=10, help="val batches per evaluation")
-    g.add_argument("--sample-every", type=_int, default=100, help="steps between samples")
-    g.add_argument("--sample-tokens", type=_int, default=64, help="tokens per sample")
-    g.add_argument("--hellaswag-every", type=_int, default=0, help="steps between HellaSwag evaluations")
+    g.add_argument("--eval-every", type=_int, default=50, help="steps between val-loss evaluations [llm.c: -v]")
+    g.add_argument("--val-steps", type=_int, default=10, help="val batches per evaluation [llm.c: -m]")
+    g.add_argument("--sample-every", type=_int, default=100, help="steps between samples [llm.c: -s]")
+    g.add_argument("--sample-tokens", type=_int, default=64, help="tokens per sample [llm.c: -g]")
+    g.add_argument("--hellaswag-every", type=_int, default=0,
+                   help="steps between HellaSwag evaluations [llm.c: -h 1 evaluates at every -v]")
     g.add_argument("--hellaswag-data", default=None, metavar="FILE.jsonl",
                    help="HellaSwag jsonl (default: the validation set in the data cache, downloaded once)")
     g.add_argument("--hellaswag-limit", type=_int, default=0,
-                   help="evaluate the first N HellaSwag examples (0: all 10,042; a few hundred keep small runs quick)")
-    g.add_argument("--checkpoint-every", type=_int, default=100, help="steps between checkpoints")
-    g.add_argument("--keep-checkpoints", type=_int, default=3, help="checkpoints to keep (0: all)")
+                   help="evaluate the first N HellaSwag examples; 0: all 10,042 (a few hundred keep small runs quick)")
+    g.add_argument("--checkpoint-every", type=_int, default=100, help="steps between checkpoints [llm.c: -n]")
+    g.add_argument("--keep-checkpoints", type=_int, default=3,
+                   help="keep the newest K checkpoints (and the major ones); 0: all [llm.c: -nk]")
+    g.add_argument("--major-checkpoint-every", type=_int, default=0, metavar="M",
+                   help="checkpoints at steps that are multiples of M are major: --keep-checkpoints never "
+                        "deletes them; 0: none [llm.c: -nm]")
     g.add_argument("--out-dir", default=None,
                    help="run folder (default: runs/<data>-<date>-<time>); one run at a time holds it, "
-                        "and a new run refuses a folder that holds another run")
+                        "and a new run refuses a folder that holds another run [llm.c: -o]")
     g.add_argument("--resume", default=None, metavar="PATH|latest",
                    help="continue from a checkpoint ('latest' = newest good one in --out-dir, or in the "
                         "newest folder under runs/) with the run's saved flags; given again, --max-steps, "
                         "the learning rates and the eval/sample/checkpoint/thread flags change them, while "
-                        "the model, batch, sequence length, data, seed and shuffling cannot change")
+                        "the model, batch, sequence length, data, seed and shuffling cannot change "
+                        "(default: a new run) [llm.c: -y 1]")
     g.add_argument("--log-file", default=None, help="JSONL log (default: <out-dir>/log.jsonl)")
     g.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout "
-                   "(progress goes to stderr)")
+                   "(progress goes to stderr) (default: off)")
+    for action in p._actions:  # the value names of train_gpt2 --help
+        if action.metavar is None and action.choices is None and action.dest in _METAVARS:
+            action.metavar = _METAVARS[action.dest]
     return p
 
 
@@ -269,6 +329,11 @@ def _model_config(args, vocab_size: int) -> GPT2Config:
             shape[k] = getattr(args, k)
     block = 1024 if args.model else max(args.seq_len, 128)
     return GPT2Config(vocab_size=vocab_size, block_size=max(block, args.seq_len), **shape)
+
+
+def _finite(x: float) -> Optional[float]:
+    """x, or None for NaN and infinities (the log is JSON: null, as train_gpt2 writes it)."""
+    return x if math.isfinite(x) else None
 
 
 def _fmt_time(s: float) -> str:
@@ -369,7 +434,9 @@ class Run:
                 sample_every=a.sample_every, sample_tokens=a.sample_tokens,
                 checkpoint_every=a.checkpoint_every, hellaswag_every=a.hellaswag_every,
                 keep_checkpoints=a.keep_checkpoints, threads=a.threads, zero_stage=a.zero_stage, beta1=a.beta1,
-                beta2=a.beta2, weight_decay=a.weight_decay, grad_clip=a.grad_clip)
+                beta2=a.beta2, weight_decay=a.weight_decay, grad_clip=a.grad_clip,
+                major_checkpoint_every=a.major_checkpoint_every, skip_update_loss_z=a.skip_update_loss_z,
+                skip_update_grad_z=a.skip_update_grad_z)
             self.accum = _C.grad_accumulation(a.total_batch_size, a.batch_size, a.seq_len, self.world)
         except ValueError as e:
             raise Stop(str(e)) from None
@@ -493,6 +560,9 @@ class Run:
             raise Stop(f"--val-data: {e}") from None
         self.enc = gpt2()  # after the shards: a --data matching nothing fails before tiktoken's download
         self.sample_rng = np.random.default_rng([a.seed, 1])
+        # the outlier windows (--skip-update-loss-z / --skip-update-grad-z), kept whether or not
+        # skipping is on, so that a resumed run that turns it on knows the run's recent steps
+        self.loss_window, self.norm_window = _C.OutlierWindow(), _C.OutlierWindow()
 
         if resume is not None:
             self.model, extra, self.step = resume
@@ -554,6 +624,7 @@ class Run:
             "run_id": self.run_id,
             "train_loader": self.train_loader.state_dict(),
             "sample_rng": self.sample_rng.bit_generator.state,
+            "outlier": {"loss": self.loss_window.values(), "grad_norm": self.norm_window.values()},
             "args": vars(a),
             "command": shlex.join([sys.executable, "-m", "llmpy.train", *sys.argv[1:]]),
             "config": self.model.config.__dict__,
@@ -562,6 +633,10 @@ class Run:
     def _restore(self, extra: dict) -> None:
         self.train_loader.load_state_dict(extra["train_loader"])
         self.sample_rng.bit_generator.state = extra["sample_rng"]
+        # a checkpoint of an older llmpy has no windows: they fill again over the next steps
+        windows = extra.get("outlier") or {}
+        self.loss_window = _C.OutlierWindow(windows.get("loss", []))
+        self.norm_window = _C.OutlierWindow(windows.get("grad_norm", []))
 
     def _stopping(self) -> bool:
         """A signal reached this rank (or, with several ranks, any rank): stop at this step boundary."""
@@ -609,8 +684,10 @@ class Run:
 
     def save(self) -> Path:
         """Collective: every rank calls it (ZeRO-1 gathers the moments), rank 0 writes."""
-        keep = self.args.keep_checkpoints if self.main else 0
-        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep, run_id=self.run_id)
+        a = self.args
+        keep = a.keep_checkpoints if self.main else 0
+        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep, run_id=self.run_id,
+                               major_every=a.major_checkpoint_every)
 
     def banner(self) -> None:
         import llmpy
@@ -627,7 +704,27 @@ class Run:
         self.say(f"batch: {a.batch_size} x {a.seq_len} tokens x {self.accum} accumulation{per_rank} = {tokens:,} "
                  f"tokens/step; "
                  f"{a.max_steps} steps, lr {a.lr:g} ({a.lr_schedule}, warmup {a.warmup_steps})")
+        if a.overfit_single_batch:
+            self.say("overfitting a single batch: every step trains on the first batch (--overfit-single-batch)")
         self.say(f"output: {self.out_dir}")
+
+    def _mfu_rule(self):
+        """seconds of a step -> its model FLOPs utilisation, or None where the device's peak is unknown
+        (the CPU, GPUs outside the core's table: llm_peak_flops)."""
+        a, cfg = self.args, self.model.config
+        peak = 0.0
+        if self.device.startswith("cuda"):
+            from . import cuda
+
+            peak = _C.peak_flops(cuda.module(self.device).device_name(), self.precision)
+        per_token = _C.flops_per_token(cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.block_size,
+                                       a.seq_len)
+        tokens = a.batch_size * a.seq_len * self.accum  # one rank's tokens against one device's peak
+
+        def mfu(seconds: float) -> Optional[float]:
+            return _finite(_C.mfu(per_token, tokens, seconds, peak))
+
+        return mfu
 
     # -- the loop ----------------------------------------------------------------------
 
@@ -643,6 +740,8 @@ class Run:
                     "plot": None, "tokens_per_s": None}
         self.banner()
         tokens_per_step = a.batch_size * a.seq_len * self.accum * self.world
+        mfu_of = self._mfu_rule()
+        guard = a.skip_update_loss_z > 0 or a.skip_update_grad_z > 0
         val_loss = None
         last_loss = None
         t_start = time.time()
@@ -659,6 +758,8 @@ class Run:
             while self.step < a.max_steps and not self._stopping():
                 t0 = time.perf_counter()
                 lr = lr_at(self.step, a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
+                if a.overfit_single_batch:  # the same first batch(es) every step
+                    self.train_loader.reset()
                 m.zero_grad()
                 loss = 0.0
                 for micro in range(self.accum):
@@ -670,7 +771,17 @@ class Run:
                 if not math.isfinite(loss):
                     raise Stop(f"loss is {loss} at step {self.step + 1}: stopping; the last good checkpoint "
                                f"in {self.out_dir} is untouched (try a lower --lr)")
-                norm = m.step(lr, a.beta1, a.beta2, 1e-8, a.weight_decay, a.grad_clip or None)
+                loss_z = self.loss_window.update(loss)
+                skipped = None
+                if guard:  # the norm first, then the decision (the core's rule, as in train_gpt2)
+                    norm = m._m.grad_norm()  # _m: the core model of a GPT2; collective, as step() is
+                    grad_z = self.norm_window.update(norm)
+                    skipped = _C.outlier_skip(loss_z, grad_z, a.skip_update_loss_z, a.skip_update_grad_z)
+                    if skipped is None:
+                        m.step(lr, a.beta1, a.beta2, 1e-8, a.weight_decay, a.grad_clip or None)
+                else:
+                    norm = m.step(lr, a.beta1, a.beta2, 1e-8, a.weight_decay, a.grad_clip or None)
+                    grad_z = self.norm_window.update(norm)
                 self.step += 1
                 ms = (time.perf_counter() - t0) * 1000.0
                 if self.step > 1:  # the first step warms caches and allocates
@@ -678,11 +789,22 @@ class Run:
                     time_timed += ms / 1000.0
                 last_loss = loss
                 tps = tokens_per_step / (ms / 1000.0)
-                self.log({"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "ms": ms,
-                          "tokens_per_s": tps})
+                mfu = mfu_of(ms / 1000.0)
+                record = {"step": self.step, "loss": loss, "lr": lr, "grad_norm": norm, "ms": ms,
+                          "tokens_per_s": tps, "mfu": mfu}
+                if guard:
+                    record.update(loss_z=_finite(loss_z), grad_norm_z=_finite(grad_z), skipped=skipped)
+                self.log(record)
                 eta = (a.max_steps - self.step) * (time_timed / steps_timed if steps_timed else ms / 1000.0)
-                self.say(f"step {self.step:5d}/{a.max_steps} | loss {loss:.4f} | lr {lr:.2e} | norm {norm:.3f} | "
-                         f"{ms:7.1f} ms | {tps:8.0f} tok/s | eta {_fmt_time(eta)}")
+                zs = f" | z loss {loss_z:+.2f} norm {grad_z:+.2f}" if guard else ""
+                self.say(f"step {self.step:5d}/{a.max_steps} | loss {loss:.4f} | lr {lr:.2e} | norm {norm:.3f}{zs} | "
+                         f"{ms:7.1f} ms | {tps:8.0f} tok/s" + (f" | MFU {100 * mfu:.1f}%" if mfu is not None else "")
+                         + f" | eta {_fmt_time(eta)}")
+                if skipped:
+                    z, flag = (loss_z, "--skip-update-loss-z") if skipped == "loss" else (grad_z, "--skip-update-grad-z")
+                    limit = getattr(a, flag[2:].replace("-", "_"))
+                    self.say(f"step {self.step:5d} | update skipped: the {skipped.replace('_', ' ')}'s z-score "
+                             f"{z:.2f} is above {flag} {limit:g}")
                 last = self.step == a.max_steps
                 if a.eval_every and (self.step % a.eval_every == 0 or last):
                     val_loss = self.evaluate()
