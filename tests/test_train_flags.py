@@ -448,10 +448,10 @@ def test_binary_help_lists_every_flag_once_with_its_default():
         assert flag not in flags, f"{flag} twice"
         flags[flag] = " ".join(entry.split())
     for flag, entry in flags.items():  # a required flag has no default
-        assert entry.count("default") == 1 or (flag in ("--init-from", "--data") and "required" in entry), \
+        assert entry.count("default") == 1 or (flag in ("--init-from", "--model", "--data") and "required" in entry), \
             f"{flag}: {entry}"
     python = set(python_help_entries())
-    only_python = {"--model", "--n-layer", "--n-head", "--n-embd", "--hellaswag-data", "--hellaswag-limit", "--json"}
+    only_python = {"--n-layer", "--n-head", "--n-embd", "--hellaswag-data", "--hellaswag-limit", "--json"}
     only_binary = {"--tokenizer", "--hellaswag"}
     assert set(flags) - only_binary == python - only_python, set(flags) ^ python
 

@@ -17,6 +17,7 @@ import sys
 import time
 from typing import Optional
 
+from .cli import HelpFormatter
 from .hf import convert, writes_llmc
 
 
@@ -25,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m llmpy.convert",
         description="Convert GPT-2 weights between Hugging Face directories (or hub names) and llm.c "
                     "model files.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("src", help="Hugging Face directory, hub name (e.g. gpt2-xl) or llm.c model file")
     p.add_argument("dst", help="'*.bin': an llm.c model file; otherwise a Hugging Face directory")

@@ -48,6 +48,7 @@ import numpy as np
 
 from . import _C, device
 from .checks import integer
+from .cli import HelpFormatter
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -424,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m llmpy.hellaswag",
         description="HellaSwag accuracy (completion style) of a GPT-2 checkpoint, or llm.c's eval file.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--checkpoint", help="llm.c model file to evaluate (e.g. runs/<run>/ckpt_000300.bin)")
     p.add_argument("--data", default=None, help="HellaSwag jsonl (default: the validation set in the data "

@@ -45,6 +45,7 @@ from typing import Optional
 import numpy as np
 
 from . import _C, checkpoint, dist
+from .cli import HelpFormatter
 from .device import HELP as DEVICE_HELP
 from .device import arg as device_arg
 from .extras import install_hint
@@ -110,18 +111,6 @@ def _seed(text: str) -> int:
     return value
 
 
-class _HelpFormatter(argparse.HelpFormatter):
-    """Every flag's help ends with its default, stated once: "(default: X)" is added unless the help
-    already says what the default is in words, and never "(default: None)"."""
-
-    def _get_help_string(self, action):
-        text = action.help or ""
-        if "default" in text or action.default in (None, argparse.SUPPRESS) or not action.option_strings:
-            return text
-        head, llmc, tail = text.partition(" [llm.c:")  # the default before llm.c's flag, as train_gpt2 says it
-        return f"{head} (default: %(default)s){llmc}{tail}"
-
-
 # Value names in --help, those of train_gpt2 --help.
 _METAVARS = {"n_layer": "N", "n_head": "N", "n_embd": "N", "init_from": "PATH", "device": "D", "threads": "N",
              "data": "GLOB", "val_data": "GLOB", "batch_size": "B", "seq_len": "T", "total_batch_size": "TOKENS",
@@ -145,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m llmpy.train",
         description="Train a GPT-2 with llmpy. With no flags: a small GPT on tiny Shakespeare, on the CPU. "
         "train_gpt2 takes the same flags with the same defaults; [llm.c: -x] names llm.c's train_gpt2cu flag.",
-        formatter_class=_HelpFormatter,
+        formatter_class=HelpFormatter,
     )
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=sorted(PRESETS), help="GPT-2 shape preset (d12 = 124M, ...) (default: a "
