@@ -63,3 +63,36 @@ def test_bad_sampling_arguments(model):
         model.generate([], 3)
     with pytest.raises(ValueError, match="out of range"):
         model.generate([100], 3)
+
+
+def _eot_loving_model(path):
+    """A GPT-2-vocabulary model whose every next token is <|endoftext|> by a wide margin: the final
+    layernorm outputs its bias u whatever the input (weight 0), and only wte[eot] points along u."""
+    cfg = llmpy.GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=50257, block_size=32)
+    m = llmpy.GPT2(cfg, seed=0)
+    p = {k: v.copy() for k, v in m.parameters().items()}
+    eot = 50256
+    u = np.ones(8, np.float32)
+    p["wte"][:] = np.random.default_rng(0).normal(0, 0.01, p["wte"].shape) - 0.1 * u  # all below 0 along u
+    p["wte"][eot] = 3.0 * u
+    p["lnfw"][:] = 0.0
+    p["lnfb"][:] = u
+    m.load_parameters(p)
+    m.save(path)
+
+
+def test_cli_samples_end_at_endoftext(tmp_path, capsys):
+    # rule: python -m llmpy.sample ends a sample at <|endoftext|> and does not print it, unless
+    # --no-stop-at-eot (then the token is printed as text, and generation goes on)
+    from llmpy.sample import main
+
+    _eot_loving_model(tmp_path / "m.bin")
+    base = ["--checkpoint", str(tmp_path / "m.bin"), "--prompt", "Hello", "--num-samples", "1",
+            "--max-new-tokens", "5", "--temperature", "0", "--device", "cpu"]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert out == "Hello\n", repr(out)
+    assert main([*base, "--no-stop-at-eot"]) == 0
+    assert capsys.readouterr().out == "Hello" + "<|endoftext|>" * 5 + "\n"
+    assert main([*base, "--json"]) == 0
+    assert capsys.readouterr().out.strip() == '["Hello"]'
