@@ -21,16 +21,27 @@
  *         for each KC slice: pack the KC x NC slice of b into NR-column panels, then
  *           for each MC rows, each NR panel, each MR panel: the micro-kernel
  * so a is packed once, b once per block of rows (once, for the model's shapes), and the
- * ma x NC block of c stays in cache across the KC slices. The micro-kernel multiplies one
- * MR-row panel of a by one NR-column panel of b, keeping the MR x NR tile of c in registers
- * (both panels are read contiguously; edges are zero padded); the first slice of a store
- * writes c instead of adding to it, which spares the forward a pass over its output. It is
- * written with GCC/Clang vector extensions (plain C elsewhere), which the compiler turns into
- * broadcast + vector FMAs; its tile follows the vector registers of the ISA variant being
- * compiled (cpu_ops.h):
- *   AVX-512: 8 x 32 (16 zmm accumulators)  AVX2: 6 x 16 (12 ymm)  baseline: 4 x 8.
- * Packing transposes (weight^T for b, rows of a into MR-row panels) use 8x8 / 16x16 AVX
- * shuffles where the variant has them.
+ * ma x NC block of c stays in cache across the KC slices. When the rows of a are contiguous
+ * along k (the forward, dinp, most of attention) a is not packed at all: the micro-kernel
+ * broadcasts its elements from where they are, which costs the same as from a packed panel
+ * (a broadcast is a plain load) and spares a pass over a per thread. While the micro-kernels
+ * work on one block of b, the next one is prefetched into L2 a few lines per call: b is
+ * usually a weight, read from memory once per step, and packing would otherwise wait for it.
+ * The micro-kernel multiplies one MR-row panel of a by one NR-column panel of b, keeping the
+ * MR x NR tile of c in registers (b's panel is read contiguously; edges are zero padded, and
+ * rows of a past the edge repeat a valid row whose results are dropped); the first slice of a
+ * store writes c instead of adding to it, which spares the forward a pass over its output. It
+ * is written with GCC/Clang vector extensions (plain C elsewhere), which the compiler turns
+ * into broadcast loads + vector FMAs; its tile follows the vector registers of the ISA
+ * variant being compiled (cpu_ops.h), measured with dev/cpu/matmul.c (1 core, CPU time):
+ *   AVX-512: 6 x 64 (24 of 32 zmm accumulate; 5-20% above 8 x 32, 12 x 32 and 8 x 48)
+ *   AVX2:    4 x 24 (12 of 16 ymm; 3 loads + 4 broadcasts per 12 FMAs; 5-20% above 6 x 16,
+ *            3 x 32, 8 x 8 and 12 x 8)
+ *   baseline: 4 x 8.
+ * The blocks: KC 256 (a KC x NR panel of b stays in L1: 24 KiB for AVX2; 64 KiB for AVX-512,
+ * which streams it from L2 at no measurable cost), MC 96, NC 480-512 (KC x NC of b, 0.5 MiB,
+ * stays in L2 with a's rows and c's block). Packing weight^T into b's panels transposes 8x8 /
+ * 16x16 tiles with AVX shuffles where the variant has them.
  *
  * Threads. c is cut into tm x tn rectangles, one per thread, each running the serial
  * algorithm above on its own packing scratch (cpu_scratch, allocated once per thread). The
@@ -63,10 +74,10 @@
 #if defined(__AVX512F__)
 #define VL_ 16 // floats per vector register
 #ifndef MR
-#define MR 8  // micro-tile rows (broadcast from packed a)
+#define MR 6  // micro-tile rows (broadcast from a)
 #endif
 #ifndef NR
-#define NR 32 // micro-tile columns (vector loads from packed b), a multiple of the vector width
+#define NR 64 // micro-tile columns (vector loads from packed b), a multiple of the vector width
 #endif
 #elif defined(__AVX2__) || defined(__AVX__)
 #define VL_ 8
@@ -186,32 +197,18 @@ static inline void transpose16(const float *const *src, size_t k, float *dst, si
 #endif
 
 // dst[(panel * kc + k) * MR + r] = a(i0 + panel * MR + r, k0 + k); rows past mc are zero.
+// Only views whose rows are not contiguous along k are packed (a_direct): in training, dout^T
+// of dweight, whose columns are contiguous along i (MR-float runs).
 static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t k0, size_t kc) {
     for (size_t p = 0; p < mc; p += MR) {
         size_t rows = mc - p < MR ? mc - p : MR;
         float *d = dst + p * kc;
-        if (a.cs == 1) { // rows contiguous along k: interleave MR rows
-            const float *src[MR];
-            for (size_t r = 0; r < MR; r++) src[r] = a.p + (i0 + p + (r < rows ? r : 0)) * a.rs + k0;
-            if (rows == MR) {
-                size_t k = 0;
-#if defined(HAVE_T8) && MR == 8
-                for (; k + 8 <= kc; k += 8) transpose8(src, k, d + k * MR, MR);
-#endif
-                for (; k < kc; k++)
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r][k];
+        for (size_t k = 0; k < kc; k++) {
+            const float *src = a.p + (k0 + k) * a.cs + (i0 + p) * a.rs;
+            if (a.rs == 1 && rows == MR) {
+                for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r];
             } else {
-                for (size_t k = 0; k < kc; k++)
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r][k] : 0.0f;
-            }
-        } else { // columns contiguous along i (a transposed view): MR-float runs
-            for (size_t k = 0; k < kc; k++) {
-                const float *src = a.p + (k0 + k) * a.cs + (i0 + p) * a.rs;
-                if (a.rs == 1 && rows == MR) {
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r];
-                } else {
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r * a.rs] : 0.0f;
-                }
+                for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r * a.rs] : 0.0f;
             }
         }
     }
@@ -351,7 +348,8 @@ static size_t a_rows(size_t K) { return ABUF / ((a_depth(K) + KC - 1) / KC * KC)
 
 // Whether a is read in place rather than packed: when its rows are contiguous along k, the
 // micro-kernel's broadcasts read them directly (a broadcast load costs the same from any
-// address, and the rows of a block stay in L1/L2 like a packed panel would).
+// address, and the rows of a block stay in L1/L2 like a packed panel would). pack_a handles
+// the other views.
 static int a_direct(cpu_view a) { return a.cs == 1; }
 
 // Prefetch of the next block of b into L2 while the micro-kernels work on the current one, a
