@@ -311,9 +311,10 @@ static void micro_kernel(size_t kc, const float *const *arow, size_t astep, cons
             }
         }
     } else {
-        float tile[MR][NR];
+        // (stored as vectors: a memcpy from acc would keep acc in memory on every path)
+        float tile[MR][NR] __attribute__((aligned(64)));
         for (int i = 0; i < MR; i++)
-            for (int v = 0; v < NV; v++) memcpy(&tile[i][v * VL], &acc[i][v], sizeof(vec));
+            for (int v = 0; v < NV; v++) *(vec *)&tile[i][v * VL] = acc[i][v];
         for (size_t i = 0; i < mr; i++)
             for (size_t j = 0; j < nr; j++) c[i * ldc + j] = (init ? init[j] : c[i * ldc + j]) + tile[i][j];
     }

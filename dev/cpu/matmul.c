@@ -74,6 +74,7 @@ int main(int argc, char **argv) {
         {"124m fcproj", 256, 3072, 768}, {"124m lm_head", 256, 768, 50304}, {"124m lm slice", 256, 768, 8192},
         {"d6 qkv", 2048, 384, 1152},     {"d6 fc", 2048, 384, 1536},      {"d6 fcproj", 2048, 1536, 384},
         {"d6 lm_head", 2048, 384, 50304}, {"d6 lm slice", 2048, 384, 1024},
+        {"sgemm 2048", 2048, 2048, 2048}, // the square product of dev/bench/cpu_step.py's sgemm line
     };
     unsigned seed = 1;
 #ifdef _OPENMP
