@@ -198,17 +198,23 @@ static inline void transpose16(const float *const *src, size_t k, float *dst, si
 
 // dst[(panel * kc + k) * MR + r] = a(i0 + panel * MR + r, k0 + k); rows past mc are zero.
 // Only views whose rows are not contiguous along k are packed (a_direct): in training, dout^T
-// of dweight, whose columns are contiguous along i (MR-float runs).
+// of dweight, whose columns are contiguous along i. Those are read a group of panels at a time
+// (PACK_A_ROWS consecutive floats of each column: whole cache lines), so that each line of a
+// is loaded once; one panel at a time, a line would come back from L2 once per panel in it.
+#define PACK_A_ROWS (32 / MR > 0 ? 32 / MR * MR : MR)
 static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t k0, size_t kc) {
-    for (size_t p = 0; p < mc; p += MR) {
-        size_t rows = mc - p < MR ? mc - p : MR;
-        float *d = dst + p * kc;
+    for (size_t g = 0; g < mc; g += PACK_A_ROWS) {
+        const size_t gend = mc - g < PACK_A_ROWS ? mc : g + PACK_A_ROWS;
         for (size_t k = 0; k < kc; k++) {
-            const float *src = a.p + (k0 + k) * a.cs + (i0 + p) * a.rs;
-            if (a.rs == 1 && rows == MR) {
-                for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r];
-            } else {
-                for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r * a.rs] : 0.0f;
+            const float *src = a.p + (k0 + k) * a.cs + (i0 + g) * a.rs;
+            for (size_t p = g; p < gend; p += MR, src += MR * a.rs) {
+                const size_t rows = gend - p < MR ? gend - p : MR;
+                float *d = dst + p * kc + k * MR;
+                if (a.rs == 1 && rows == MR) {
+                    for (size_t r = 0; r < MR; r++) d[r] = src[r];
+                } else {
+                    for (size_t r = 0; r < MR; r++) d[r] = r < rows ? src[r * a.rs] : 0.0f;
+                }
             }
         }
     }
