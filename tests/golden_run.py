@@ -3,9 +3,10 @@
 ``digest(tmp_dir)`` runs ``python -m llmpy.train`` in-process on a tiny model (tiny Shakespeare,
 shuffled data, two micro-batches per step, evaluation, samples and checkpoints) with the
 ``generic`` CPU kernels on one thread, and returns what the run wrote: the SHA-256 of every
-model file, of every training-state file's binary part (header without the JSON length + AdamW moments), the state's
-JSON (without the command line, which names this interpreter) and the log (without the
-timings). ``tests/data/golden_run.json`` holds the digest recorded before a refactoring;
+model file, of every training-state file's binary part (header + AdamW moments, without the JSON
+length, the run id and the state's own checksums, which depend on the JSON and the run), the state's
+JSON (without the command line, which names this interpreter, and the run id, which is random) and
+the log (without the timings). ``tests/data/golden_run.json`` holds the digest recorded before a refactoring;
 ``test_golden_run.py`` compares the current code with it.
 
 Regenerate only for an intended numerical change, and say so in the commit:
@@ -32,13 +33,19 @@ TIMINGS = ("ms", "tokens_per_s")
 
 def _state_parts(path: Path) -> tuple:
     raw = path.read_bytes()
-    header = struct.unpack("<256i", raw[:1024])
+    header = list(struct.unpack("<256i", raw[:1024]))
     json_len = header[7] | (header[8] << 32)
-    # the JSON's length (header words 7-8) depends on the command line: zeroed in the hash
-    binary = raw[:28] + bytes(8) + raw[36 : len(raw) - json_len]
+    # zeroed in the hash (csrc/core/formats.h): the JSON's length (header words 7-8), which depends
+    # on the command line; the run id (words 20-27), random; the checksums of the payload and of
+    # the header (integrity block + 2, + 3), which cover both
+    at = 248
+    for i in (7, 8, *range(20, 28), at + 2, at + 3):
+        header[i] = 0
+    binary = struct.pack("<256i", *header) + raw[1024 : len(raw) - json_len]
     text = raw[len(raw) - json_len :]
     extra = json.loads(text)
     extra.pop("command", None)
+    extra.pop("run_id", None)
     return hashlib.sha256(binary).hexdigest(), extra
 
 

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import llmpy
+from ckpt_helpers import reseal
 
 CFG = llmpy.GPT2Config(n_layer=2, n_head=3, n_embd=48, vocab_size=101, block_size=32)
 HEADER_BYTES = 4 * llmpy.formats["HEADER_INTS"]
@@ -78,12 +79,15 @@ def test_bf16_file_loads(oracle, tmp_path):
 
 
 def write_variant(saved, tmp_path, header_edits=None, size=None, name="bad.bin"):
+    """The saved file with header edits (its header checksum recomputed, so that the checks behind
+    the checksum are what is tested: tests/test_faults.py tests the checksums) and another size."""
     _, path = saved
     data = bytearray(path.read_bytes())
     h = np.frombuffer(data, dtype=np.int32, count=256).copy()
     for i, v in (header_edits or {}).items():
         h[i] = v
     data[:HEADER_BYTES] = h.tobytes()
+    reseal(data)
     if size is not None:
         data = data[:size] if size <= len(data) else data + bytes(size - len(data))
     out = tmp_path / name
@@ -185,7 +189,10 @@ def state_file(tmp_path):
 def test_bad_state_files(state_file, tmp_path, mutate, match):
     m, path = state_file
     bad = tmp_path / "bad.state"
-    bad.write_bytes(mutate(path.read_bytes()))
+    data = bytearray(mutate(path.read_bytes()))
+    if len(data) >= HEADER_BYTES:  # header checksum recomputed: the checks behind it are tested here
+        reseal(data)
+    bad.write_bytes(bytes(data))
     before = m.steps
     with pytest.raises(ValueError, match=match):
         m.load_state(bad)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import llmpy
+from ckpt_helpers import AT, check_block, reseal
 from llmpy import _C, hf
 
 CFG = llmpy.GPT2Config(n_layer=2, n_head=3, n_embd=48, vocab_size=101, block_size=32)
@@ -122,7 +123,9 @@ def test_fp32_file_matches_numpy_reader(tmp_path):
     write_file(path, want)
     header, got = read_numpy(path, "<f4")
     assert header[:8].tolist() == [FM["MODEL_MAGIC"], FM["MODEL_VERSION_FP32"], 32, 101, 2, 3, 48, VP]
-    assert not header[8:].any(), "header ints beyond the eighth must be zero"
+    assert not header[8:AT].any() and not header[AT + 4:].any(), \
+        "header ints beyond the eighth must be zero, but for the integrity block (formats.h)"
+    check_block(path)  # CRC32C of the payload and of the header, by an independent implementation
     for name, a in want.items():
         np.testing.assert_array_equal(got[name][: len(a)] if name == "wte" else got[name], a, err_msg=name)
     assert not got["wte"][CFG.vocab_size:].any(), "wte's padding rows must be zero"
@@ -213,7 +216,10 @@ def good(tmp_path):
 ])  # fmt: skip
 def test_bad_files_are_refused_naming_the_file(good, tmp_path, damage, error):
     bad = tmp_path / "bad.bin"
-    bad.write_bytes(damage(good.read_bytes()))
+    data = bytearray(damage(good.read_bytes()))
+    if len(data) >= HEADER_BYTES:  # header checksum recomputed: the checks behind it are tested here
+        reseal(data)
+    bad.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=re.escape(str(bad)) + ": " + error):
         _C.ModelFile.open(str(bad))
     with pytest.raises(ValueError, match=re.escape(str(bad)) + ": " + error):
@@ -299,3 +305,15 @@ def test_out_of_order_and_incomplete_writes_are_refused(tmp_path):
     _, got = read_numpy(path, "<f4")
     np.testing.assert_array_equal(got["ln1w"], t["ln1w"])
     np.testing.assert_array_equal(got["lnfb"], t["lnfb"])
+
+
+def test_foreign_file_is_named_as_such_not_as_damaged(tmp_path):
+    """A file that is not a model file at all (wrong magic, no integrity block of ours) is reported
+    as 'not an llm.c model file' / 'not an llmpy training-state file', not as a damaged checkpoint."""
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"x" * 4096)
+    with pytest.raises(ValueError, match="junk.bin: not an llm.c model file"):
+        llmpy.GPT2.from_checkpoint(junk)
+    m = llmpy.GPT2(llmpy.GPT2Config(n_layer=1, n_head=1, n_embd=8, vocab_size=16, block_size=4))
+    with pytest.raises(ValueError, match="junk.bin: not an llmpy training-state file"):
+        m.load_state(junk)

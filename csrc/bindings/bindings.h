@@ -3,7 +3,7 @@
  * running a C call without the GIL.
  *
  * Status -> exception: EINVAL/EFORMAT/ESTATE -> ValueError, EIO -> OSError, ENOENT -> FileNotFoundError,
- * ENOMEM -> MemoryError, EUNSUPPORTED -> NotImplementedError, EBACKEND -> RuntimeError.
+ * ENOMEM -> MemoryError, EBUSY -> BlockingIOError, EUNSUPPORTED -> NotImplementedError, EBACKEND -> RuntimeError.
  */
 #ifndef LLMPY_BINDINGS_H
 #define LLMPY_BINDINGS_H
@@ -37,6 +37,7 @@ inline void llmpy_check(llm_status s) {
     case LLM_EIO: type = PyExc_OSError; break;
     case LLM_ENOENT: type = PyExc_FileNotFoundError; break;
     case LLM_ENOMEM: type = PyExc_MemoryError; break;
+    case LLM_EBUSY: type = PyExc_BlockingIOError; break;
     case LLM_EUNSUPPORTED: type = PyExc_NotImplementedError; break;
     case LLM_EBACKEND: type = PyExc_RuntimeError; break;
     default: break;

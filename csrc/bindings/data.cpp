@@ -70,7 +70,7 @@ using Position = std::tuple<int64_t, int64_t, int64_t>;
 void llmpy_register_data(py::module_ &m) {
     py::class_<Loader>(m, "DataLoader", "The data loader (csrc/data/dataloader.h); llmpy.data.DataLoader wraps it")
         .def(py::init([](const std::vector<std::string> &patterns, int B, int T, int rank, int world_size,
-                         bool shuffle, uint64_t seed) {
+                         bool shuffle, uint64_t seed, int vocab_size) {
                  std::vector<const char *> pats;
                  for (const auto &p : patterns) pats.push_back(p.c_str());
                  auto *l = new Loader();
@@ -80,6 +80,7 @@ void llmpy_register_data(py::module_ &m) {
                      return llm_dataloader_open(&l->dl, pats.data(), (int)pats.size(), B, T, rank, world_size,
                                                 shuffle ? 1 : 0, seed);
                  });
+                 if (s == LLM_OK) s = llm_dataloader_set_vocab(l->dl, vocab_size);
                  if (s != LLM_OK) {
                      delete l;
                      check_shard(s);
@@ -87,7 +88,7 @@ void llmpy_register_data(py::module_ &m) {
                  return l;
              }),
              py::arg("patterns"), py::arg("batch_size"), py::arg("seq_len"), py::arg("rank") = 0,
-             py::arg("world_size") = 1, py::arg("shuffle") = false, py::arg("seed") = 0)
+             py::arg("world_size") = 1, py::arg("shuffle") = false, py::arg("seed") = 0, py::arg("vocab_size") = 0)
         .def(
             "next_batch",
             [](Loader &l) {
@@ -123,6 +124,14 @@ void llmpy_register_data(py::module_ &m) {
                 llmpy_check(l.locked(false, [&](llm_dataloader *dl) { return llm_dataloader_seek(dl, q); }));
             },
             "(epoch, shard, batch) of the next batch; assigning seeks there")
+        .def_property(
+            "vocab_size",
+            [](Loader &l) { return l.locked(false, [](llm_dataloader *dl) { return llm_dataloader_vocab(dl); }); },
+            [](Loader &l, int v) {
+                llmpy_check(l.locked(false, [&](llm_dataloader *dl) { return llm_dataloader_set_vocab(dl, v); }));
+            },
+            "token ids handed out must be below it (0: no check); a shard token at or above it raises "
+            "ShardError naming the shard and the token offset")
         .def_property_readonly("batches_per_epoch", [](Loader &l) { return llm_dataloader_batches_per_epoch(l.dl); })
         .def_property_readonly("num_tokens", [](Loader &l) { return llm_dataloader_num_tokens(l.dl); })
         .def_property_readonly("files",

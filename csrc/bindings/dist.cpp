@@ -91,11 +91,15 @@ void llmpy_register_dist(py::module_ &m) {
           "-1 when the model is not distributed, else its zero_stage.");
     m.def(
         "save_state",
-        [](Model &model, const std::string &path, const std::string &json) {
-            llmpy_check(llmpy_nogil([&] { return llm_dist_save_state(model.m, path.c_str(), json.c_str()); }));
+        [](Model &model, const std::string &path, const std::string &json, const std::string &model_path,
+           int64_t step, const std::string &run_id) {
+            llm_state_tag tag{model_path.empty() ? nullptr : model_path.c_str(), step, run_id.c_str()};
+            llmpy_check(llmpy_nogil([&] { return llm_dist_save_state(model.m, path.c_str(), json.c_str(), &tag); }));
         },
-        py::arg("model"), py::arg("path"), py::arg("json") = "",
-        "Collective: the full training state (ZeRO-1 shards gathered) written by rank 0.");
+        py::arg("model"), py::arg("path"), py::arg("json") = "", py::arg("model_path") = "",
+        py::arg("step") = -1, py::arg("run_id") = "",
+        "Collective: the full training state (ZeRO-1 shards gathered) written by rank 0; model_path, step and "
+        "run_id tie it to its checkpoint (Model.save_state).");
     m.def(
         "shard",
         [](Model &model) {

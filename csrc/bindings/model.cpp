@@ -156,10 +156,15 @@ void llmpy_register_model(py::module_ &mod) {
              [](Model &m, const std::string &path) { llmpy_check(llmpy_nogil([&] { return llm_model_save(m.m, path.c_str()); })); })
         .def(
             "save_state",
-            [](Model &m, const std::string &path, const std::string &json) {
-                llmpy_check(llmpy_nogil([&] { return llm_model_save_state(m.m, path.c_str(), json.c_str()); }));
+            [](Model &m, const std::string &path, const std::string &json, const std::string &model_path, int64_t step,
+               const std::string &run_id) {
+                llm_state_tag tag{model_path.empty() ? nullptr : model_path.c_str(), step, run_id.c_str()};
+                llmpy_check(llmpy_nogil([&] { return llm_model_save_state(m.m, path.c_str(), json.c_str(), &tag); }));
             },
-            py::arg("path"), py::arg("json") = "")
+            py::arg("path"), py::arg("json") = "", py::arg("model_path") = "", py::arg("step") = -1,
+            py::arg("run_id") = "",
+            "writes the training state; model_path (the model file saved with it, already written), step and run_id "
+            "tie it to its checkpoint: \"\" and -1 for none")
         .def(
             "load_state",
             [](Model &m, const std::string &path) {

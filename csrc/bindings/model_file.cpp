@@ -7,6 +7,9 @@
  * and out are float32; the GIL is released around every read and write, and a mutex keeps a
  * handle's calls (and close) from overlapping. Statuses become exceptions (bindings.h).
  *
+ * Also the checkpoint functions of the core (llmpy.h: checkpoints): _C.crc32c, _C.checkpoint_verify,
+ * _C.checkpoint_find_latest and _C.checkpoint_clean_temp, which python/llmpy/checkpoint.py wraps.
+ *
  * Example (Python):
  *   with _C.ModelFile.create("m.bin", n_layer=2, n_head=3, n_embd=48, vocab_size=101,
  *                            block_size=32, bf16=True) as f:
@@ -177,4 +180,78 @@ void llmpy_register_model_file(py::module_ &mod) {
         },
         py::arg("a"), "float32 -> bfloat16 bit patterns (uint16) as model files store them: round to nearest even, "
                       "NaN stays a quiet NaN");
+
+    // -- checkpoints ----------------------------------------------------------------------
+    mod.def(
+        "crc32c",
+        [](py::buffer data, uint32_t crc, bool portable) {
+            py::buffer_info b = data.request();
+            py::ssize_t stride = b.itemsize;
+            for (int d = (int)b.ndim - 1; d >= 0; d--) {
+                if (b.shape[d] > 1 && b.strides[d] != stride) throw py::value_error("crc32c: the buffer is not contiguous");
+                stride *= b.shape[d];
+            }
+            const size_t n = (size_t)b.size * (size_t)b.itemsize;
+            const void *p = b.ptr;
+            py::gil_scoped_release release;
+            return portable ? llm_crc32c_portable(crc, p, n) : llm_crc32c(crc, p, n);
+        },
+        py::arg("data"), py::arg("crc") = 0, py::arg("portable") = false,
+        "CRC32C of a contiguous buffer's bytes, continuing crc (the checksum of model and state files); "
+        "portable=True takes the table path even where the CPU has CRC instructions");
+    mod.def("crc32c_impl", [] { return std::string(llm_crc32c_impl()); },
+            "which CRC32C implementation this CPU runs: 'sse4.2', 'armv8-crc' or 'table'");
+    mod.def(
+        "checkpoint_verify",
+        [](const std::string &path) {
+            llm_checkpoint_info i;
+            llmpy_check(llmpy_nogil([&] { return llm_checkpoint_verify(path.c_str(), &i); }));
+            py::dict d;
+            d["kind"] = i.is_state ? "state" : "model";
+            d["version"] = i.version;
+            d["has_checksum"] = (bool)i.has_checksum;
+            d["checksum"] = i.checksum;
+            d["header_checksum"] = i.header_checksum;
+            d["config"] = llmpy_config_dict(i.cfg);
+            if (i.is_state) {
+                d["step"] = i.step;
+                d["adam_steps"] = i.adam_steps;
+                d["run_id"] = std::string(i.run_id);
+                d["model_checksum"] = i.has_model ? py::object(py::int_(i.model_checksum)) : py::object(py::none());
+                d["model_header_checksum"] =
+                    i.has_model ? py::object(py::int_(i.model_header_checksum)) : py::object(py::none());
+            }
+            return d;
+        },
+        py::arg("path"),
+        "reads a model or training-state file whole and checks it as loading would (header, size, checksums); "
+        "returns what it holds (kind, version, has_checksum, checksum, header_checksum, config; for a state: "
+        "step, adam_steps, run_id, model_checksum, model_header_checksum)");
+    mod.def(
+        "checkpoint_find_latest",
+        [](const std::string &dir, py::object log) -> py::object {
+            std::vector<std::string> lines;
+            int64_t step = -1;
+            auto collect = [](void *ctx, const char *msg) { static_cast<std::vector<std::string> *>(ctx)->push_back(msg); };
+            llm_status s = llmpy_nogil([&] { return llm_checkpoint_find_latest(dir.c_str(), &step, collect, &lines); });
+            for (const std::string &line : lines) { // in order, newest first, also when the search failed
+                if (log.is_none()) py::print(("warning: " + line).c_str(), py::arg("file") = py::module_::import("sys").attr("stderr"));
+                else log(line);
+            }
+            llmpy_check(s);
+            return step < 0 ? py::object(py::none()) : py::object(py::int_(step));
+        },
+        py::arg("dir"), py::arg("log") = py::none(),
+        "the newest step whose ckpt_NNNNNN.bin/.state pair in dir verifies and matches (None when none does); "
+        "every newer step skipped is passed to log (default: stderr) with the reason");
+    mod.def(
+        "checkpoint_clean_temp",
+        [](const std::string &dir) {
+            int removed = 0;
+            llmpy_check(llmpy_nogil([&] { return llm_checkpoint_clean_temp(dir.c_str(), &removed); }));
+            return removed;
+        },
+        py::arg("dir"),
+        "removes the temp files ('<name>.tmp.<pid>.<n>') that killed writers left in dir (writers still alive "
+        "keep theirs); returns how many were removed");
 }

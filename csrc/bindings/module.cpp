@@ -30,6 +30,7 @@ void llmpy_register_tokenizer(py::module_ &m); // bindings/tokenizer.cpp
 void llmpy_register_dist(py::module_ &m);      // bindings/dist.cpp
 void llmpy_register_model_file(py::module_ &m); // bindings/model_file.cpp
 void llmpy_register_hellaswag(py::module_ &m); // bindings/hellaswag.cpp
+void llmpy_register_run(py::module_ &m);       // bindings/run.cpp
 
 #ifndef LLMPY_VERSION
 #define LLMPY_VERSION "0.0.0"
@@ -62,6 +63,15 @@ PYBIND11_MODULE(_C, mod) {
     }
     mod.attr("TENSOR_NAMES") = names;
     mod.attr("TENSORS") = specs;
+    mod.def(
+        "check_config",
+        [](int n_layer, int n_head, int n_embd, int vocab_size, int block_size, int padded_vocab_size) {
+            llm_config c{n_layer, n_head, n_embd, vocab_size, block_size, padded_vocab_size};
+            llmpy_check(llm_config_check(&c));
+        },
+        py::arg("n_layer"), py::arg("n_head"), py::arg("n_embd"), py::arg("vocab_size"), py::arg("block_size"),
+        py::arg("padded_vocab_size") = 0,
+        "ValueError naming the field when the core cannot build this configuration (llm_config_check)");
     mod.def(
         "tensor_shapes",
         [](int n_layer, int n_head, int n_embd, int vocab_size, int block_size, int padded_vocab_size) {
@@ -110,7 +120,24 @@ PYBIND11_MODULE(_C, mod) {
             return accum;
         },
         py::arg("total_batch_size"), py::arg("batch_size"), py::arg("seq_len"), py::arg("world_size"));
-    mod.def("set_num_threads", &llm_set_num_threads, py::arg("n"));
+    mod.def(
+        "check_train_flags",
+        [](int batch_size, int seq_len, int val_steps, int eval_every, int sample_every, int sample_tokens,
+           int checkpoint_every, int hellaswag_every, int keep_checkpoints, int threads, int zero_stage, double beta1,
+           double beta2, double weight_decay, double grad_clip) {
+            llm_train_flags f{batch_size,      seq_len,          val_steps, eval_every, sample_every,
+                              sample_tokens,   checkpoint_every, hellaswag_every, keep_checkpoints,
+                              threads,         zero_stage,       beta1,     beta2,      weight_decay, grad_clip};
+            llmpy_check(llm_train_flags_check(&f));
+        },
+        py::kw_only(), py::arg("batch_size"), py::arg("seq_len"), py::arg("val_steps"), py::arg("eval_every"),
+        py::arg("sample_every"), py::arg("sample_tokens"), py::arg("checkpoint_every"), py::arg("hellaswag_every"),
+        py::arg("keep_checkpoints"), py::arg("threads"), py::arg("zero_stage"), py::arg("beta1"), py::arg("beta2"),
+        py::arg("weight_decay"), py::arg("grad_clip"),
+        "ValueError naming the flag when a training flag is out of range (llm_train_flags_check)");
+    mod.def(
+        "set_num_threads", [](int n) { llmpy_check(llm_set_num_threads(n)); }, py::arg("n"),
+        "OpenMP threads of the CPU backend (ValueError for n < 1)");
     mod.def("get_num_threads", &llm_get_num_threads);
     mod.def("build_info", [] {
         py::dict d;
@@ -162,6 +189,12 @@ PYBIND11_MODULE(_C, mod) {
     formats["HELLASWAG_VERSION"] = LLM_HELLASWAG_VERSION;
     formats["TRAIN_STATE_MAGIC"] = LLM_TRAIN_STATE_MAGIC;
     formats["TRAIN_STATE_VERSION"] = LLM_TRAIN_STATE_VERSION;
+    formats["TRAIN_STATE_VERSION_V1"] = LLM_TRAIN_STATE_VERSION_V1;
+    formats["RUN_ID_AT"] = LLM_RUN_ID_AT;
+    formats["RUN_ID_MAX"] = LLM_RUN_ID_MAX;
+    formats["INTEGRITY_AT"] = LLM_INTEGRITY_AT;
+    formats["INTEGRITY_MAGIC"] = LLM_INTEGRITY_MAGIC;
+    formats["CHECKSUM_CRC32C"] = LLM_CHECKSUM_CRC32C;
     formats["VOCAB_PAD"] = LLM_VOCAB_PAD;
     mod.attr("formats") = formats;
 
@@ -175,4 +208,6 @@ PYBIND11_MODULE(_C, mod) {
     llmpy_register_dist(dist);
     py::module_ hellaswag = mod.def_submodule("hellaswag", "HellaSwag eval sets and the scorer (csrc/data/hellaswag.h)");
     llmpy_register_hellaswag(hellaswag);
+    py::module_ run = mod.def_submodule("run", "run folders: lock, new-run check, resumed log, resumable flags");
+    llmpy_register_run(run);
 }

@@ -29,6 +29,7 @@ const char *llm_status_name(llm_status s) {
     case LLM_EUNSUPPORTED: return "LLM_EUNSUPPORTED";
     case LLM_EBACKEND: return "LLM_EBACKEND";
     case LLM_ENOENT: return "LLM_ENOENT";
+    case LLM_EBUSY: return "LLM_EBUSY";
     }
     return "LLM_UNKNOWN";
 }

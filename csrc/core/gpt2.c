@@ -43,7 +43,8 @@ llm_status llm_config_check(llm_config *cfg) {
         return llm_fail(LLM_EINVAL, "n_layer must be in [1, %d], got %d", MAX_LAYERS, cfg->n_layer);
     if (cfg->n_embd < 1 || cfg->n_embd > MAX_EMBD)
         return llm_fail(LLM_EINVAL, "n_embd must be in [1, %d], got %d", MAX_EMBD, cfg->n_embd);
-    if (cfg->n_head < 1 || cfg->n_embd % cfg->n_head != 0)
+    if (cfg->n_head < 1) return llm_fail(LLM_EINVAL, "n_head must be >= 1, got %d", cfg->n_head);
+    if (cfg->n_embd % cfg->n_head != 0)
         return llm_fail(LLM_EINVAL, "n_embd (%d) must be divisible by n_head (%d)", cfg->n_embd, cfg->n_head);
     if (cfg->vocab_size < 1 || cfg->vocab_size > MAX_VOCAB)
         return llm_fail(LLM_EINVAL, "vocab_size must be in [1, %d], got %d", MAX_VOCAB, cfg->vocab_size);
@@ -497,10 +498,14 @@ static llm_status residual_layernorm(const llm_ops *ops, floatX *residual, float
 // ----------------------------------------------------------------------------
 // forward
 
-static llm_status check_tokens(const int32_t *x, size_t n, int V, const char *what) {
+// The model sees only the batch: a bad id is named by its place in it (row, position). Where the
+// batch comes from a token shard, the data loader checks first and names the shard and the offset
+// (llm_dataloader_set_vocab).
+static llm_status check_tokens(const int32_t *x, size_t n, int T, int V, const char *what) {
     for (size_t i = 0; i < n; i++)
         if (x[i] < 0 || x[i] >= V)
-            return llm_fail(LLM_EINVAL, "%s[%zu] = %d is out of range [0, %d)", what, i, x[i], V);
+            return llm_fail(LLM_EINVAL, "%s[%zu] = %d is out of range [0, %d) (row %zu, position %zu): token ids "
+                            "must be below the model's vocab_size", what, i, x[i], V, i / (size_t)T, i % (size_t)T);
     return LLM_OK;
 }
 
@@ -511,8 +516,8 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
     if (T > cfg->block_size)
         return llm_fail(LLM_EINVAL, "sequence length T=%d exceeds block_size=%d", T, cfg->block_size);
     const size_t BT = (size_t)B * T;
-    LLM_TRY(check_tokens(idx, BT, cfg->vocab_size, "idx"));
-    if (targets) LLM_TRY(check_tokens(targets, BT, cfg->vocab_size, "targets"));
+    LLM_TRY(check_tokens(idx, BT, T, cfg->vocab_size, "idx"));
+    if (targets) LLM_TRY(check_tokens(targets, BT, T, cfg->vocab_size, "targets"));
 
     // a failure below leaves no forward state behind
     m->B = m->T = 0;
@@ -699,12 +704,12 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
 // ----------------------------------------------------------------------------
 // runtime
 
-void llm_set_num_threads(int n) {
+llm_status llm_set_num_threads(int n) {
+    if (n < 1) return llm_fail(LLM_EINVAL, "number of threads must be >= 1, got %d", n);
 #ifdef _OPENMP
-    if (n >= 1) omp_set_num_threads(n);
-#else
-    (void)n;
+    omp_set_num_threads(n);
 #endif
+    return LLM_OK;
 }
 
 int llm_get_num_threads(void) {

@@ -100,6 +100,12 @@ struct llm_model {
     const gpt2_dist *dist;
     void *dist_plan;
     void (*dist_free)(void *plan);
+    // the model file this model was loaded from (checkpoint.c: llm_model_load_state refuses a
+    // training state saved with another one): 0 none (created), 1 a file without checksums, 2 one
+    // with checksums, which origin_crc (payload) and origin_header_crc hold
+    int origin;
+    uint32_t origin_crc, origin_header_crc;
+    char origin_path[512]; // for messages (truncated when longer)
 };
 
 // Allocates the model (parameters zero, grads zero) for a checked configuration on the backend

@@ -35,6 +35,7 @@ typedef enum llm_status {
     LLM_EUNSUPPORTED = 6, // feature/backend not built or not supported
     LLM_EBACKEND = 7,     // backend failure (CUDA, MPI, ...)
     LLM_ENOENT = 8,       // a file does not exist (or a pattern matches none): FileNotFoundError
+    LLM_EBUSY = 9,        // held by another process (a run folder's lock): BlockingIOError
 } llm_status;
 
 // Message describing the most recent failure on this thread ("" if none).
@@ -101,15 +102,33 @@ typedef struct llm_model llm_model;
 // GPT-2 init: N(0, 0.02) weights, residual projections scaled by 1/sqrt(2*L), biases 0, LN weights 1.
 llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *device, const char *precision,
                             uint64_t seed);
-// Reads an llm.c model file (version 3 = fp32, 5 = bf16).
+// Reads an llm.c model file (version 3 = fp32, 5 = bf16), verifying its checksums (a file without
+// them, llm.c's or an older llmpy's, has nothing to verify): the messages of llm_model_file_open,
+// and "checksum mismatch" for a damaged payload. The model remembers the file's checksums for
+// llm_model_load_state.
 llm_status llm_model_load(llm_model **out, const char *path, const char *device, const char *precision);
-// Writes an llm.c fp32 model file (version 3) atomically (temp file + rename).
+// Writes an llm.c fp32 model file (version 3) with its checksums, atomically and durably (temp file,
+// fsync, rename, fsync of the directory): path is the old file or the whole new one, also after a
+// crash. A full disk is LLM_EIO saying so; path is then untouched.
 llm_status llm_model_save(const llm_model *m, const char *path);
 void llm_model_free(llm_model *m);
-// Training state (formats.h): AdamW moments and step, plus a caller's JSON text (may be NULL),
-// written atomically. The model file is separate (llm_model_save).
-llm_status llm_model_save_state(const llm_model *m, const char *path, const char *json);
-// Restores the AdamW moments and step into m (whose configuration must match the file's).
+
+// What ties a training-state file to its checkpoint (formats.h: version 2 of the state).
+typedef struct llm_state_tag {
+    const char *model_path; // the model file saved with this state, already written: its checksums are
+                            // recorded, and loading the state into a model loaded from another file
+                            // is refused. NULL: none recorded
+    int64_t step;           // the checkpoint's step (the training loop's); < 0: the AdamW step count
+    const char *run_id;     // the run that wrote it: at most 31 of A-Z a-z 0-9 . _ -; NULL or "": none
+} llm_state_tag;
+
+// Training state (formats.h): AdamW moments and step, plus a caller's JSON text (may be NULL) and
+// the tag (may be NULL), with its checksums, written atomically and durably as llm_model_save.
+llm_status llm_model_save_state(const llm_model *m, const char *path, const char *json, const llm_state_tag *tag);
+// Restores the AdamW moments and step into m (whose configuration must match the file's), after
+// verifying the file's checksums (version 1 files have none). When m was loaded from a model file
+// and the state records the one it was saved with, the two must be the same file (LLM_EINVAL "are
+// not one checkpoint", naming both). A failure leaves m unchanged.
 // *json receives a NUL-terminated copy of the JSON text (free with llm_free), or NULL if json is NULL.
 llm_status llm_model_load_state(llm_model *m, const char *path, char **json);
 void llm_free(void *p);
@@ -131,8 +150,9 @@ llm_status llm_zero_grad(llm_model *m);
 // lm_head_in_place) the logits are gone afterwards: llm_model_logits/copy_logits and a second
 // backward return LLM_ESTATE until the next forward (the losses stay readable).
 llm_status llm_backward(llm_model *m, float loss_scale);
-// One AdamW step (t increments). grad_clip <= 0 disables clipping. *norm receives the global
-// gradient norm before clipping. Weight decay applies to 2-D tensors only.
+// One AdamW step (t increments). grad_clip 0 disables clipping; a negative or NaN grad_clip is
+// LLM_EINVAL, as are a negative or non-finite lr, eps or weight_decay and betas outside [0, 1).
+// *norm receives the global gradient norm before clipping. Weight decay applies to 2-D tensors only.
 llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps, float weight_decay,
                     float grad_clip, float *norm);
 // Number of AdamW steps taken so far.
@@ -253,6 +273,84 @@ double llm_lr_at(const llm_schedule *s, int64_t step);
 // message names --total-batch-size when it is not a positive multiple.
 llm_status llm_grad_accumulation(int64_t total_batch_size, int B, int T, int world_size, int *accum);
 
+// The other training flags both programs take, checked by one rule (the message names the flag).
+typedef struct llm_train_flags {
+    int batch_size;       // --batch-size, >= 1
+    int seq_len;          // --seq-len, >= 1
+    int val_steps;        // --val-steps, >= 1
+    int eval_every;       // --eval-every, >= 0 (0: off); likewise the four below
+    int sample_every;     // --sample-every
+    int sample_tokens;    // --sample-tokens
+    int checkpoint_every; // --checkpoint-every
+    int hellaswag_every;  // --hellaswag-every
+    int keep_checkpoints; // --keep-checkpoints, >= 0 (0: all)
+    int threads;          // --threads, >= 0 (0: all cores)
+    int zero_stage;       // --zero-stage, 0 or 1
+    double beta1, beta2;  // --beta1, --beta2: in [0, 1)
+    double weight_decay;  // --weight-decay: finite, >= 0
+    double grad_clip;     // --grad-clip: finite, >= 0 (0: off; NaN must not switch clipping off unseen)
+} llm_train_flags;
+
+llm_status llm_train_flags_check(const llm_train_flags *f);
+
+// ----------------------------------------------------------------------------
+// run folders (run.c): the rules both training programs follow for their --out-dir
+//
+// One writer per folder: a run holds <dir>/.lock (flock) from before it reads or writes anything
+// there until it ends; the OS releases it when the process dies, so the lock file of a killed run
+// is taken over, with a note. Under MPI only rank 0 takes it (rank 0 writes every file of a run;
+// an error on rank 0 ends the job). A new run refuses a folder that holds another run; a resumed
+// run rewinds its log (llm_log_rewind) and keeps the flags that define the run (llm_resume_check_flag).
+
+typedef struct llm_dir_lock llm_dir_lock; // a run folder's lock, held by llm_run_lock
+
+typedef struct llm_run_lock_info {
+    long stale_pid; // > 0: the lock file of this process, which ended without releasing it, was taken over
+    int created;    // the folder (or one of its parents) was created by llm_run_lock
+    char note[512]; // the take-over, for the caller to print ("" when none)
+} llm_run_lock_info;
+
+// Creates dir when missing (its parents too) and locks it for this process, writing "PID\nprogram\n
+// host\n" into <dir>/.lock. LLM_EBUSY when another process holds it, with a message naming its PID
+// (and host and program): "runs/x is in use by PID 1234 (another training run: train_gpt2); wait for
+// it or pick another --out-dir". info may be NULL.
+llm_status llm_run_lock(llm_dir_lock **out, const char *dir, const char *program, llm_run_lock_info *info);
+// Releases the lock and removes <dir>/.lock. discard != 0 (a start that failed) also removes the
+// folders llm_run_lock created, when they are empty. NULL is a no-op.
+void llm_run_unlock(llm_dir_lock *lock, int discard);
+// The newest step with a checkpoint file (ckpt_NNNNNN.bin/.state) in dir (0: none) and how many
+// such files there are (count may be NULL); a missing dir holds none.
+llm_status llm_run_newest_step(const char *dir, int64_t *step, int *count);
+// LLM_EINVAL when dir holds checkpoints or log_path is a non-empty file (another run's): a new run
+// would mix its checkpoints with them and truncate the log. The message says how to continue it.
+llm_status llm_run_check_new(const char *dir, const char *log_path);
+
+typedef struct llm_log_rewind_info {
+    int64_t partial_bytes; // bytes of a partial last line that were trimmed (0: none)
+    int64_t dropped;       // records after the resumed step that were cut
+    int64_t kept;          // lines kept
+    char warning[1024];    // "<path>: trimmed a partial last line (...)", "" when none
+    char note[1024];       // "<path>: cut N records after step S (...)", "" when none
+} llm_log_rewind_info;
+
+// Prepares the JSONL log at path for a run resumed at `step` that goes on to `max_steps`: a partial
+// last line (a record cut off mid-write) is trimmed; records whose "step" is after `step` are cut
+// (the resumed run writes them again); every other line stays as it is. LLM_EINVAL, changing
+// nothing, when records past max_steps would be cut (the resumed run would not write them again).
+// The file is rewritten only when something changes: into path.tmp, every write checked, fsynced,
+// then renamed over path, so a failure (a full disk: LLM_EIO) leaves the log as it was. A missing
+// file is fine (nothing to do). info may be NULL.
+llm_status llm_log_rewind(const char *path, int64_t step, int64_t max_steps, llm_log_rewind_info *info);
+
+// 1 when a resumed run may change flag ("--max-steps", "--eval-every", "--lr", "--threads", ...:
+// what to do next, not what the run is); 0 for the flags that define the run (model shape,
+// --init-from, batch, sequence length, data, seed, shuffling) and for unknown flags.
+int llm_resume_flag_changeable(const char *flag);
+// LLM_OK when a resumed run may take `given` for flag (a changeable flag, or the saved value
+// again); else LLM_EINVAL naming the flag, the saved value and why it stays. Values are the flags'
+// text ("8", "0.001", "dir/x_*.bin"; "true"/"false" for --shuffle; NULL: not set).
+llm_status llm_resume_check_flag(const char *flag, const char *saved, const char *given);
+
 // ----------------------------------------------------------------------------
 // model files (model_file.c): llm.c's format (formats.h) streamed one tensor slice at a time, so
 // converters never hold a whole model; llm_model_load/llm_model_save use the same code.
@@ -264,10 +362,12 @@ llm_status llm_grad_accumulation(int64_t total_batch_size, int B, int T, int wor
 
 typedef struct llm_model_file llm_model_file;
 
-// Opens an llm.c model file for reading, checking magic, version, configuration and size (fp32
-// version 3 or bf16 version 5); LLM_EIO when it cannot be opened, LLM_EFORMAT when it is not a
-// valid model file ("not an llm.c model file", "unsupported model file version", "file is
-// truncated", "header does not match the file size", "invalid configuration").
+// Opens an llm.c model file for reading, checking its header's checksum, magic, version,
+// configuration and size (fp32 version 3 or bf16 version 5), then its payload's checksum (reading
+// the file once); LLM_ENOENT when it does not exist, LLM_EIO when it cannot be opened or is a
+// directory, LLM_EFORMAT when it is not a valid model file ("checksum mismatch", "not an llm.c model
+// file", "unsupported model file version", "file is truncated", "header does not match the file
+// size", "invalid configuration"). A file without checksums (llm.c's) has nothing to verify.
 llm_status llm_model_file_open(llm_model_file **out, const char *path);
 // The file's configuration (padded_vocab_size as the file stores it).
 llm_config llm_model_file_config(const llm_model_file *f);
@@ -290,8 +390,9 @@ llm_status llm_model_file_create(llm_model_file **out, const char *path, const l
 // are written as zeros after its visible rows.
 llm_status llm_model_file_write(llm_model_file *f, int i, int layer, const float *src);
 // Finishes a written file: LLM_ESTATE (nothing changes, writing may go on) while slices are missing
-// or after a failed write; then flushes, closes and renames the temp file over path atomically.
-// Any failure of those removes the temp file and leaves path as it was.
+// or after a failed write; then writes the checksums into the header, flushes, fsyncs, closes and
+// renames the temp file over path atomically (and fsyncs the directory). Any failure of those
+// removes the temp file and leaves path as it was.
 llm_status llm_model_file_commit(llm_model_file *f);
 // Closes f (after reading, after a commit, or to abandon a write: the temp file is removed and
 // path left as it was) and frees it. NULL is a no-op.
@@ -303,9 +404,61 @@ void llm_f32_to_bf16(uint16_t *dst, const float *src, size_t n);
 void llm_bf16_to_f32(float *dst, const uint16_t *src, size_t n);
 
 // ----------------------------------------------------------------------------
+// checkpoints: checksums, verification, the newest intact pair of a run folder
+// (checksum.c, checkpoint.c, checkpoint_dir.c; formats.h: the integrity block)
+
+// CRC32C (Castagnoli) of n bytes continuing crc (0 to start): crc32c("123456789") = 0xE3069283.
+// SSE4.2 or ARMv8 CRC instructions when the CPU has them, else a table (llm_crc32c_impl() says
+// which: "sse4.2", "armv8-crc", "table"); llm_crc32c_portable always takes the table (for tests).
+uint32_t llm_crc32c(uint32_t crc, const void *data, size_t n);
+uint32_t llm_crc32c_portable(uint32_t crc, const void *data, size_t n);
+const char *llm_crc32c_impl(void);
+
+// What a model or training-state file holds, from llm_checkpoint_verify.
+typedef struct llm_checkpoint_info {
+    int is_state;             // 1: a training-state file, 0: a model file
+    int version;              // its format version
+    int has_checksum;         // 0: the file has no checksums (llm.c's, an older llmpy's): nothing verified
+    uint32_t checksum;        // of the payload (the bytes after the header)
+    uint32_t header_checksum; // of the header, which holds the payload's: it identifies the whole file
+    llm_config cfg;
+    // training-state files only
+    int64_t step;             // the checkpoint's step (version 1: the AdamW step count); -1 for models
+    int64_t adam_steps;       // AdamW steps taken
+    int64_t moment_elems;     // elements of each AdamW moment in the file (0 before the first step)
+    int64_t json_bytes;       // length of the JSON text
+    int has_model;            // 1: the model file saved with it is recorded here
+    uint32_t model_checksum, model_header_checksum;
+    char run_id[32];          // "" when none (formats.h: LLM_RUN_ID_MAX + 1 bytes)
+} llm_checkpoint_info;
+
+// Reads a model file or a training-state file whole and checks it as loading it would (header,
+// size, checksums), without loading it; *out describes it. The messages are those of loading.
+llm_status llm_checkpoint_verify(const char *path, llm_checkpoint_info *out);
+
+// Receives one line per checkpoint skipped by llm_checkpoint_find_latest (ctx is the caller's).
+typedef void (*llm_checkpoint_log_fn)(void *ctx, const char *message);
+
+// The newest step N of the checkpoints in dir (ckpt_NNNNNN.bin + ckpt_NNNNNN.state, N of 6 or more
+// digits) whose pair is intact and matches: both files verify (llm_checkpoint_verify), the state
+// records this model file (or records none: files of older llmpy versions), its step is N and its
+// configuration the model's. *step = -1 when no pair does. Every newer step that fails is reported
+// through log (NULL: on stderr) with the reason, newest first: "skipping checkpoint of step N in dir:
+// ...". Whatever the training's --max-steps: every step in dir is a candidate. LLM_ENOENT when dir
+// does not exist, LLM_EIO when it cannot be read.
+llm_status llm_checkpoint_find_latest(const char *dir, int64_t *step, llm_checkpoint_log_fn log, void *ctx);
+
+// Removes the temp files that interrupted writes of model and state files left in dir (our temp
+// name only: "<name>.tmp.<pid>.<n>", see llm_model_save) whose writer process is no longer alive
+// on this machine; files of live writers are kept. *removed (may be NULL) receives how many were
+// removed. Meant for the start of a run that holds dir. LLM_ENOENT when dir does not exist.
+llm_status llm_checkpoint_clean_temp(const char *dir, int *removed);
+
+// ----------------------------------------------------------------------------
 // runtime
 
-void llm_set_num_threads(int n);
+// OpenMP threads of the CPU backend; LLM_EINVAL for n < 1 (the setting is then unchanged).
+llm_status llm_set_num_threads(int n);
 int llm_get_num_threads(void);
 // Static build description: compiler, OpenMP, backends.
 const char *llm_build_compiler(void);
@@ -315,11 +468,12 @@ int llm_build_has_cuda(void);
 int llm_build_has_nccl(void);
 int llm_build_has_mpi(void);
 // CPU kernels: this build holds one variant per instruction set it targets ("avx512", "avx2",
-// "generic"; or "native" when built with LLMPY_NATIVE=ON) and picks the best one the CPU
-// supports on first use (the environment variable LLMPY_CPU_ISA=<name> asks for another).
+// "generic" on x86-64, "neon", "generic" on aarch64; or "native" when built with
+// LLMPY_NATIVE=ON) and picks the best one the CPU supports on first use (the environment
+// variable LLMPY_CPU_ISA=<name> asks for another).
 // llm_cpu_isa(): the variant in use. llm_cpu_isa_list(): the built ones, best first,
 // comma-separated. llm_set_cpu_isa(): switch (NULL or "auto": the best supported one);
-// LLM_EINVAL for a name not built in, LLM_EUNSUPPORTED when this CPU cannot run it.
+// LLM_EINVAL for a name not built in ("" included: the message lists the built ones), LLM_EUNSUPPORTED when this CPU cannot run it.
 const char *llm_cpu_isa(void);
 const char *llm_cpu_isa_list(void);
 llm_status llm_set_cpu_isa(const char *name);

@@ -7,13 +7,22 @@
  * tensor table (llmpy.h: llm_tensor_spec) in table order, wte with Vp rows, fp32 (version 3) or
  * bf16 (version 5). Offsets and shapes come from that table only.
  *
- * Writes go to a temp file beside the target and are renamed over it by commit, so the target is
- * either the old file or the complete new one. Every failure names the file.
+ * Every file written carries checksums in its header's integrity block (formats.h): the payload's
+ * CRC32C, computed while writing, and the header's. Reading checks the header's checksum before
+ * anything else and the payload's before it returns (llm_model_file_open reads the file once for
+ * it; llm_model_load checksums the payload as it streams it in). A file without the block (llm.c's,
+ * older llmpy's) loads with nothing to verify.
+ *
+ * Writes go to a temp file beside the target, which commit fsyncs and renames over it (then fsyncs
+ * the directory), so the target is either the old file or the complete new one, also after a crash
+ * or a power loss. Every failure names the file.
  */
 #ifndef _WIN32
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L // fseeko, ftello
 #endif
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
 #endif
@@ -40,6 +49,10 @@ struct llm_model_file {
     size_t pos;     // writing: elements written so far
     int failed;     // writing: a write failed; commit refuses, close removes the temp file
     int committed;  // writing: renamed over path
+    llm_integrity sum; // reading: the header's integrity block; writing: the committed file's
+    int verified;      // reading: the payload's checksum was checked
+    uint64_t crc_pos;  // reading: payload bytes checksummed so far, in order from the start
+    uint32_t crc;      // reading: their running checksum; writing: that of the payload written
     uint16_t *raw;  // RAW_ELEMS elements for bf16 conversion and zero padding
 };
 
@@ -88,6 +101,25 @@ static llm_status file_size(FILE *f, const char *path, int64_t *bytes) {
     return llm_file_seek(f, 0, path);
 }
 
+llm_status llm_file_open_read(FILE **out, const char *path, const char *what) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        int err = errno;
+        return llm_fail(err == ENOENT ? LLM_ENOENT : LLM_EIO, "cannot open %s %s: %s", what, path, strerror(err));
+    }
+#ifndef _WIN32
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return llm_fail(LLM_EIO, "cannot open %s %s: it is a directory, not a file (give the path of the file in it)",
+                        what, path);
+    }
+#endif
+    *out = f;
+    return LLM_OK;
+}
+
 static llm_status read_exact(FILE *f, void *buf, size_t bytes, const char *path) {
     if (fread(buf, 1, bytes, f) != bytes)
         return llm_fail(LLM_EFORMAT, "%s: file is truncated (unexpected end of file)", path);
@@ -119,6 +151,62 @@ char *llm_temp_path(const char *path) {
     snprintf(tmp, len, "%s.tmp.%u", path, n);
 #endif
     return tmp;
+}
+
+llm_status llm_write_failed(const char *path, int err) {
+#ifdef EDQUOT
+    int full = err == ENOSPC || err == EDQUOT;
+#else
+    int full = err == ENOSPC;
+#endif
+    if (full)
+        return llm_fail(LLM_EIO,
+                        "%s: write failed: %s: the disk is full; free space (or write to another disk) and save "
+                        "again; the file it would have replaced is untouched",
+                        path, strerror(err));
+    return llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(err));
+}
+
+#ifndef _WIN32
+// fsync of the directory holding path, so that a rename in it is on disk. File systems that
+// cannot sync a directory (EINVAL, ENOTSUP) are taken at their word.
+static llm_status sync_dir_of(const char *path) {
+    size_t n = strlen(path);
+    char *dir = malloc(n + 2);
+    if (!dir) return llm_fail(LLM_ENOMEM, "out of memory");
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    llm_status s = LLM_OK;
+    int fd = open(dir, O_RDONLY);
+    if (fd < 0 || (fsync(fd) != 0 && errno != EINVAL && errno != ENOTSUP))
+        s = llm_fail(LLM_EIO, "%s: cannot sync the directory %s after writing it: %s", path, dir, strerror(errno));
+    if (fd >= 0) close(fd);
+    free(dir);
+    return s;
+}
+#endif
+
+llm_status llm_file_commit(FILE *fp, const char *tmp, const char *path) {
+    llm_status s = LLM_OK;
+    if (fflush(fp) != 0 || ferror(fp)) s = llm_write_failed(path, errno);
+#ifndef _WIN32
+    if (s == LLM_OK && fsync(fileno(fp)) != 0) s = llm_write_failed(path, errno);
+#endif
+    if (fclose(fp) != 0 && s == LLM_OK) s = llm_write_failed(path, errno);
+    if (s == LLM_OK && rename(tmp, path) != 0)
+        s = llm_fail(LLM_EIO, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (s != LLM_OK) {
+        remove(tmp);
+        return s;
+    }
+#ifndef _WIN32
+    return sync_dir_of(path);
+#else
+    return LLM_OK;
+#endif
 }
 
 // ----------------------------------------------------------------------------
@@ -206,14 +294,21 @@ int llm_model_file_shape(const llm_model_file *f, int i, int layer, int64_t shap
 // ----------------------------------------------------------------------------
 // reading
 
-llm_status llm_model_file_open(llm_model_file **out, const char *path) {
+llm_status llm_model_file_open_unverified(llm_model_file **out, const char *path) {
     if (!out || !path) return llm_fail(LLM_EINVAL, "output or path is NULL");
     *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return llm_fail(LLM_EIO, "cannot open model file %s: %s", path, strerror(errno));
+    FILE *fp;
+    LLM_TRY(llm_file_open_read(&fp, path, "model file"));
     int32_t header[LLM_HEADER_INTS];
     int64_t file_bytes = 0;
+    llm_integrity sum;
     llm_status s = llm_file_read_header(fp, path, header, &file_bytes);
+    // a foreign file (wrong magic, no integrity block of ours) is named as such; otherwise a damaged
+    // header says so first
+    if (s == LLM_OK && header[0] != LLM_MODEL_MAGIC && header[LLM_INTEGRITY_AT] != LLM_INTEGRITY_MAGIC)
+        s = llm_fail(LLM_EFORMAT, "%s: not an llm.c model file (magic %d, expected %d)", path, header[0],
+                     LLM_MODEL_MAGIC);
+    if (s == LLM_OK) s = llm_integrity_check(header, path, &sum);
     if (s != LLM_OK) { fclose(fp); return s; }
     llm_config cfg = {.block_size = header[2], .vocab_size = header[3], .n_layer = header[4],
                       .n_head = header[5], .n_embd = header[6], .padded_vocab_size = header[7]};
@@ -233,6 +328,7 @@ llm_status llm_model_file_open(llm_model_file **out, const char *path) {
     llm_model_file *f = file_new(path, &cfg, version == LLM_MODEL_VERSION_BF16);
     if (!f) { fclose(fp); return llm_fail(LLM_ENOMEM, "out of memory opening %s", path); }
     f->fp = fp;
+    f->sum = sum;
     int64_t expect = (int64_t)(LLM_HEADER_INTS * sizeof(int32_t)) + (int64_t)(f->total * elem_bytes(f));
     if (file_bytes != expect) {
         s = llm_fail(LLM_EFORMAT,
@@ -248,16 +344,59 @@ llm_status llm_model_file_open(llm_model_file **out, const char *path) {
     return LLM_OK;
 }
 
+llm_status llm_model_file_open(llm_model_file **out, const char *path) {
+    LLM_TRY(llm_model_file_open_unverified(out, path));
+    llm_status s = llm_model_file_verify(*out);
+    if (s != LLM_OK) {
+        llm_model_file_close(*out);
+        *out = NULL;
+    }
+    return s;
+}
+
+llm_integrity llm_model_file_integrity(const llm_model_file *f) { return f->sum; }
+
+// Checksums bytes that were read at payload byte offset `at` when they continue the bytes
+// checksummed so far (a reader going through the file in order checksums it on the way).
+static void checksum_read(llm_model_file *f, uint64_t at, const void *buf, size_t bytes) {
+    if (f->sum.present && !f->verified && at == f->crc_pos) {
+        f->crc = llm_crc32c(f->crc, buf, bytes);
+        f->crc_pos += bytes;
+    }
+}
+
+llm_status llm_model_file_verify(llm_model_file *f) {
+    if (f->tmp) return llm_fail(LLM_ESTATE, "%s: opened for writing, not reading", f->path);
+    if (!f->sum.present || f->verified) return LLM_OK;
+    const uint64_t total = (uint64_t)f->total * elem_bytes(f), chunk = RAW_ELEMS * sizeof(uint16_t);
+    if (f->crc_pos < total)
+        LLM_TRY(llm_file_seek(f->fp, (int64_t)(LLM_HEADER_INTS * sizeof(int32_t) + f->crc_pos), f->path));
+    while (f->crc_pos < total) { // the rest of the payload, through the conversion buffer
+        size_t k = (size_t)(total - f->crc_pos < chunk ? total - f->crc_pos : chunk);
+        LLM_TRY(read_exact(f->fp, f->raw, k, f->path));
+        checksum_read(f, f->crc_pos, f->raw, k);
+    }
+    if (f->crc != f->sum.payload) return llm_payload_mismatch(f->path, f->sum.payload, f->crc);
+    f->verified = 1;
+    return LLM_OK;
+}
+
 llm_status llm_model_file_read_range(llm_model_file *f, size_t offset, size_t n, float *dst) {
     if (f->tmp) return llm_fail(LLM_ESTATE, "%s: opened for writing, not reading", f->path);
     if (offset > f->total || n > f->total - offset)
         return llm_fail(LLM_EINVAL, "%s: element range [%zu, %zu) outside the payload [0, %zu)", f->path, offset,
                         offset + n, f->total);
-    LLM_TRY(llm_file_seek(f->fp, (int64_t)(LLM_HEADER_INTS * sizeof(int32_t) + offset * elem_bytes(f)), f->path));
-    if (!f->bf16) return read_exact(f->fp, dst, n * sizeof(float), f->path);
+    uint64_t at = (uint64_t)offset * elem_bytes(f); // payload byte offset
+    LLM_TRY(llm_file_seek(f->fp, (int64_t)(LLM_HEADER_INTS * sizeof(int32_t) + at), f->path));
+    if (!f->bf16) {
+        LLM_TRY(read_exact(f->fp, dst, n * sizeof(float), f->path));
+        checksum_read(f, at, dst, n * sizeof(float));
+        return LLM_OK;
+    }
     for (size_t done = 0; done < n;) {
         size_t k = n - done < RAW_ELEMS ? n - done : RAW_ELEMS;
         LLM_TRY(read_exact(f->fp, f->raw, k * sizeof(uint16_t), f->path));
+        checksum_read(f, at + done * sizeof(uint16_t), f->raw, k * sizeof(uint16_t));
         llm_bf16_to_f32(dst + done, f->raw, k);
         done += k;
     }
@@ -274,6 +413,18 @@ llm_status llm_model_file_read(llm_model_file *f, int i, int layer, float *dst) 
 // ----------------------------------------------------------------------------
 // writing
 
+static void fill_header(const llm_model_file *f, int32_t header[LLM_HEADER_INTS]) {
+    memset(header, 0, LLM_HEADER_INTS * sizeof(int32_t));
+    header[0] = LLM_MODEL_MAGIC;
+    header[1] = f->bf16 ? LLM_MODEL_VERSION_BF16 : LLM_MODEL_VERSION_FP32;
+    header[2] = f->cfg.block_size;
+    header[3] = f->cfg.vocab_size;
+    header[4] = f->cfg.n_layer;
+    header[5] = f->cfg.n_head;
+    header[6] = f->cfg.n_embd;
+    header[7] = f->cfg.padded_vocab_size;
+}
+
 llm_status llm_model_file_create(llm_model_file **out, const char *path, const llm_config *cfg_in, int bf16) {
     if (!out || !path || !cfg_in) return llm_fail(LLM_EINVAL, "output, path or config is NULL");
     *out = NULL;
@@ -289,21 +440,16 @@ llm_status llm_model_file_create(llm_model_file **out, const char *path, const l
     }
     f->fp = fopen(f->tmp, "wb");
     if (!f->fp) {
-        llm_status s = llm_fail(LLM_EIO, "cannot write %s: %s", f->tmp, strerror(errno));
+        int err = errno;
+        llm_status s = err == ENOSPC ? llm_write_failed(path, err)
+                                     : llm_fail(LLM_EIO, "cannot write %s: %s", f->tmp, strerror(err));
         llm_model_file_close(f);
         return s;
     }
-    int32_t header[LLM_HEADER_INTS] = {0};
-    header[0] = LLM_MODEL_MAGIC;
-    header[1] = f->bf16 ? LLM_MODEL_VERSION_BF16 : LLM_MODEL_VERSION_FP32;
-    header[2] = cfg.block_size;
-    header[3] = cfg.vocab_size;
-    header[4] = cfg.n_layer;
-    header[5] = cfg.n_head;
-    header[6] = cfg.n_embd;
-    header[7] = cfg.padded_vocab_size;
+    int32_t header[LLM_HEADER_INTS];
+    fill_header(f, header); // its integrity block is written by commit
     if (fwrite(header, sizeof header, 1, f->fp) != 1) {
-        llm_status s = llm_fail(LLM_EIO, "%s: write failed: %s", path, strerror(errno));
+        llm_status s = llm_write_failed(path, errno);
         llm_model_file_close(f);
         return s;
     }
@@ -313,8 +459,8 @@ llm_status llm_model_file_create(llm_model_file **out, const char *path, const l
 
 static llm_status writable(llm_model_file *f) {
     if (!f->tmp) return llm_fail(LLM_ESTATE, "%s: opened for reading, not writing", f->path);
-    if (!f->fp) return llm_fail(LLM_ESTATE, "%s: already committed", f->path);
     if (f->failed) return llm_fail(LLM_ESTATE, "%s: an earlier write failed; start again", f->path);
+    if (!f->fp) return llm_fail(LLM_ESTATE, "%s: already committed", f->path);
     return LLM_OK;
 }
 
@@ -322,8 +468,9 @@ static llm_status writable(llm_model_file *f) {
 static llm_status put(llm_model_file *f, const void *buf, size_t nbytes) {
     if (nbytes && fwrite(buf, 1, nbytes, f->fp) != nbytes) {
         f->failed = 1;
-        return llm_fail(LLM_EIO, "%s: write failed: %s", f->path, strerror(errno));
+        return llm_write_failed(f->path, errno);
     }
+    f->crc = llm_crc32c(f->crc, buf, nbytes);
     return LLM_OK;
 }
 
@@ -385,17 +532,24 @@ llm_status llm_model_file_commit(llm_model_file *f) {
         return llm_fail(LLM_ESTATE, "%s: incomplete: %zu of %zu parameters written, %s next", f->path, f->pos,
                         f->total, want);
     }
-    llm_status s = LLM_OK;
-    if (fflush(f->fp) != 0 || ferror(f->fp)) s = llm_fail(LLM_EIO, "%s: write failed: %s", f->tmp, strerror(errno));
-    if (fclose(f->fp) != 0 && s == LLM_OK) s = llm_fail(LLM_EIO, "%s: close failed: %s", f->tmp, strerror(errno));
-    f->fp = NULL;
-    if (s == LLM_OK && rename(f->tmp, f->path) != 0)
-        s = llm_fail(LLM_EIO, "cannot rename %s to %s: %s", f->tmp, f->path, strerror(errno));
+    // the header again, now with its integrity block
+    int32_t header[LLM_HEADER_INTS];
+    fill_header(f, header);
+    llm_integrity_seal(header, f->crc);
+    llm_status s = llm_file_seek(f->fp, 0, f->tmp);
+    if (s == LLM_OK && fwrite(header, sizeof header, 1, f->fp) != 1) s = llm_write_failed(f->path, errno);
     if (s != LLM_OK) {
         f->failed = 1;
-        remove(f->tmp);
+        return s; // close removes the temp file
+    }
+    FILE *fp = f->fp;
+    f->fp = NULL;
+    s = llm_file_commit(fp, f->tmp, f->path); // on failure the temp file is gone
+    if (s != LLM_OK) {
+        f->failed = 1;
         return s;
     }
+    f->sum = (llm_integrity){1, f->crc, llm_header_checksum(header)};
     f->committed = 1;
     return LLM_OK;
 }

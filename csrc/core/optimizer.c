@@ -56,9 +56,11 @@ llm_status llm_step(llm_model *m, float lr, float beta1, float beta2, float eps,
     if (!(lr >= 0.0f) || !isfinite(lr)) return llm_fail(LLM_EINVAL, "lr must be finite and >= 0, got %g", lr);
     if (!(beta1 >= 0.0f && beta1 < 1.0f) || !(beta2 >= 0.0f && beta2 < 1.0f))
         return llm_fail(LLM_EINVAL, "betas must be in [0, 1), got (%g, %g)", beta1, beta2);
-    if (!(eps >= 0.0f) || !(weight_decay >= 0.0f))
-        return llm_fail(LLM_EINVAL, "eps and weight_decay must be >= 0, got %g and %g", eps, weight_decay);
-    if (isnan(grad_clip)) return llm_fail(LLM_EINVAL, "grad_clip must be a number (<= 0: off), got %g", grad_clip);
+    if (!(eps >= 0.0f) || !(weight_decay >= 0.0f) || !isfinite(eps) || !isfinite(weight_decay))
+        return llm_fail(LLM_EINVAL, "eps and weight_decay must be finite and >= 0, got %g and %g", eps, weight_decay);
+    // a NaN would compare false below and silently turn clipping off: refused, like a negative one
+    if (!(grad_clip >= 0.0f))
+        return llm_fail(LLM_EINVAL, "grad_clip must be >= 0 (0: no clipping), got %g", grad_clip);
     const llm_ops *ops = m->ops;
     const size_t xs = m->xsize;
     const gpt2_dist *dist = m->dist;

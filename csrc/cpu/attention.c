@@ -51,8 +51,13 @@ static double dot_f64(const float *a, const float *b, size_t n) {
 static void softmax_row(float *row, size_t t, size_t T, float scale) {
     const size_t n = t + 1;
     for (size_t i = 0; i < n; i++) row[i] *= scale;
+#ifdef CPU_NEON
+    const float m = cpu_neon_max(row, n);
+    cpu_neon_exp_shift(row, row, n, m, 1.0f);
+#else
     const float m = cpu_max(row, n);
     for (size_t i = 0; i < n; i++) row[i] = cpu_expf(row[i] - m);
+#endif
     const float inv = (float)(1.0 / cpu_sum(row, n));
     for (size_t i = 0; i < n; i++) row[i] *= inv;
     memset(row + n, 0, (T - n) * sizeof(float));

@@ -16,6 +16,14 @@
  * whose ops forward to the chosen variant. Code that depends on the vector width (the GEMM's
  * register tile) reads the compiler's predefined macros (__AVX512F__, __AVX2__, ...).
  *
+ * AArch64 (variants `neon`, `generic`) is different: NEON is in its baseline, so `generic` is
+ * compiled with NEON enabled too (the auto-vectoriser uses it) and the predefined macros
+ * cannot tell the variants apart. The build defines LLMPY_CPU_NEON for the `neon` variant (and
+ * for `native` on aarch64), and CPU_NEON below switches the ops to their NEON intrinsics
+ * sections (`#ifdef CPU_NEON`, with the shared pieces in neon.h and matmul_neon.h); `generic`
+ * stays the portable C of every architecture, the reference the NEON kernels are tested
+ * against (tests/c/test_cpu_isa.c).
+ *
  * Below the ops, internal helpers shared between op files: the blocked GEMM of matmul.c
  * (attention.c is built on it), per-thread scratch (ops_cpu.c), and small inline math
  * routines written so that the compiler vectorises the loops that call them (libm's expf is
@@ -35,6 +43,11 @@
 
 #ifdef __cplusplus
 extern "C" {
+#endif
+
+// --- NEON (aarch64) ---------------------------------------------------------------
+#if defined(LLMPY_CPU_NEON) && defined(__aarch64__) && defined(__ARM_NEON)
+#define CPU_NEON 1
 #endif
 
 // --- per-ISA names ----------------------------------------------------------------
@@ -263,5 +276,9 @@ static inline double cpu_sum_exp(const float *x, size_t n, float shift) {
 
 #ifdef __cplusplus
 }
+#endif
+
+#ifdef CPU_NEON
+#include "neon.h" // the NEON math of the neon variant (after cpu_expf, which its tails use)
 #endif
 #endif // LLMPY_CPU_OPS_H

@@ -12,7 +12,8 @@
  * loss (e.g. 1/(B*T) for a mean), the same for all positions.
  *
  * The max-shifted exponentials (cpu_expf, vectorised) are summed in double; rows are
- * independent (parallel).
+ * independent (parallel). The neon variant computes the maxima and exponentials with NEON
+ * intrinsics (neon.h), which GCC does not generate for these loops on aarch64.
  * dlogits may alias logits (each element is read before it is written).
  *
  * crossentropy_backward_cols computes the same gradient for a slice of columns v0 .. v0+n
@@ -33,8 +34,13 @@ llm_status cpu_crossentropy_forward(float *losses, const float *logits, const in
 #pragma omp parallel for
     for (long long r = 0; r < BT; r++) {
         const float *x = logits + (size_t)r * Vp;
+#ifdef CPU_NEON
+        const float m = cpu_neon_max(x, (size_t)V);
+        const double s = cpu_neon_sum_exp(x, (size_t)V, m);
+#else
         const float m = cpu_max(x, (size_t)V);
         const double s = cpu_sum_exp(x, (size_t)V, m);
+#endif
         losses[r] = (float)(log(s) + (double)m - (double)x[targets[r]]);
     }
     return LLM_OK;
@@ -50,8 +56,13 @@ llm_status cpu_crossentropy_backward(float *dlogits, const float *logits, const 
     for (long long r = 0; r < BT; r++) {
         const float *x = logits + (size_t)r * Vp;
         float *dx = dlogits + (size_t)r * Vp;
+#ifdef CPU_NEON
+        const float m = cpu_neon_max(x, (size_t)V);
+        cpu_neon_exp_shift(dx, x, (size_t)V, m, 1.0f); // unnormalised softmax
+#else
         const float m = cpu_max(x, (size_t)V);
         for (int i = 0; i < V; i++) dx[i] = cpu_expf(x[i] - m); // unnormalised softmax
+#endif
         const float scale = (float)(1.0 / cpu_sum(dx, (size_t)V)) * dloss;
         for (int i = 0; i < V; i++) dx[i] *= scale;
         dx[targets[r]] -= dloss;
@@ -79,7 +90,11 @@ llm_status cpu_crossentropy_backward_cols(float *dlogits, const float *logits, c
             CPU_PREFETCH(xr + Vp + targets[r + 1]);
         }
         const float lse = (float)((double)losses[r] + (double)xr[targets[r]]);
+#ifdef CPU_NEON
+        cpu_neon_exp_shift(dx, x, (size_t)real, lse, dloss);
+#else
         for (int i = 0; i < real; i++) dx[i] = cpu_expf(x[i] - lse) * dloss;
+#endif
         for (int i = real; i < n; i++) dx[i] = 0.0f;
         const int t = targets[r] - v0;
         if (t >= 0 && t < real) dx[t] -= dloss;

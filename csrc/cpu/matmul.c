@@ -41,7 +41,10 @@
  * The blocks: KC 256 (a KC x NR panel of b stays in L1: 24 KiB for AVX2; 64 KiB for AVX-512,
  * which streams it from L2 at no measurable cost), MC 96, NC 480-512 (KC x NC of b, 0.5 MiB,
  * stays in L2 with a's rows and c's block). Packing weight^T into b's panels transposes 8x8 /
- * 16x16 tiles with AVX shuffles where the variant has them.
+ * 16x16 tiles with AVX shuffles where the variant has them. The neon variant (aarch64) brings
+ * its own 8 x 12 micro-kernel written with NEON intrinsics (24 of the 32 q registers
+ * accumulate), which reads a packed panel of a (a is always packed there, with 4x4
+ * transposes), from matmul_neon.h.
  *
  * Threads. c is cut into tm x tn rectangles, one per thread, each running the serial
  * algorithm above on its own packing scratch (cpu_scratch, allocated once per thread). The
@@ -69,9 +72,11 @@
 // ----------------------------------------------------------------------------
 // blocking parameters
 
-// The register tile (MR x NR) and the cache blocks per ISA variant; each can be overridden on
-// the command line (-DMR=4 -DNR=24 ...) to measure alternatives with dev/cpu/matmul.c.
-#if defined(__AVX512F__)
+#if defined(CPU_NEON) // aarch64, neon variant: matmul_neon.h
+#define MR 8
+#define NR 12   // three 128-bit vectors
+#define NC 504  // a multiple of NR near 512
+#elif defined(__AVX512F__)
 #define VL_ 16 // floats per vector register
 #ifndef MR
 #define MR 6  // micro-tile rows (broadcast from a)
@@ -115,7 +120,7 @@
 _Static_assert(MC % MR == 0 && NC % NR == 0 && KB % KC == 0, "blocks must hold whole micro-panels");
 _Static_assert(ABUF / KB >= MC, "the packed block of a must hold at least MC rows");
 
-#if defined(__GNUC__) || defined(__clang__)
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(CPU_NEON)
 // GCC/Clang vector extensions: one vector register of the ISA, NV of them per row of the tile.
 // The packed panels are 64-byte aligned; rows of c and of the source matrices are not (vec_u).
 #define VL VL_
@@ -133,6 +138,10 @@ static size_t ma_padded(size_t ma) { return (ma + MR - 1) / MR * MR; }
 #define MADD(a, b, c) fmaf((a), (b), (c))
 #else
 #define MADD(a, b, c) ((a) * (b) + (c))
+#endif
+
+#ifdef CPU_NEON
+#include "matmul_neon.h" // transpose4 (packing), micro_kernel and zeros (below)
 #endif
 
 // ----------------------------------------------------------------------------
@@ -197,13 +206,32 @@ static inline void transpose16(const float *const *src, size_t k, float *dst, si
 #endif
 
 // dst[(panel * kc + k) * MR + r] = a(i0 + panel * MR + r, k0 + k); rows past mc are zero.
-// Only views whose rows are not contiguous along k are packed (a_direct): in training, dout^T
-// of dweight, whose columns are contiguous along i. Those are read a group of panels at a time
-// (PACK_A_ROWS consecutive floats of each column: whole cache lines), so that each line of a
-// is loaded once; one panel at a time, a line would come back from L2 once per panel in it.
+// On x86 only views whose rows are not contiguous along k are packed (a_direct): in training,
+// dout^T of dweight, whose columns are contiguous along i. Those are read a group of panels at
+// a time (PACK_A_ROWS consecutive floats of each column: whole cache lines), so that each line
+// of a is loaded once; one panel at a time, a line would come back from L2 once per panel in
+// it. The neon micro-kernel reads packed panels only: there rows contiguous along k are
+// interleaved too, 4 x 4 transposes at a time.
 #define PACK_A_ROWS (32 / MR > 0 ? 32 / MR * MR : MR)
 static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t k0, size_t kc) {
-    for (size_t g = 0; g < mc; g += PACK_A_ROWS) {
+    if (a.cs == 1) { // rows contiguous along k: interleave MR rows
+        for (size_t p = 0; p < mc; p += MR) {
+            const size_t rows = mc - p < MR ? mc - p : MR;
+            float *d = dst + p * kc;
+            const float *src[MR];
+            for (size_t r = 0; r < MR; r++) src[r] = a.p + (i0 + p + (r < rows ? r : 0)) * a.rs + k0;
+            size_t k = 0;
+#if defined(HAVE_T4) && MR % 4 == 0
+            if (rows == MR)
+                for (; k + 4 <= kc; k += 4)
+                    for (size_t rh = 0; rh < MR; rh += 4) transpose4(src + rh, k, d + k * MR + rh, MR);
+#endif
+            for (; k < kc; k++)
+                for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r][k] : 0.0f;
+        }
+        return;
+    }
+    for (size_t g = 0; g < mc; g += PACK_A_ROWS) { // columns contiguous along i (a transposed view)
         const size_t gend = mc - g < PACK_A_ROWS ? mc : g + PACK_A_ROWS;
         for (size_t k = 0; k < kc; k++) {
             const float *src = a.p + (k0 + k) * a.cs + (i0 + g) * a.rs;
@@ -232,6 +260,8 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
                 if (cols == NR) {
 #ifdef VL
                     for (int v = 0; v < NV; v++) ((vec *)dk)[v] = ((const vec_u *)src)[v];
+#elif defined(CPU_NEON)
+                    for (size_t j = 0; j < NR; j += 4) vst1q_f32(dk + j, vld1q_f32(src + j));
 #else
                     for (size_t j = 0; j < NR; j++) dk[j] = src[j];
 #endif
@@ -250,6 +280,9 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
 #elif defined(HAVE_T8) && NR % 8 == 0
                 for (; k + 8 <= kc; k += 8)
                     for (size_t jh = 0; jh < NR; jh += 8) transpose8(src + jh, k, d + k * NR + jh, NR);
+#elif defined(HAVE_T4) && NR % 4 == 0
+                for (; k + 4 <= kc; k += 4)
+                    for (size_t jh = 0; jh < NR; jh += 4) transpose4(src + jh, k, d + k * NR + jh, NR);
 #endif
                 for (; k + 8 <= kc; k += 8)
                     for (size_t j = 0; j < NR; j++)
@@ -267,7 +300,9 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
 // ----------------------------------------------------------------------------
 // micro-kernel: c[0:mr, 0:nr] += a_panel (MR x kc) @ b_panel (kc x NR)
 
-#if defined(__GNUC__) || defined(__clang__)
+#if defined(CPU_NEON)
+// micro_kernel: matmul_neon.h, included above
+#elif defined(__GNUC__) || defined(__clang__)
 // GCC/Clang vector extensions (vec, see above): each row of the tile is NV vectors, so the
 // accumulators live in NV*MR registers whatever the auto-vectoriser would have decided.
 
@@ -356,8 +391,12 @@ static size_t a_rows(size_t K) { return ABUF / ((a_depth(K) + KC - 1) / KC * KC)
 // Whether a is read in place rather than packed: when its rows are contiguous along k, the
 // micro-kernel's broadcasts read them directly (a broadcast load costs the same from any
 // address, and the rows of a block stay in L1/L2 like a packed panel would). pack_a handles
-// the other views.
+// the other views. The neon micro-kernel reads packed panels only.
+#ifdef CPU_NEON
+static int a_direct(cpu_view a) { return (void)a, 0; }
+#else
 static int a_direct(cpu_view a) { return a.cs == 1; }
+#endif
 
 // Prefetch of the next block of b into L2 while the micro-kernels work on the current one, a
 // few cache lines per micro-kernel call: b is usually a weight matrix, read from memory once,
@@ -436,12 +475,17 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
                             for (size_t p = ib; p < ib + mc; p += MR) {
                                 const size_t mr = ib + mc - p < MR ? ib + mc - p : MR;
                                 const float *init = first ? (bias ? bias + jb + q : zeros) : NULL;
+#ifdef CPU_NEON
+                                micro_kernel(kc, pak + p * kc, pb + q * kc, c + (ia + p) * ldc + jb + q, ldc, mr, nr,
+                                             init);
+#else
                                 const float *arow[MR];
                                 for (size_t r = 0; r < MR; r++)
                                     arow[r] = direct ? a.p + (ia + p + (r < mr ? r : 0)) * a.rs + kb + k0
                                                      : pak + p * kc + r;
                                 micro_kernel(kc, arow, direct ? 1 : MR, pb + q * kc, c + (ia + p) * ldc + jb + q, ldc,
                                              mr, nr, init);
+#endif
                                 b_prefetch_some(&pf);
                             }
                         }

@@ -7,8 +7,9 @@
  *
  * The compute ops exist once per ISA variant compiled into this build (cpu_ops.h explains
  * how). This file is compiled once, with the baseline flags, so it runs on any CPU of the
- * architecture: on first use it asks the CPU what it supports (__builtin_cpu_supports, which
- * also checks that the OS saves the wide registers) and picks the best variant, or the one
+ * architecture: on first use it asks the CPU what it supports (x86: __builtin_cpu_supports,
+ * which also checks that the OS saves the wide registers; aarch64: the OS's feature bits,
+ * getauxval(AT_HWCAP) on Linux, sysctlbyname on macOS) and picks the best variant, or the one
  * named by the environment variable LLMPY_CPU_ISA when the CPU can run it. llm_set_cpu_isa()
  * switches variants later (the ops keep no state, so switching between calls is safe).
  * The table llm_cpu_ops forwards each op to the chosen variant: one indirect call per op,
@@ -28,6 +29,16 @@
 #ifdef MAP_ANONYMOUS
 #define CPU_HAVE_MMAP 1
 #endif
+#endif
+
+// aarch64: where the OS reports the CPU's features (the neon variant's check, below)
+#if defined(LLMPY_CPU_HAVE_NEON) && defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMD
+#define HWCAP_ASIMD (1 << 1) // Linux's AArch64 HWCAP bit for Advanced SIMD (uapi asm/hwcap.h)
+#endif
+#elif defined(LLMPY_CPU_HAVE_NEON) && defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
 #endif
 
 #include "core/common.h"
@@ -69,6 +80,9 @@ llm_status cpu_alloc(void **out, size_t bytes) {
     if (!base) {
 #if defined(_MSC_VER)
         base = _aligned_malloc(total, CPU_ALIGN);
+#elif defined(__APPLE__) // aligned_alloc needs macOS 10.15; posix_memalign is in every version
+        void *p = NULL;
+        base = posix_memalign(&p, CPU_ALIGN, total) == 0 ? p : NULL;
 #else
         base = aligned_alloc(CPU_ALIGN, total);
 #endif
@@ -218,6 +232,29 @@ static int has_avx2(void) {
 extern const cpu_kernels cpu_isa_ops_avx2;
 #endif
 
+// AArch64 Advanced SIMD. Every AArch64 CPU that Linux or macOS runs on has it (the compiler's
+// baseline, and so the generic variant, already uses it); asked of the OS all the same.
+#ifdef LLMPY_CPU_HAVE_NEON
+static int has_neon(void) {
+#if defined(__aarch64__) && defined(__linux__)
+    return (getauxval(AT_HWCAP) & HWCAP_ASIMD) != 0;
+#elif defined(__aarch64__) && defined(__APPLE__)
+    const char *names[] = {"hw.optional.AdvSIMD", "hw.optional.neon"}; // newer, older name
+    for (int i = 0; i < 2; i++) {
+        int v = 0;
+        size_t len = sizeof v;
+        if (sysctlbyname(names[i], &v, &len, NULL, 0) == 0) return v != 0;
+    }
+    return 1; // neither name known: an arm64 Mac has it
+#elif defined(__aarch64__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+extern const cpu_kernels cpu_isa_ops_neon;
+#endif
+
 #ifdef LLMPY_CPU_HAVE_NATIVE
 extern const cpu_kernels cpu_isa_ops_native;
 #endif
@@ -235,6 +272,9 @@ static const isa_variant variants[] = {
 #endif
 #ifdef LLMPY_CPU_HAVE_AVX2
     {"avx2", &cpu_isa_ops_avx2, has_avx2},
+#endif
+#ifdef LLMPY_CPU_HAVE_NEON
+    {"neon", &cpu_isa_ops_neon, has_neon},
 #endif
 #ifdef LLMPY_CPU_HAVE_GENERIC
     {"generic", &cpu_isa_ops_generic, always},
@@ -281,6 +321,9 @@ const char *llm_cpu_isa_list(void) {
 #ifdef LLMPY_CPU_HAVE_AVX2
                                ",avx2"
 #endif
+#ifdef LLMPY_CPU_HAVE_NEON
+                               ",neon"
+#endif
 #ifdef LLMPY_CPU_HAVE_GENERIC
                                ",generic"
 #endif
@@ -290,7 +333,7 @@ const char *llm_cpu_isa_list(void) {
 
 llm_status llm_set_cpu_isa(const char *name) {
     const isa_variant *v;
-    if (!name || !*name || strcmp(name, "auto") == 0) {
+    if (!name || strcmp(name, "auto") == 0) { // "" is a name like any other: not in this build
         v = best_variant();
     } else {
         v = find_variant(name);

@@ -156,6 +156,7 @@ struct llm_dataloader {
     int perm_file;
     FILE *fp; // the open shard
     int fp_file;
+    int vocab;     // > 0: every token handed out must be below it (llm_dataloader_set_vocab)
     uint16_t *buf; // (B * (T + 1)) raw tokens of one batch
 };
 
@@ -351,6 +352,23 @@ static llm_status open_file(llm_dataloader *dl, int f) {
     return LLM_OK;
 }
 
+// The tokens w[0..n) read from token `start` of the open shard are below the caller's vocabulary.
+// The loader checks (not only the model) because it alone knows the file and the offset to name.
+static llm_status check_vocab(const llm_dataloader *dl, const uint16_t *w, int64_t start, size_t n) {
+    if (dl->vocab <= 0) return LLM_OK;
+    for (size_t i = 0; i < n; i++) {
+        if (w[i] < dl->vocab) continue;
+        int64_t at = start + (int64_t)i;
+        return llm_fail(LLM_EFORMAT,
+                        "token shard %s holds token id %u at token %lld (byte offset %lld), outside the model's "
+                        "vocabulary of %d tokens: the shard was made for another tokenizer; re-create it with the "
+                        "model's tokenizer " CREATE_FIX ", or use a model whose vocab_size is above %u",
+                        dl->files[dl->fp_file], (unsigned)w[i], (long long)at,
+                        (long long)(HEADER_BYTES + at * (int64_t)sizeof(uint16_t)), dl->vocab, (unsigned)w[i]);
+    }
+    return LLM_OK;
+}
+
 // n tokens starting at token `start` of the open shard.
 static llm_status read_tokens(llm_dataloader *dl, uint16_t *dst, int64_t start, size_t n) {
     const char *path = dl->files[dl->fp_file];
@@ -370,6 +388,7 @@ llm_status llm_dataloader_next(llm_dataloader *dl, int32_t *x, int32_t *y) {
     uint16_t *buf = dl->buf;
     if (!dl->shuffle) {
         LLM_TRY(read_tokens(dl, buf, first * T, (size_t)(B * T + 1)));
+        LLM_TRY(check_vocab(dl, buf, first * T, (size_t)(B * T + 1)));
         for (int64_t i = 0; i < B * T; i++) {
             x[i] = buf[i];
             y[i] = buf[i + 1];
@@ -384,6 +403,7 @@ llm_status llm_dataloader_next(llm_dataloader *dl, int32_t *x, int32_t *y) {
         for (int64_t b = 0; b < B; b++) {
             uint16_t *w = buf + b * (T + 1);
             LLM_TRY(read_tokens(dl, w, dl->perm[first + b] * T, (size_t)(T + 1)));
+            LLM_TRY(check_vocab(dl, w, dl->perm[first + b] * T, (size_t)(T + 1)));
             for (int64_t t = 0; t < T; t++) {
                 x[b * T + t] = w[t];
                 y[b * T + t] = w[t + 1];
@@ -394,6 +414,15 @@ llm_status llm_dataloader_next(llm_dataloader *dl, int32_t *x, int32_t *y) {
     normalize(dl);
     return LLM_OK;
 }
+
+llm_status llm_dataloader_set_vocab(llm_dataloader *dl, int vocab_size) {
+    if (!dl) return llm_fail(LLM_EINVAL, "data loader is NULL");
+    if (vocab_size < 0) return llm_fail(LLM_EINVAL, "vocab_size must be >= 0 (0: no check), got %d", vocab_size);
+    dl->vocab = vocab_size;
+    return LLM_OK;
+}
+
+int llm_dataloader_vocab(const llm_dataloader *dl) { return dl ? dl->vocab : 0; }
 
 // ----------------------------------------------------------------------------
 // position

@@ -22,7 +22,8 @@
  *  - the position (epoch, shard, batch) is global, the same on every rank: a position saved by
  *    rank 0 resumes every rank, even with another world_size as long as B * world_size is the same.
  *  - errors name the pattern or file and say what to do: LLM_ENOENT for a missing shard or a
- *    pattern matching nothing, LLM_EFORMAT for a corrupt shard or shards too small for one batch,
+ *    pattern matching nothing, LLM_EFORMAT for a corrupt shard, shards too small for one batch or
+ *    (llm_dataloader_set_vocab) a token id outside the model's vocabulary,
  *    LLM_EINVAL for bad arguments or positions, LLM_EIO for other I/O failures.
  *  - one loader is used by one thread at a time (the Python binding serialises calls).
  *
@@ -83,6 +84,12 @@ void llm_dataloader_free(llm_dataloader *dl);
 
 // The next batch: x, y: (B,T) int32, y = x shifted by one token.
 llm_status llm_dataloader_next(llm_dataloader *dl, int32_t *x, int32_t *y);
+// Token ids handed out must be below vocab_size (the model's): a shard token at or above it fails
+// llm_dataloader_next with LLM_EFORMAT naming the shard, the token offset in it and what to do,
+// and the position stays where it was. 0 (the default) checks nothing. The model checks its
+// inputs again, but it sees only the batch; this check is the one that can name the file.
+llm_status llm_dataloader_set_vocab(llm_dataloader *dl, int vocab_size);
+int llm_dataloader_vocab(const llm_dataloader *dl);
 // Closes the open shard; the next batch reopens (and revalidates) it. The position is kept.
 void llm_dataloader_release_shard(llm_dataloader *dl);
 // To the first batch of `epoch` (LLM_EINVAL for a negative epoch).

@@ -16,8 +16,12 @@
  * References: Sennrich, Haddow, Birch 2016 (BPE for subwords); tiktoken's byte_pair_merge (the
  * encoding rule reproduced here); the llm.c tokenizer file (tokenizer.h in llm.c).
  */
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L // fileno, fstat
+#endif
 #include <errno.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -655,9 +659,17 @@ static llm_status tokenizer_read(FILE *f, const char *path, llm_tokenizer *t) {
 }
 
 llm_status llm_tokenizer_load(llm_tokenizer **out, const char *path) {
+    if (!out || !path) return llm_fail(LLM_EINVAL, "tokenizer: output or path is NULL");
     *out = NULL;
     FILE *f = fopen(path, "rb");
-    if (!f) return llm_fail(LLM_EIO, "cannot open tokenizer file %s: %s", path, strerror(errno));
+    if (!f)
+        return llm_fail(errno == ENOENT ? LLM_ENOENT : LLM_EIO, "cannot open tokenizer file %s: %s; write one with "
+                        "python -m llmpy.tokenizer llmc --out FILE", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return llm_fail(LLM_EFORMAT, "tokenizer file %s is a directory, not a file", path);
+    }
     llm_tokenizer *t = calloc(1, sizeof *t);
     llm_status s = t ? tokenizer_read(f, path, t) : llm_fail(LLM_ENOMEM, "tokenizer: out of memory");
     fclose(f);

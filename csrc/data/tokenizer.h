@@ -83,7 +83,9 @@ void llm_bpe_merges_free(llm_bpe_merge *merges);
 typedef struct llm_tokenizer llm_tokenizer;
 
 // Reads an llm.c tokenizer file: version 2 (EOT id in the header) or version 1 (GPT-2, EOT 50256).
-// Token lengths of 0 are accepted (ids without a token decode to "").
+// Token lengths of 0 are accepted (ids without a token decode to ""). LLM_ENOENT when the file does
+// not exist, LLM_EIO when it cannot be opened, LLM_EFORMAT for a directory or a damaged file; on
+// failure nothing stays allocated and *out is NULL.
 llm_status llm_tokenizer_load(llm_tokenizer **out, const char *path);
 void llm_tokenizer_free(llm_tokenizer *t);
 size_t llm_tokenizer_vocab_size(const llm_tokenizer *t);

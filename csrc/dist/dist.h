@@ -112,8 +112,9 @@ int llm_dist_zero_stage(const llm_model *m);
 llm_status llm_dist_backward(llm_model *m, float loss_scale, int sync);
 // Collective. Writes the training state with the FULL moments (llm_model_save_state's file, which
 // resumes on any number of ranks and either stage): zero_stage 1 gathers the shards on rank 0;
-// rank 0 writes, the other ranks write nothing. Not attached: llm_model_save_state.
-llm_status llm_dist_save_state(llm_model *m, const char *path, const char *json);
+// rank 0 writes, the other ranks write nothing (tag: as llm_model_save_state, read on rank 0).
+// Not attached: llm_model_save_state.
+llm_status llm_dist_save_state(llm_model *m, const char *path, const char *json, const llm_state_tag *tag);
 // Seconds this rank's training thread has spent in the plan's communication since attach:
 // starting, advancing and waiting for collectives — what did not overlap with computation.
 double llm_dist_comm_seconds(const llm_model *m);

@@ -431,13 +431,13 @@ size_t llm_dist_shard(const llm_model *m, size_t *starts, size_t *lens, size_t m
 // ----------------------------------------------------------------------------
 // checkpoints: the full moments, whatever the shard
 
-llm_status llm_dist_save_state(llm_model *m, const char *path, const char *json) {
+llm_status llm_dist_save_state(llm_model *m, const char *path, const char *json, const llm_state_tag *tag) {
     if (!m || !path) return llm_fail(LLM_EINVAL, "model or path is NULL");
     plan *p = m->dist_plan;
-    if (!p || !p->comm) return llm_dist_get().rank == 0 ? llm_model_save_state(m, path, json) : LLM_OK;
+    if (!p || !p->comm) return llm_dist_get().rank == 0 ? llm_model_save_state(m, path, json, tag) : LLM_OK;
     const int root = p->r == 0;
     // before the first step, or with full moments not yet sharded: the model's state is complete
-    if (!m->m || m->moment_elems == m->total) return root ? llm_model_save_state(m, path, json) : LLM_OK;
+    if (!m->m || m->moment_elems == m->total) return root ? llm_model_save_state(m, path, json, tag) : LLM_OK;
     // zero_stage 1: every rank places its shard at its flat positions of full-size buffers, the
     // all-gather fills in the other ranks' parts, rank 0 writes them
     const llm_ops *ops = m->ops;
@@ -466,7 +466,7 @@ llm_status llm_dist_save_state(llm_model *m, const char *path, const char *json)
         m->m = mm; // lent to the file writer, taken back below
         m->v = vv;
         m->moment_elems = m->total;
-        s = llm_model_save_state(m, path, json);
+        s = llm_model_save_state(m, path, json, tag);
         m->m = keep_m;
         m->v = keep_v;
         m->moment_elems = keep_n;

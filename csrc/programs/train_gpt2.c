@@ -13,16 +13,26 @@
  * (--zero-stage 1 shards the AdamW moments), only rank 0 prints and writes files; an error on any
  * rank aborts the whole job.
  *
+ * The run folder follows the rules python -m llmpy.train follows (csrc/core/run.c): one run holds
+ * it at a time (rank 0 takes its lock), a new run refuses a folder holding another run, a failed
+ * start removes the folder it created; --resume restores the run's flags saved in the state JSON
+ * (changing only those a resumed run may change) and rewinds the log. The flags' checks are the
+ * core's (csrc/core/schedule.c), so both programs refuse the same bad flags with the same words.
+ *
  * `train_gpt2 --help` lists every flag. Only this file may exit(); the library returns statuses.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "data/dataloader.h"
 #ifdef LLMPY_TRAIN_CUDA
@@ -45,9 +55,43 @@ typedef struct options {
     int batch_size, seq_len, total_batch_size, max_steps, warmup_steps, shuffle, eval_every, val_steps;
     int sample_every, sample_tokens, checkpoint_every, keep_checkpoints, threads, zero_stage;
     double lr, min_lr_frac; // the schedule is computed in double, as in Python
-    float beta1, beta2, weight_decay, grad_clip;
+    double beta1, beta2, weight_decay, grad_clip; // passed to llm_step as float
     unsigned long long seed;
 } options;
+
+// One row per flag: its name, type and field. The state JSON of a checkpoint keeps the flags of
+// the run under "args", each keyed by its name without "--" and with '_' for '-' (the keys python
+// -m llmpy.train saves); `saved` = 0: the flag belongs to one invocation (where the run is, which
+// checkpoint, which device) and is not restored when resuming.
+typedef enum { OPT_STR, OPT_INT, OPT_DBL, OPT_SEED, OPT_BOOL } opt_kind;
+typedef struct opt_spec {
+    const char *flag;
+    opt_kind kind;
+    size_t offset;
+    int saved;
+} opt_spec;
+#define OPT(flag, kind, field, saved) {flag, kind, offsetof(options, field), saved}
+static const opt_spec OPTS[] = {
+    OPT("--init-from", OPT_STR, init_from, 1), OPT("--data", OPT_STR, data, 1),
+    OPT("--val-data", OPT_STR, val_data, 1), OPT("--tokenizer", OPT_STR, tokenizer, 1),
+    OPT("--out-dir", OPT_STR, out_dir, 0), OPT("--resume", OPT_STR, resume, 0),
+    OPT("--log-file", OPT_STR, log_file, 1), OPT("--device", OPT_STR, device, 0),
+    OPT("--precision", OPT_STR, precision, 1), OPT("--lr-schedule", OPT_STR, lr_schedule, 1),
+    OPT("--hellaswag", OPT_STR, hellaswag, 1), OPT("--hellaswag-every", OPT_INT, hellaswag_every, 1),
+    OPT("--batch-size", OPT_INT, batch_size, 1), OPT("--seq-len", OPT_INT, seq_len, 1),
+    OPT("--total-batch-size", OPT_INT, total_batch_size, 1), OPT("--max-steps", OPT_INT, max_steps, 1),
+    OPT("--warmup-steps", OPT_INT, warmup_steps, 1), OPT("--shuffle", OPT_BOOL, shuffle, 1),
+    OPT("--eval-every", OPT_INT, eval_every, 1), OPT("--val-steps", OPT_INT, val_steps, 1),
+    OPT("--sample-every", OPT_INT, sample_every, 1), OPT("--sample-tokens", OPT_INT, sample_tokens, 1),
+    OPT("--checkpoint-every", OPT_INT, checkpoint_every, 1), OPT("--keep-checkpoints", OPT_INT, keep_checkpoints, 1),
+    OPT("--threads", OPT_INT, threads, 1), OPT("--zero-stage", OPT_INT, zero_stage, 1),
+    OPT("--lr", OPT_DBL, lr, 1), OPT("--min-lr-frac", OPT_DBL, min_lr_frac, 1), OPT("--beta1", OPT_DBL, beta1, 1),
+    OPT("--beta2", OPT_DBL, beta2, 1), OPT("--weight-decay", OPT_DBL, weight_decay, 1),
+    OPT("--grad-clip", OPT_DBL, grad_clip, 1), OPT("--seed", OPT_SEED, seed, 1),
+};
+#undef OPT
+enum { NOPTS = sizeof OPTS / sizeof OPTS[0] };
+#define FIELD(o, spec, type) (*(type *)((char *)(o) + (spec)->offset))
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -59,8 +103,13 @@ static void usage(FILE *f) {
             "                          under mpirun) or cuda:N; GPUs need the CUDA build of llmpy\n"
             "  --precision P           auto (default: bf16 on a GPU, fp32 on the CPU), fp32 (on a GPU: the\n"
             "                          parity path, not for speed) or bf16 (GPUs)\n"
-            "  --out-dir DIR           checkpoints and log (default: run)\n"
-            "  --resume latest|PATH    continue from the newest checkpoint in --out-dir, or PATH (.bin/.state)\n"
+            "  --out-dir DIR           checkpoints and log (default: run); one run at a time holds it (DIR/.lock,\n"
+            "                          taken by rank 0 under mpirun); a new run refuses a folder with another run\n"
+            "  --resume latest|PATH    continue from the newest checkpoint in --out-dir, or PATH (.bin/.state;\n"
+            "                          its folder is the run's unless --out-dir is given),\n"
+            "                          with the run's saved flags; given again, --max-steps, the learning rates,\n"
+            "                          the eval/sample/checkpoint flags, --threads ... change them, while the\n"
+            "                          model, batch, sequence length, data, seed and shuffling cannot change\n"
             "  --batch-size B (8, per rank) --seq-len T (128)\n"
             "  --total-batch-size TOKENS (B*T*ranks; more: gradient accumulation)\n"
             "  --max-steps N (300) --lr LR (2e-3) --warmup-steps N (20) --lr-schedule cosine|linear|constant\n"
@@ -73,42 +122,266 @@ static void usage(FILE *f) {
             "  --zero-stage 0|1 (0; 1: AdamW moments sharded across the ranks of mpirun -np N, ZeRO-1)\n");
 }
 
-static int parse_options(int argc, char **argv, options *o) {
-    *o = (options){.out_dir = "run", .device = "auto", .precision = "auto", .lr_schedule = "cosine", .batch_size = 8, .seq_len = 128,
-                   .max_steps = 300, .warmup_steps = 20, .shuffle = 1, .eval_every = 50, .val_steps = 10,
-                   .sample_every = 100, .sample_tokens = 64, .checkpoint_every = 100, .keep_checkpoints = 3,
-                   .lr = 2e-3, .min_lr_frac = 0.1, .beta1 = 0.9f, .beta2 = 0.95f, .weight_decay = 0.1f,
-                   .grad_clip = 1.0f, .seed = 1337};
+// Sets spec's field from text; 0 (with a message) when text is no value of its type.
+static int set_option(options *o, const opt_spec *spec, const char *v) {
+    char *end = NULL;
+    errno = 0;
+    switch (spec->kind) {
+    case OPT_STR: FIELD(o, spec, const char *) = v; return 1;
+    case OPT_BOOL: return 0; // --shuffle / --no-shuffle take no value
+    case OPT_INT: {
+        long x = strtol(v, &end, 10);
+        if (end == v || *end || errno || x < INT_MIN || x > INT_MAX) break;
+        FIELD(o, spec, int) = (int)x;
+        return 1;
+    }
+    case OPT_DBL: {
+        double x = strtod(v, &end);
+        if (end == v || *end) break;
+        FIELD(o, spec, double) = x;
+        return 1;
+    }
+    case OPT_SEED: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (end == v || *end || errno || v[strspn(v, " \t")] == '-') break;
+        FIELD(o, spec, unsigned long long) = x;
+        return 1;
+    }
+    }
+    fprintf(stderr, "error: %s: bad value '%s'\n", spec->flag, v);
+    return 0;
+}
+
+static int find_option(const char *flag) {
+    for (int k = 0; k < NOPTS; k++)
+        if (!strcmp(flag, OPTS[k].flag)) return k;
+    return -1;
+}
+
+// given[k]: flag k was on the command line (a resumed run compares those with its saved flags).
+static int parse_options(int argc, char **argv, options *o, int *given) {
+    *o = (options){.out_dir = "run", .device = "auto", .precision = "auto", .lr_schedule = "cosine", .batch_size = 8,
+                   .seq_len = 128, .max_steps = 300, .warmup_steps = 20, .shuffle = 1, .eval_every = 50,
+                   .val_steps = 10, .sample_every = 100, .sample_tokens = 64, .checkpoint_every = 100,
+                   .keep_checkpoints = 3, .lr = 2e-3, .min_lr_frac = 0.1, .beta1 = 0.9, .beta2 = 0.95,
+                   .weight_decay = 0.1, .grad_clip = 1.0, .seed = 1337};
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i];
         if (!strcmp(k, "--help") || !strcmp(k, "-h")) { usage(stdout); exit(0); }
-        if (!strcmp(k, "--shuffle")) { o->shuffle = 1; continue; }
-        if (!strcmp(k, "--no-shuffle")) { o->shuffle = 0; continue; }
+        if (!strcmp(k, "--shuffle") || !strcmp(k, "--no-shuffle")) {
+            o->shuffle = k[2] == 's';
+            given[find_option("--shuffle")] = 1;
+            continue;
+        }
+        const int at = find_option(k);
+        if (at < 0) { fprintf(stderr, "error: unknown option %s (see --help)\n", k); return 0; }
         if (i + 1 >= argc) { fprintf(stderr, "error: %s needs a value\n", k); return 0; }
-        const char *v = argv[++i];
-        char *end = NULL;
-#define STR(name, field) if (!strcmp(k, name)) { o->field = v; continue; }
-#define INT(name, field) if (!strcmp(k, name)) { o->field = (int)strtol(v, &end, 10); goto check; }
-#define FLT(name, field) if (!strcmp(k, name)) { o->field = strtod(v, &end); goto check; }
-        STR("--init-from", init_from) STR("--data", data) STR("--val-data", val_data)
-        STR("--tokenizer", tokenizer) STR("--out-dir", out_dir) STR("--resume", resume)
-        STR("--log-file", log_file) STR("--device", device) STR("--precision", precision) STR("--lr-schedule", lr_schedule) STR("--hellaswag", hellaswag)
-        INT("--hellaswag-every", hellaswag_every)
-        INT("--batch-size", batch_size) INT("--seq-len", seq_len) INT("--total-batch-size", total_batch_size)
-        INT("--max-steps", max_steps) INT("--warmup-steps", warmup_steps) INT("--eval-every", eval_every)
-        INT("--val-steps", val_steps) INT("--sample-every", sample_every) INT("--sample-tokens", sample_tokens)
-        INT("--checkpoint-every", checkpoint_every) INT("--keep-checkpoints", keep_checkpoints)
-        INT("--threads", threads) INT("--zero-stage", zero_stage)
-        FLT("--lr", lr) FLT("--min-lr-frac", min_lr_frac) FLT("--beta1", beta1) FLT("--beta2", beta2)
-        FLT("--weight-decay", weight_decay) FLT("--grad-clip", grad_clip)
-        if (!strcmp(k, "--seed")) { o->seed = strtoull(v, &end, 10); goto check; }
-#undef STR
-#undef INT
-#undef FLT
-        fprintf(stderr, "error: unknown option %s (see --help)\n", k);
-        return 0;
-    check:
-        if (!end || *end != '\0' || end == v) { fprintf(stderr, "error: %s: bad value '%s'\n", k, v); return 0; }
+        if (!set_option(o, &OPTS[at], argv[++i])) return 0;
+        given[at] = 1;
+    }
+    return 1;
+}
+
+// Prints "error: ..." and returns 0 (main then ends the job with fail()).
+static int complain(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    return 0;
+}
+#define OK_OR_COMPLAIN(call) do { if ((call) != LLM_OK) return complain("%s", llm_last_error()); } while (0)
+
+// The flags' rules, shared with python -m llmpy.train (csrc/core/schedule.c), before anything is
+// read or written; *accum and *sched are what the loop uses. 0 after printing the error.
+static int check_options(const options *o, int world, int *accum, llm_schedule *sched) {
+    if (!o->data) return complain("--data is required (a glob of train shards; see --help)");
+    if (!o->init_from && !o->resume) return complain("--init-from MODEL.bin (or --resume) is required");
+    *sched = (llm_schedule){LLM_LR_COSINE, o->lr, o->warmup_steps, o->max_steps, o->min_lr_frac};
+    OK_OR_COMPLAIN(llm_schedule_parse(o->lr_schedule, &sched->kind));
+    OK_OR_COMPLAIN(llm_schedule_check(sched));
+    const llm_train_flags f = {o->batch_size, o->seq_len, o->val_steps, o->eval_every, o->sample_every,
+                               o->sample_tokens, o->checkpoint_every, o->hellaswag_every, o->keep_checkpoints,
+                               o->threads, o->zero_stage, o->beta1, o->beta2, o->weight_decay, o->grad_clip};
+    OK_OR_COMPLAIN(llm_train_flags_check(&f));
+    OK_OR_COMPLAIN(llm_grad_accumulation(o->total_batch_size, o->batch_size, o->seq_len, world, accum));
+    if (!o->hellaswag != !o->hellaswag_every)
+        return complain("--hellaswag FILE.bin and --hellaswag-every N (> 0) go together");
+    return 1;
+}
+
+// ----------------------------------------------------------------------------
+// the state JSON: our own, read back by the few helpers below
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    va_list ap;
+    for (int pass = 0; pass < 2 && !b->oom; pass++) { // the second pass after growing the buffer
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k >= 0 && b->p && b->n + (size_t)k < b->cap) { b->n += (size_t)k; return; }
+        size_t cap = b->cap ? b->cap : 1024;
+        while (k >= 0 && cap <= b->n + (size_t)k) cap *= 2;
+        char *p = k < 0 ? NULL : realloc(b->p, cap);
+        if (!p) { b->oom = 1; return; }
+        b->p = p;
+        b->cap = cap;
+    }
+}
+
+static void sb_json_string(sbuf *b, const char *s) {
+    sb_printf(b, "\"");
+    for (; *s; s++) {
+        if (*s == '"' || *s == '\\') sb_printf(b, "\\%c", *s);
+        else if ((unsigned char)*s < 0x20) sb_printf(b, "\\u%04x", (unsigned char)*s);
+        else sb_printf(b, "%c", *s);
+    }
+    sb_printf(b, "\"");
+}
+
+// The shortest text that reads back as v (Python's repr of a float, without its ".0").
+static void fmt_double(char *buf, size_t n, double v) {
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, n, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
+// The value of OPTS[k] in o as flag text ("8", "0.003", "true"), NULL for an unset string.
+static const char *option_text(const options *o, int k, char *buf, size_t n) {
+    const opt_spec *spec = &OPTS[k];
+    switch (spec->kind) {
+    case OPT_STR: return FIELD(o, spec, const char *);
+    case OPT_BOOL: return FIELD(o, spec, int) ? "true" : "false";
+    case OPT_INT: snprintf(buf, n, "%d", FIELD(o, spec, int)); break;
+    case OPT_DBL: fmt_double(buf, n, FIELD(o, spec, double)); break;
+    case OPT_SEED: snprintf(buf, n, "%llu", FIELD(o, spec, unsigned long long)); break;
+    }
+    return buf;
+}
+
+static const char *js_ws(const char *p) {
+    while (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') p++;
+    return p;
+}
+
+// A JSON string at p ('"'), as sb_json_string writes it: decoded into *out (malloc'd) when out is
+// not NULL; returns its end, NULL when malformed.
+static const char *js_string(const char *p, char **out) {
+    char *s = out && *p == '"' ? malloc(strlen(p)) : NULL, *w = s;
+    if (*p != '"' || (out && !s)) return NULL;
+    for (p++; *p && *p != '"'; p++) {
+        char c = *p;
+        if (c == '\\' && (c = *++p) == 'u') { // \", \\ or \u00XX (a control character)
+            char hex[5] = {0};
+            for (int i = 0; i < 4 && p[1]; i++) hex[i] = *++p;
+            c = (char)strtol(hex, NULL, 16);
+        }
+        if (!c) break;
+        if (w) *w++ = c;
+    }
+    if (*p != '"') { free(s); return NULL; }
+    if (w) { *w = '\0'; *out = s; }
+    return p + 1;
+}
+
+static const char *js_skip(const char *p) {
+    p = js_ws(p);
+    if (*p == '"') return js_string(p, NULL);
+    if (*p == '{' || *p == '[') {
+        for (int depth = 0; *p; p++) {
+            if (*p == '"') {
+                if (!(p = js_string(p, NULL))) return NULL;
+                p--;
+            } else if (*p == '{' || *p == '[') depth++;
+            else if ((*p == '}' || *p == ']') && --depth == 0) return p + 1;
+        }
+        return NULL;
+    }
+    const char *q = p;
+    while (*q && !strchr(",}] \n\t\r", *q)) q++;
+    return q > p ? q : NULL;
+}
+
+// The value of `key` in the JSON object at obj (its first byte, '{'), NULL when absent.
+static const char *js_get(const char *obj, const char *key) {
+    const char *p = obj ? js_ws(obj) : NULL;
+    if (!p || *p != '{') return NULL;
+    for (p = js_ws(p + 1); *p == '"';) {
+        char *k = NULL;
+        if (!(p = js_string(p, &k))) return NULL;
+        p = js_ws(p);
+        const int hit = *p == ':' && !strcmp(k, key);
+        free(k);
+        if (*p != ':') return NULL;
+        p = js_ws(p + 1);
+        if (hit) return p;
+        if (!(p = js_skip(p))) return NULL;
+        p = js_ws(p);
+        if (*p != ',') return NULL;
+        p = js_ws(p + 1);
+    }
+    return NULL;
+}
+
+static int json_int(const char *json, const char *key, long long *out) {
+    const char *v = js_get(json, key);
+    char *end;
+    if (!v) return 0;
+    *out = strtoll(v, &end, 10);
+    return end != v;
+}
+
+// Restores the saved flags of a resumed run from its state JSON: a flag not given takes its saved
+// value; a flag given again must be one a resumed run may change (llm_resume_check_flag), and each
+// change is described in `changes` ("--max-steps 8 -> 20"). Strings read are kept in owned[].
+static int restore_options(const char *json, options *o, const int *given, char **owned, char *changes,
+                           size_t nchanges) {
+    const char *args = js_get(json, "args");
+    if (!args) return 1; // a checkpoint of an older train_gpt2: the flags as given
+    changes[0] = '\0';
+    for (int k = 0; k < NOPTS; k++) {
+        const opt_spec *spec = &OPTS[k];
+        char key[64], *c = key;
+        snprintf(key, sizeof key, "%s", spec->flag + 2);
+        while ((c = strchr(c, '-'))) *c = '_';
+        const char *v = spec->saved ? js_get(args, key) : NULL;
+        if (!v) continue;
+        options saved = *o;
+        if (spec->kind == OPT_STR && *v == '"') {
+            if (!js_string(v, &owned[k])) return complain("the state's \"args\" are damaged (%s)", key);
+            FIELD(&saved, spec, const char *) = owned[k];
+        } else if (spec->kind == OPT_STR) {
+            if (strncmp(v, "null", 4)) return complain("the state's \"args\" are damaged (%s)", key);
+            FIELD(&saved, spec, const char *) = NULL;
+        } else if (spec->kind == OPT_BOOL) {
+            FIELD(&saved, spec, int) = !strncmp(v, "true", 4);
+        } else {
+            char num[64];
+            const char *e = js_skip(v);
+            if (!e || e - v >= (long)sizeof num) return complain("the state's \"args\" are damaged (%s)", key);
+            snprintf(num, sizeof num, "%.*s", (int)(e - v), v);
+            if (!set_option(&saved, spec, num)) return complain("the state's \"args\" are damaged (%s)", key);
+        }
+        char a[64], b[64];
+        const char *was = option_text(&saved, k, a, sizeof a), *now = option_text(o, k, b, sizeof b);
+        if (!given[k]) {
+            *o = saved;
+            continue;
+        }
+        if ((!was && !now) || (was && now && !strcmp(was, now))) continue;
+        OK_OR_COMPLAIN(llm_resume_check_flag(spec->flag, was, now));
+        size_t used = strlen(changes);
+        snprintf(changes + used, nchanges - used, "%s%s %s -> %s", used ? ", " : "", spec->flag, was ? was : "none",
+                 now ? now : "none");
     }
     return 1;
 }
@@ -120,14 +393,15 @@ static void ckpt_path(char *buf, size_t n, const char *dir, int step, const char
     snprintf(buf, n, "%s/ckpt_%06d.%s", dir, step, ext);
 }
 
-// Reads an integer field `"key": 123` from our own JSON (written by save_checkpoint below).
-static int json_int(const char *json, const char *key, long long *out) {
-    char pat[64];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = json ? strstr(json, pat) : NULL;
-    if (!p) return 0;
-    *out = strtoll(p + strlen(pat), NULL, 10);
-    return 1;
+// Reads a string field `"key": "abc"` of our own JSON into out (n bytes), or returns 0.
+static int json_str(const char *json, const char *key, char *out, size_t n) {
+    const char *v = js_get(json, key);
+    char *str = NULL;
+    if (!v || !js_string(v, &str)) return 0;
+    const size_t len = strlen(str);
+    if (len < n) memcpy(out, str, len + 1);
+    free(str);
+    return len < n;
 }
 
 static int file_exists(const char *path) {
@@ -135,19 +409,48 @@ static int file_exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+// A new run's id: 16 hex digits from the clock and the process id (llm_state_tag.run_id).
+static void new_run_id(char *out, size_t n) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdull; x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull; x ^= x >> 33;
+    snprintf(out, n, "%016llx", (unsigned long long)x);
+}
+
 // Collective with several ranks (ZeRO-1 gathers the moments); rank 0 writes.
 static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o, int step, llm_dataloader *dl,
-                                  uint64_t rng) {
-    char model_path[4096], state_path[4096], json[1024];
+                                  uint64_t rng, const char *run_id) {
+    char model_path[4096], state_path[4096];
     ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
     ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
     llm_data_position pos = llm_dataloader_tell(dl);
-    snprintf(json, sizeof json,
-             "{\"binary\": 1, \"step\": %d, \"epoch\": %lld, \"shard\": %lld, \"batch\": %lld, "
-             "\"sample_rng\": %llu}",
-             step, (long long)pos.epoch, (long long)pos.shard, (long long)pos.batch, (unsigned long long)rng);
+    sbuf json = {0};
+    sb_printf(&json, "{\"binary\": 1, \"step\": %d, \"epoch\": %lld, \"shard\": %lld, \"batch\": %lld, "
+              "\"sample_rng\": %llu, \"run_id\": \"%s\", \"args\": {", step, (long long)pos.epoch, (long long)pos.shard,
+              (long long)pos.batch, (unsigned long long)rng, run_id);
+    for (int k = 0, first = 1; k < NOPTS; k++) { // the run's flags, restored by --resume
+        if (!OPTS[k].saved) continue;
+        char key[64], *c = key, buf[64];
+        snprintf(key, sizeof key, "%s", OPTS[k].flag + 2);
+        while ((c = strchr(c, '-'))) *c = '_';
+        const char *v = option_text(o, k, buf, sizeof buf);
+        sb_printf(&json, "%s\"%s\": ", first ? "" : ", ", key);
+        first = 0;
+        if (OPTS[k].kind != OPT_STR) sb_printf(&json, "%s", v);
+        else if (v) sb_json_string(&json, v);
+        else sb_printf(&json, "null");
+    }
+    sb_printf(&json, "}}");
+    if (json.oom) { // the run's own state: a checkpoint without it could not be resumed
+        free(json.p);
+        return LLM_ENOMEM;
+    }
     llm_status s = main_rank ? llm_model_save(m, model_path) : LLM_OK;
-    if (s == LLM_OK) s = llm_dist_save_state(m, state_path, json);
+    // the state records the model file's checksums: loading a .bin with another run's .state is refused
+    llm_state_tag tag = {model_path, step, run_id};
+    if (s == LLM_OK) s = llm_dist_save_state(m, state_path, json.p, &tag);
+    free(json.p);
     if (s != LLM_OK || o->keep_checkpoints <= 0 || !main_rank) return s;
     // keep the newest K: checkpoints are written every checkpoint_every steps (and at the end)
     for (int old = step - 1, kept = 1; old > 0; old--) {
@@ -161,20 +464,23 @@ static llm_status save_checkpoint(llm_model *m, int main_rank, const options *o,
     return LLM_OK;
 }
 
-// Newest checkpoint step in dir that loads, or 0. Damaged ones are reported and skipped.
+// The newest intact pair in --out-dir, whatever --max-steps says (llm_checkpoint_find_latest, the
+// rule python -m llmpy.train follows too: damaged or mismatched pairs are reported on stderr and
+// skipped), loaded. Returns its step, 0 when there is none, -1 on an error (llm_last_error()).
 static int load_latest(llm_model **m, const options *o, const char *device, const char *precision, char **json) {
     char model_path[4096], state_path[4096];
-    for (int step = o->max_steps; step > 0; step--) {
-        ckpt_path(state_path, sizeof state_path, o->out_dir, step, "state");
-        if (!file_exists(state_path)) continue;
-        ckpt_path(model_path, sizeof model_path, o->out_dir, step, "bin");
-        if (llm_model_load(m, model_path, device, precision) == LLM_OK && llm_model_load_state(*m, state_path, json) == LLM_OK)
-            return step;
-        fprintf(stderr, "warning: skipping damaged checkpoint of step %d: %s\n", step, llm_last_error());
+    int64_t step = -1;
+    if (llm_checkpoint_find_latest(o->out_dir, &step, NULL, NULL) != LLM_OK) return -1;
+    if (step <= 0 || step > INT32_MAX) return 0;
+    ckpt_path(model_path, sizeof model_path, o->out_dir, (int)step, "bin");
+    ckpt_path(state_path, sizeof state_path, o->out_dir, (int)step, "state");
+    if (llm_model_load(m, model_path, device, precision) != LLM_OK) return -1;
+    if (llm_model_load_state(*m, state_path, json) != LLM_OK) {
         llm_model_free(*m);
         *m = NULL;
+        return -1;
     }
-    return 0;
+    return (int)step;
 }
 
 // ----------------------------------------------------------------------------
@@ -242,18 +548,37 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-// With several ranks an error must end them all (the others may wait in a collective).
-static int fail_code(void) {
-    if (llm_dist_get().world_size > 1) llm_dist_abort(1);
-    return 1;
+static void log_path_of(const options *o, char *buf, size_t n) {
+    if (o->log_file) snprintf(buf, n, "%s", o->log_file);
+    else snprintf(buf, n, "%s/log.jsonl", o->out_dir);
 }
-#define DIE(...) do { fprintf(stderr, "error: " __VA_ARGS__); fputc('\n', stderr); return fail_code(); } while (0)
+
+// Rank 0's lock on --out-dir (llm_run_lock), released on every way out of main(); until the run
+// starts (`started`), a failure also removes the folder when this run created it.
+static llm_dir_lock *run_lock = NULL;
+static int started = 0;
+
+// With several ranks an error must end them all (the others may wait in a collective). Exits
+// from main() (whose buffers are still reachable then: no leak to report).
+static _Noreturn void fail(void) {
+    llm_run_unlock(run_lock, !started);
+    run_lock = NULL;
+    if (llm_dist_get().world_size > 1) llm_dist_abort(1);
+    exit(1);
+}
+#define DIE(...) do { fprintf(stderr, "error: " __VA_ARGS__); fputc('\n', stderr); fail(); } while (0)
 #define CHECK(call) do { if ((call) != LLM_OK) DIE("%s", llm_last_error()); } while (0)
+// a log write that failed (a full disk) names the log and stops the run
+#define LOG_CHECKED(...) do { fprintf(logf, __VA_ARGS__); if (fflush(logf) != 0 || ferror(logf)) \
+    DIE("cannot write %s: %s; the checkpoints in %s are intact", log_path, strerror(errno), o.out_dir); } while (0)
 
 int main(int argc, char **argv) {
     options o;
-    if (!parse_options(argc, argv, &o)) return 2;
-    // the device, by the rules every llmpy entry point shares (device.c)
+    int given[NOPTS] = {0};
+    char *owned[NOPTS] = {0}; // strings restored from a checkpoint's state
+    if (!parse_options(argc, argv, &o, given)) return 2;
+    // the device, by the rules every llmpy entry point shares (device.c); it belongs to this
+    // invocation (a resumed run does not restore it)
     llm_device want, dev;
     CHECK(llm_device_parse(o.device, &want));
 #ifdef LLMPY_TRAIN_CUDA
@@ -268,8 +593,7 @@ int main(int argc, char **argv) {
 #ifdef LLMPY_TRAIN_CUDA
     if (dev.kind == LLM_DEVICE_CUDA) CHECK(llm_cuda_init(dev.index)); // before the process group: NCCL needs it
 #endif
-    const char *precision = strcmp(o.precision, "auto") == 0 ? NULL : o.precision;
-    if (precision && strcmp(precision, "fp32") && strcmp(precision, "bf16"))
+    if (strcmp(o.precision, "auto") && strcmp(o.precision, "fp32") && strcmp(o.precision, "bf16"))
         DIE("--precision must be auto, fp32 or bf16, got '%s'", o.precision);
     llm_dist_info dist;
     CHECK(llm_dist_init(&dist));
@@ -277,30 +601,42 @@ int main(int argc, char **argv) {
     if (!main_rank) { // only rank 0 talks; errors still reach stderr
         if (!freopen("/dev/null", "w", stdout)) DIE("cannot silence stdout of rank %d", dist.rank);
     }
-    if (o.zero_stage != 0 && o.zero_stage != 1) DIE("--zero-stage must be 0 or 1");
-    if (!o.data) { usage(stderr); DIE("--data is required"); }
-    if (!o.init_from && !o.resume) DIE("--init-from MODEL.bin (or --resume) is required");
-    if (o.batch_size < 1 || o.seq_len < 1 || o.max_steps < 1 || o.val_steps < 1) DIE("sizes must be >= 1");
-    // the rules python -m llmpy.train follows too (csrc/core/schedule.c)
+    // a new run checks its flags before it touches the folder; a resumed one once they are restored
     int accum = 0;
-    CHECK(llm_grad_accumulation(o.total_batch_size, o.batch_size, o.seq_len, W, &accum));
-    const int total = o.batch_size * o.seq_len * W * accum;
-    llm_schedule sched = {LLM_LR_COSINE, o.lr, o.warmup_steps, o.max_steps, o.min_lr_frac};
-    CHECK(llm_schedule_parse(o.lr_schedule, &sched.kind));
-    CHECK(llm_schedule_check(&sched));
-    if (o.threads > 0) llm_set_num_threads(o.threads);
-    if (mkdir(o.out_dir, 0777) != 0 && errno != EEXIST) DIE("cannot create %s: %s", o.out_dir, strerror(errno));
+    llm_schedule sched;
+    if (!o.resume && !check_options(&o, W, &accum, &sched)) fail();
+    char log_path[4096], resume_dir[4096];
+    if (o.resume && strcmp(o.resume, "latest") && !given[find_option("--out-dir")]) { // the checkpoint's folder
+        const char *slash = strrchr(o.resume, '/');
+        snprintf(resume_dir, sizeof resume_dir, "%.*s", slash ? (int)(slash - o.resume) : 1, slash ? o.resume : ".");
+        o.out_dir = resume_dir;
+    }
+    log_path_of(&o, log_path, sizeof log_path);
+    if (main_rank) { // one run per folder (csrc/core/run.c); under mpirun rank 0 holds it for the job
+        llm_run_lock_info info;
+        CHECK(llm_run_lock(&run_lock, o.out_dir, "train_gpt2", &info));
+        if (info.note[0]) fprintf(stderr, "note: %s\n", info.note);
+        if (!o.resume) CHECK(llm_run_check_new(o.out_dir, log_path));
+        // before any checkpoint is read: temp files of a run that was killed mid-save
+        int removed = 0;
+        CHECK(llm_checkpoint_clean_temp(o.out_dir, &removed));
+        if (removed) fprintf(stderr, "note: removed %d temp file%s of an interrupted save in %s\n", removed,
+                             removed == 1 ? "" : "s", o.out_dir);
+    }
 
-    // model (and position when resuming)
+    // model (and position and flags when resuming)
+    const char *precision = strcmp(o.precision, "auto") == 0 ? NULL : o.precision;
     llm_model *m = NULL;
-    char *json = NULL;
+    char *json = NULL, stem[4200], changes[2048] = "";
     int step = 0;
     if (o.resume) {
         if (!strcmp(o.resume, "latest")) {
             step = load_latest(&m, &o, device, precision, &json);
+            if (step < 0) DIE("--resume latest: %s", llm_last_error());
             if (!step) DIE("--resume latest: no loadable checkpoint in %s", o.out_dir);
+            snprintf(stem, sizeof stem, "%s/ckpt_%06d", o.out_dir, step);
         } else {
-            char stem[4096], model_path[4200], state_path[4200];
+            char model_path[4300], state_path[4300];
             snprintf(stem, sizeof stem, "%s", o.resume);
             char *dot = strrchr(stem, '.');
             if (dot && (!strcmp(dot, ".bin") || !strcmp(dot, ".state"))) *dot = '\0';
@@ -312,9 +648,34 @@ int main(int argc, char **argv) {
             if (!json_int(json, "step", &v)) DIE("%s: not a checkpoint of train_gpt2", state_path);
             step = (int)v;
         }
+        if (!restore_options(json, &o, given, owned, changes, sizeof changes) || !check_options(&o, W, &accum, &sched))
+            fail();
+        log_path_of(&o, log_path, sizeof log_path); // --log-file may be the run's saved one
+        if (step >= o.max_steps) { // nothing to train: say so, change nothing
+            printf("%s is complete: step %d of --max-steps %d is done; resume with a larger --max-steps to train "
+                   "further\n", o.out_dir, step, o.max_steps);
+            llm_free(json);
+            llm_model_free(m);
+            for (int k = 0; k < NOPTS; k++) free(owned[k]);
+            llm_run_unlock(run_lock, 0);
+            CHECK(llm_dist_finalize(30.0));
+            return 0;
+        }
+        const char *want_precision = strcmp(o.precision, "auto") ? o.precision : (dev.kind == LLM_DEVICE_CUDA ? "bf16" : "fp32");
+        if (strcmp(llm_model_precision(m), want_precision)) { // the run's saved --precision: load it so
+            char model_path[4300], state_path[4300];
+            snprintf(model_path, sizeof model_path, "%s.bin", stem);
+            snprintf(state_path, sizeof state_path, "%s.state", stem);
+            llm_model_free(m);
+            m = NULL;
+            CHECK(llm_model_load(&m, model_path, device, want_precision));
+            CHECK(llm_model_load_state(m, state_path, NULL));
+        }
     } else {
         CHECK(llm_model_load(&m, o.init_from, device, precision));
     }
+    if (o.threads > 0) llm_set_num_threads(o.threads);
+    const int total = o.batch_size * o.seq_len * W * accum;
     // every rank: the same model (checked), rank 0's parameters, the collective plan (each
     // layer's gradients reduced while the backward goes on)
     CHECK(llm_dist_attach(m, o.zero_stage, 1));
@@ -322,20 +683,27 @@ int main(int argc, char **argv) {
     llm_config cfg = llm_model_config(m);
     if (o.seq_len > cfg.block_size) DIE("--seq-len %d exceeds the model's block size %d", o.seq_len, cfg.block_size);
 
-    // data
+    // data: the train shards first, so that a --data matching nothing says so
+    llm_dataloader *train = NULL, *val = NULL;
+    if (llm_dataloader_open(&train, &o.data, 1, o.batch_size, o.seq_len, dist.rank, W, o.shuffle, o.seed) != LLM_OK)
+        DIE("--data: %s", llm_last_error());
     char val_glob[4096];
-    if (!o.val_data) {
+    const char *val_pattern = o.val_data;
+    if (!val_pattern) {
         const char *base = strrchr(o.data, '/');
         base = base ? base + 1 : o.data;
         const char *at = strstr(base, "train");
         if (!at) DIE("--val-data is needed when the --data pattern has no 'train' in its file name");
         snprintf(val_glob, sizeof val_glob, "%.*sval%s", (int)(at - o.data), o.data, at + 5);
-        o.val_data = val_glob;
+        val_pattern = val_glob;
     }
-    llm_dataloader *train = NULL, *val = NULL;
-    CHECK(llm_dataloader_open(&train, &o.data, 1, o.batch_size, o.seq_len, dist.rank, W, o.shuffle, o.seed));
-    CHECK(llm_dataloader_open(&val, &o.val_data, 1, o.batch_size, o.seq_len, dist.rank, W, 0, 0));
+    if (llm_dataloader_open(&val, &val_pattern, 1, o.batch_size, o.seq_len, dist.rank, W, 0, 0) != LLM_OK)
+        DIE("--val-data: %s", llm_last_error());
+    CHECK(llm_dataloader_set_vocab(train, cfg.vocab_size)); // a token id >= V names its shard and offset
+    CHECK(llm_dataloader_set_vocab(val, cfg.vocab_size));
     uint64_t rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
+    char run_id[32]; // a resumed run keeps its id (checkpoints of older versions have none: a new one)
+    if (!json || !json_str(json, "run_id", run_id, sizeof run_id)) new_run_id(run_id, sizeof run_id);
     if (json) {
         long long e, s, b, r;
         if (!json_int(json, "epoch", &e) || !json_int(json, "shard", &s) || !json_int(json, "batch", &b) ||
@@ -344,35 +712,23 @@ int main(int argc, char **argv) {
         CHECK(llm_dataloader_seek(train, (llm_data_position){e, s, b}));
         rng = (uint64_t)r;
         llm_free(json);
-        printf("resumed from step %d in %s\n", step, o.out_dir);
+        json = NULL;
     }
     llm_tokenizer *tok = NULL;
     if (o.tokenizer) CHECK(llm_tokenizer_load(&tok, o.tokenizer));
     llm_hellaswag *hs = NULL;
-    if (o.hellaswag_every < 0 || !o.hellaswag != !o.hellaswag_every)
-        DIE("--hellaswag FILE.bin and --hellaswag-every N (> 0) go together");
     if (o.hellaswag) CHECK(llm_hellaswag_load(&hs, o.hellaswag));
 
-    // log: a fresh run truncates it; a resumed run drops records after its step
-    char log_path[4096];
-    if (o.log_file) snprintf(log_path, sizeof log_path, "%s", o.log_file);
-    else snprintf(log_path, sizeof log_path, "%s/log.jsonl", o.out_dir);
+    // log: a new run starts it; a resumed run cuts the records after its step (run.c: llm_log_rewind)
     if (step > 0 && main_rank) {
-        FILE *in = fopen(log_path, "r");
-        char tmp_path[4200];
-        snprintf(tmp_path, sizeof tmp_path, "%s.tmp", log_path);
-        FILE *outf = fopen(tmp_path, "w");
-        char line[1024];
-        while (in && outf && fgets(line, sizeof line, in)) {
-            long long s;
-            if (json_int(line, "step", &s) && s <= step) fputs(line, outf);
-        }
-        if (in) fclose(in);
-        if (outf) fclose(outf);
-        if (outf) rename(tmp_path, log_path);
+        llm_log_rewind_info info;
+        CHECK(llm_log_rewind(log_path, step, o.max_steps, &info));
+        if (info.warning[0]) fprintf(stderr, "warning: %s\n", info.warning);
+        if (info.note[0]) fprintf(stderr, "note: %s\n", info.note);
     }
     FILE *logf = fopen(main_rank ? log_path : "/dev/null", step > 0 ? "a" : "w");
     if (!logf) DIE("cannot write %s: %s", log_path, strerror(errno));
+    started = 1;
 
     size_t BT = (size_t)o.batch_size * o.seq_len;
     int32_t *x = malloc(BT * sizeof(int32_t)), *y = malloc(BT * sizeof(int32_t));
@@ -383,6 +739,7 @@ int main(int argc, char **argv) {
            (long long)llm_model_num_parameters(m));
     printf("batch: %d x %d tokens x %d accumulation x %d ranks = %d tokens/step; %d steps\n", o.batch_size,
            o.seq_len, accum, W, total, o.max_steps);
+    if (step > 0) printf("resumed from step %d of %s%s%s\n", step, o.out_dir, changes[0] ? "; " : "", changes);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
@@ -408,16 +765,15 @@ int main(int argc, char **argv) {
         if (!isfinite(loss)) {
             fprintf(stderr, "error: loss is %f at step %d: stopping; the last good checkpoint in %s is untouched\n",
                     loss, step + 1, o.out_dir);
-            return fail_code();
+            fail();
         }
         float norm;
-        CHECK(llm_step(m, (float)lr, o.beta1, o.beta2, 1e-8f, o.weight_decay, o.grad_clip, &norm));
+        CHECK(llm_step(m, (float)lr, (float)o.beta1, (float)o.beta2, 1e-8f, (float)o.weight_decay, (float)o.grad_clip, &norm));
         step++;
         double ms = (now() - t0) * 1000.0, tps = total / (ms / 1000.0);
         // %.17g round-trips a double: the log holds the exact value (as Python's json does)
-        fprintf(logf, "{\"step\": %d, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, \"ms\": %.3f, "
-                "\"tokens_per_s\": %.1f}\n", step, loss, lr, (double)norm, ms, tps);
-        fflush(logf);
+        LOG_CHECKED("{\"step\": %d, \"loss\": %.17g, \"lr\": %.17g, \"grad_norm\": %.17g, \"ms\": %.3f, "
+                    "\"tokens_per_s\": %.1f}\n", step, loss, lr, (double)norm, ms, tps);
         printf("step %5d/%d | loss %.4f | lr %.2e | norm %.3f | %7.1f ms | %8.0f tok/s\n", step, o.max_steps, loss,
                lr, norm, ms, tps);
         int last = step == o.max_steps;
@@ -433,8 +789,7 @@ int main(int argc, char **argv) {
             vl /= o.val_steps;
             CHECK(llm_dist_all_reduce_sum_f64(&vl, 1));
             vl /= W;
-            fprintf(logf, "{\"step\": %d, \"val_loss\": %.17g}\n", step, vl);
-            fflush(logf);
+            LOG_CHECKED("{\"step\": %d, \"val_loss\": %.17g}\n", step, vl);
             printf("step %5d | val loss %.4f\n", step, vl);
         }
         if (hs && (step % o.hellaswag_every == 0 || last)) { // every rank scores its share
@@ -446,24 +801,23 @@ int main(int argc, char **argv) {
             r.correct = (int64_t)counts[1];
             r.correct_norm = (int64_t)counts[2];
             double acc_norm = r.n ? (double)r.correct_norm / (double)r.n : 0.0;
-            fprintf(logf, "{\"step\": %d, \"hellaswag_acc_norm\": %.17g}\n", step, acc_norm);
-            fflush(logf);
+            LOG_CHECKED("{\"step\": %d, \"hellaswag_acc_norm\": %.17g}\n", step, acc_norm);
             printf("step %5d | hellaswag acc_norm %.4f (%lld/%lld), acc %.4f\n", step, acc_norm,
                    (long long)r.correct_norm, (long long)r.n, r.n ? (double)r.correct / (double)r.n : 0.0);
         }
         if (tok && main_rank && o.sample_every && (step % o.sample_every == 0 || last))
             print_sample(m, tok, o.sample_tokens, sbuf, cfg.block_size, &rng);
         if (o.checkpoint_every && (step % o.checkpoint_every == 0 || last))
-            CHECK(save_checkpoint(m, main_rank, &o, step, train, rng));
+            CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id));
         fflush(stdout);
     }
     if (stop_signal) {
-        CHECK(save_checkpoint(m, main_rank, &o, step, train, rng));
+        CHECK(save_checkpoint(m, main_rank, &o, step, train, rng, run_id));
         printf("%s: saved a checkpoint of step %d in %s\n", stop_signal == SIGINT ? "SIGINT" : "SIGTERM", step,
                o.out_dir);
     }
     printf("done: %d steps; log %s\n", step, log_path);
-    fclose(logf);
+    if (fclose(logf) != 0 && main_rank) DIE("cannot write %s: %s", log_path, strerror(errno));
     free(x);
     free(y);
     free(sbuf);
@@ -472,7 +826,10 @@ int main(int argc, char **argv) {
     llm_dataloader_free(train);
     llm_dataloader_free(val);
     llm_model_free(m);
+    for (int k = 0; k < NOPTS; k++) free(owned[k]);
     CHECK(llm_dist_barrier(0.0)); // rank 0 may still be sampling; then leave together
+    llm_run_unlock(run_lock, 0);
+    run_lock = NULL;
     CHECK(llm_dist_finalize(30.0));
     return 0;
 }

@@ -12,6 +12,7 @@ Importing has no side effects: no threads are started and nothing is read or dow
 from __future__ import annotations
 
 from . import _C
+from .checks import integer
 from .model import GPT2, GPT2Config
 
 __version__: str = _C.build_info()["version"]
@@ -21,10 +22,11 @@ formats: dict = dict(_C.formats)
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of OpenMP threads the CPU backend uses (default: all available cores)."""
-    if int(n) < 1:
-        raise ValueError(f"number of threads must be >= 1, got {n}")
-    _C.set_num_threads(int(n))
+    """Sets the number of OpenMP threads the CPU backend uses (default: all available cores).
+
+    ``n`` is an integer >= 1 (TypeError, ValueError otherwise; the core refuses n < 1 too).
+    """
+    _C.set_num_threads(integer(n, "number of threads", min=1, max=2**31 - 1))
 
 
 def get_num_threads() -> int:
@@ -37,14 +39,18 @@ def set_cpu_isa(name: str = "auto") -> str:
 
     ``name`` is one of ``build_info()["cpu_isas"]`` or ``"auto"`` (the best this CPU supports).
     Raises ValueError for a variant this build lacks and NotImplementedError for one this CPU
-    cannot run. Results differ between variants only by float32 rounding.
+    cannot run; the ValueError's message lists this build's variants (an empty name is refused
+    like any unknown one). Results differ between variants only by float32 rounding.
 
     >>> llmpy.set_cpu_isa("generic")
     'generic'
     >>> llmpy.set_cpu_isa()  # back to the best one, e.g. 'avx512'
     'avx512'
     """
-    _C.set_cpu_isa(str(name))
+    if not isinstance(name, str):
+        raise TypeError(f"CPU ISA name must be a string: 'auto' or one of {_C.build_info()['cpu_isas']}, "
+                        f"got {type(name).__name__}")
+    _C.set_cpu_isa(name)
     return _C.build_info()["cpu_isa"]
 
 

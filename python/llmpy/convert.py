@@ -43,7 +43,10 @@ def main(argv: Optional[list] = None) -> int:
     try:
         c = convert(a.src, a.dst, dtype=a.dtype, progress=False if a.no_progress else None,
                     local_files_only=a.offline)
-    except (OSError, ValueError, ImportError) as e:
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, TypeError, ImportError, NotImplementedError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     what = "llm.c model file" if writes_llmc(a.dst) else "Hugging Face directory"

@@ -47,6 +47,7 @@ from typing import Union
 import numpy as np
 
 from . import _C, device
+from .checks import integer
 
 __all__ = [
     "DEFAULT_MAX_TOKENS",
@@ -331,6 +332,8 @@ def evaluate(model, rendered: Sequence[Rendered], *, rank: int = 0, world_size: 
     """
     from .progress import Progress
 
+    max_tokens = integer(max_tokens, "max_tokens", min=1)
+    rank, world_size = integer(rank, "rank", min=0), integer(world_size, "world_size", min=1)
     if world_size > 1 and reduce is None:
         raise ValueError("evaluate() over several ranks needs a reduce function (an all-reduce sum)")
     n = len(rendered)
@@ -445,23 +448,34 @@ def main(argv: list | None = None) -> int:
     if args.checkpoint is None and args.write_eval_file is None:
         print("error: give --checkpoint MODEL.bin (or --write-eval-file OUT.bin)", file=sys.stderr)
         return 2
+    flags = (("--limit", args.limit, 0), ("--threads", args.threads, 0), ("--max-tokens", args.max_tokens, 1))
+    for flag, value, low in flags:
+        if value is not None and value < low:
+            print(f"error: {flag} must be >= {low}, got {value}", file=sys.stderr)
+            return 2
     try:
+        model = None
+        if args.checkpoint is not None:  # a missing or damaged checkpoint fails before any download
+            import llmpy
+
+            from .model import GPT2
+
+            if args.threads:
+                llmpy.set_num_threads(args.threads)
+            model = GPT2.from_checkpoint(args.checkpoint, device=args.device)
         examples = load_examples(args.data, limit=args.limit)
         rendered = render_all(examples, gpt2())
         if args.write_eval_file:
             out = write_eval_file(args.write_eval_file, rendered)
             print(f"wrote {len(rendered)} examples to {out}", file=sys.stderr)
-            if args.checkpoint is None:
+            if model is None:
                 return 0
-        import llmpy
-
-        from .model import GPT2
-
-        if args.threads:
-            llmpy.set_num_threads(args.threads)
-        model = GPT2.from_checkpoint(args.checkpoint, device=args.device)
         res = evaluate(model, rendered, max_tokens=args.max_tokens, progress=None)
-    except (DownloadError, OSError, ValueError, NotImplementedError) as e:
+    except KeyboardInterrupt:
+        print("error: interrupted (Ctrl-C)", file=sys.stderr)
+        return 1
+    except (DownloadError, OSError, ValueError, TypeError, NotImplementedError, ImportError,
+            RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     if args.json:

@@ -161,20 +161,22 @@ def config_from_hf(hf: dict, where: str = "config.json") -> GPT2Config:
     if abs(eps - _LAYER_NORM_EPS) > 1e-12:
         raise refuse(f"layer_norm_epsilon is {eps:g}, llmpy's layernorm uses {_LAYER_NORM_EPS:g}")
     try:
-        cfg = GPT2Config(n_layer=int(hf["n_layer"]), n_head=int(hf["n_head"]), n_embd=int(hf["n_embd"]),
-                         vocab_size=int(hf["vocab_size"]),
-                         block_size=int(hf.get("n_positions", hf.get("n_ctx"))))
+        sizes = dict(n_layer=int(hf["n_layer"]), n_head=int(hf["n_head"]), n_embd=int(hf["n_embd"]),
+                     vocab_size=int(hf["vocab_size"]), block_size=int(hf.get("n_positions", hf.get("n_ctx"))))
     except (KeyError, TypeError) as e:
         raise ValueError(f"{where}: missing or invalid GPT-2 size field {e} "
                          "(need n_layer, n_head, n_embd, vocab_size, n_positions)") from None
     n_inner = hf.get("n_inner")
-    if n_inner is not None and int(n_inner) != 4 * cfg.n_embd:
-        raise refuse(f"n_inner is {n_inner}, not 4 * n_embd = {4 * cfg.n_embd}")
-    if min(cfg.n_layer, cfg.n_head, cfg.n_embd, cfg.vocab_size, cfg.block_size) < 1:
-        raise ValueError(f"{where}: sizes must be positive, got {cfg}")
-    if cfg.n_embd % cfg.n_head:
-        raise ValueError(f"{where}: n_embd {cfg.n_embd} is not divisible by n_head {cfg.n_head}")
-    return cfg
+    if n_inner is not None and int(n_inner) != 4 * sizes["n_embd"]:
+        raise refuse(f"n_inner is {n_inner}, not 4 * n_embd = {4 * sizes['n_embd']}")
+    if min(sizes.values()) < 1:
+        raise ValueError(f"{where}: sizes must be positive, got {sizes}")
+    if sizes["n_embd"] % sizes["n_head"]:
+        raise ValueError(f"{where}: n_embd {sizes['n_embd']} is not divisible by n_head {sizes['n_head']}")
+    try:
+        return GPT2Config(**sizes)  # the core's limits
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
 
 
 def config_to_hf(cfg: GPT2Config, dtype: str = "fp32") -> dict:
@@ -441,9 +443,16 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
 
 
 def _is_llmc_file(path: Path) -> bool:
+    """An llm.c model file, or a file of llmpy's (its integrity block: a damaged model file goes to
+    the core's reader, which says what is wrong)."""
+    fm = _fm()
     with open(path, "rb") as f:
-        head = f.read(4)
-    return len(head) == 4 and struct.unpack("<i", head)[0] == _fm()["MODEL_MAGIC"]
+        head = f.read(4 * fm["HEADER_INTS"])
+    if len(head) < 4:
+        return False
+    at = 4 * fm["INTEGRITY_AT"]
+    ours = len(head) >= at + 4 and struct.unpack_from("<i", head, at)[0] == fm["INTEGRITY_MAGIC"]
+    return struct.unpack_from("<i", head)[0] == fm["MODEL_MAGIC"] or ours
 
 
 def open_source(spec: Union[PathType, LiveModel], *, cache_dir: Optional[PathType] = None,

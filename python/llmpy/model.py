@@ -17,8 +17,9 @@ from typing import Optional, Union
 import numpy as np
 
 from . import _C, hf
+from .checks import integer, number
 from .config import GPT2Config
-from .sampling import sample_next
+from .sampling import check_sampling, sample_next
 
 __all__ = ["GPT2", "TENSOR_NAMES", "GPT2Config"]
 
@@ -53,11 +54,37 @@ def _tokens(x, name: str, vocab_size: int) -> np.ndarray:
         raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
     if a.dtype != np.int32:
         bad = np.flatnonzero((a < 0) | (a >= vocab_size))
-        if bad.size:  # same message as the C core gives for int32 input
-            i = int(bad[0])
-            raise ValueError(f"{name}[{i}] = {int(a.reshape(-1)[i])} is out of range [0, {vocab_size})")
+        if bad.size:  # same message as the C core gives for int32 input (gpt2.c: check_tokens)
+            i, T = int(bad[0]), a.shape[1]
+            raise ValueError(f"{name}[{i}] = {int(a.reshape(-1)[i])} is out of range [0, {vocab_size}) "
+                             f"(row {i // T}, position {i % T}): token ids must be below the model's "
+                             "vocab_size")
         a = a.astype(np.int32)
     return a
+
+
+def _prompt(prompt, vocab_size: int, block_size: int) -> np.ndarray:
+    """A prompt as a (1, n) int64 array: a non-empty 1-D sequence of at most block_size ids in
+    [0, vocab_size)."""
+    if isinstance(prompt, (str, bytes)):
+        raise TypeError("prompt must be a sequence of token ids, not text: encode it first "
+                        "(e.g. llmpy.tokenizer.gpt2().encode(text))")
+    a = np.asarray(prompt)
+    if a.ndim != 1:
+        raise ValueError(f"prompt must be a 1-D sequence of token ids, got shape {a.shape}")
+    if a.size == 0:
+        raise ValueError("prompt must hold at least one token")
+    if a.dtype == np.bool_ or not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"prompt must hold integer token ids, got dtype {a.dtype}")
+    if a.size > block_size:
+        raise ValueError(f"prompt has {a.size} tokens, more than the model's block_size {block_size}; "
+                         f"keep its end (prompt[-{block_size}:]) or use a model with a longer block")
+    bad = np.flatnonzero((a < 0) | (a >= vocab_size))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"prompt[{i}] = {int(a[i])} is out of range [0, {vocab_size}): token ids must be "
+                         "below the model's vocab_size")
+    return a.astype(np.int64).reshape(1, -1)
 
 
 def _is_main() -> bool:
@@ -97,9 +124,8 @@ class GPT2:
         if _handle is None:
             if not isinstance(config, GPT2Config):
                 raise TypeError(f"config must be a GPT2Config, got {type(config).__name__}")
-            if seed < 0:
-                raise ValueError(f"seed must be >= 0, got {seed}")
-            _handle = _C.Model.create(**asdict(config), device=_core_device(device), seed=int(seed),
+            seed = integer(seed, "seed", min=0, max=2**64 - 1)
+            _handle = _C.Model.create(**asdict(config), device=_core_device(device), seed=seed,
                                       precision=precision)
         self._m = _handle
         c = _handle.config
@@ -110,7 +136,12 @@ class GPT2:
     @classmethod
     def from_checkpoint(cls, path: Union[str, PathLike], device: str = "cpu",
                         precision: Optional[str] = None) -> "GPT2":
-        """Loads an llm.c model file (version 3 = fp32 or 5 = bf16)."""
+        """Loads an llm.c model file (version 3 = fp32 or 5 = bf16), verifying its checksums.
+
+        A damaged file raises ValueError ("checksum mismatch: the file is damaged"); a file without
+        checksums (written by llm.c or an older llmpy) loads with nothing to verify. A missing file
+        raises FileNotFoundError, a directory OSError.
+        """
         return cls(None, _handle=_C.Model.load(str(path), _core_device(device), precision))
 
     @classmethod
@@ -176,7 +207,8 @@ class GPT2:
         hf.save_pretrained(self, directory, dtype=dtype, progress=progress)
 
     def save(self, path: Union[str, PathLike]) -> None:
-        """Writes an llm.c fp32 model file (version 3), atomically (temp file + rename).
+        """Writes an llm.c fp32 model file (version 3) with checksums, atomically and durably (temp
+        file, fsync, rename, fsync of the folder): ``path`` is the old file or the whole new one.
 
         After ``distribute()`` only rank 0 writes (every rank may call it).
         """
@@ -184,22 +216,38 @@ class GPT2:
             return
         self._m.save(str(path))
 
-    def save_state(self, path: Union[str, PathLike], extra: Optional[dict] = None) -> None:
-        """Writes the AdamW state (moments, step) and ``extra`` (JSON-serialisable) atomically.
+    def save_state(self, path: Union[str, PathLike], extra: Optional[dict] = None, *,
+                   model_path: Union[str, PathLike, None] = None, step: Optional[int] = None,
+                   run_id: str = "") -> None:
+        """Writes the AdamW state (moments, step) and ``extra`` (JSON-serialisable) atomically,
+        with checksums.
 
         Together with ``save()`` this is everything an exact resume needs; the training loop puts
-        its schedule position, RNG states and data position in ``extra``. After ``distribute()``
-        every rank must call it (with ZeRO-1 the moment shards are gathered) and rank 0 writes
-        the full state, which resumes on any number of ranks.
+        its schedule position, RNG states and data position in ``extra``. ``model_path`` (the file
+        ``save()`` just wrote), ``step`` and ``run_id`` (at most 31 of ``A-Za-z0-9._-``) tie the
+        state to its checkpoint: a model loaded from another file refuses it. After
+        ``distribute()`` every rank must call it (with ZeRO-1 the moment shards are gathered) and
+        rank 0 writes the full state, which resumes on any number of ranks.
+
+        >>> m.save("run/ckpt_000100.bin")                                       # doctest: +SKIP
+        >>> m.save_state("run/ckpt_000100.state", {"step": 100}, model_path="run/ckpt_000100.bin",
+        ...              step=100, run_id="a1b2")                                # doctest: +SKIP
         """
         text = json.dumps(extra if extra is not None else {}, sort_keys=True)
+        tag = {"model_path": "" if model_path is None else str(model_path),
+               "step": -1 if step is None else int(step), "run_id": run_id or ""}
         if self._distributed:
-            _C.dist.save_state(self._m, str(path), text)  # collective; rank 0 writes
+            _C.dist.save_state(self._m, str(path), text, **tag)  # collective; rank 0 writes
         else:
-            self._m.save_state(str(path), text)
+            self._m.save_state(str(path), text, **tag)
 
     def load_state(self, path: Union[str, PathLike]) -> dict:
-        """Restores the AdamW state written by ``save_state()`` and returns its ``extra`` dict."""
+        """Restores the AdamW state written by ``save_state()`` and returns its ``extra`` dict.
+
+        The file's checksums are verified first (ValueError "checksum mismatch" when it is
+        damaged); a state saved with another model file than the one this model was loaded from
+        is refused (ValueError "not one checkpoint"). A failure changes nothing.
+        """
         text = self._m.load_state(str(path))
         try:
             return json.loads(text) if text else {}
@@ -243,19 +291,24 @@ class GPT2:
         them all at once — the same result, bit for bit, only later. With gradient accumulation,
         sync the last micro-step only (a second backward after a synced one raises ValueError).
         """
-        self._m.backward(float(loss_scale), bool(sync))
+        self._m.backward(number(loss_scale, "loss_scale", finite=False), bool(sync))
 
     def step(self, lr: float, beta1: float = 0.9, beta2: float = 0.95, eps: float = 1e-8,
              weight_decay: float = 0.0, grad_clip: Optional[float] = None) -> float:
         """One AdamW step (PyTorch semantics); weight decay on 2-D tensors only.
 
         Gradients are first clipped to a global norm of ``grad_clip`` when it is given.
-        Returns the global gradient norm before clipping.
+        Returns the global gradient norm before clipping. Every argument is a number (TypeError
+        otherwise); the core refuses NaN and out-of-range values (ValueError naming the argument).
         """
-        clip = 0.0 if grad_clip is None else float(grad_clip)
-        if grad_clip is not None and clip <= 0.0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
-        return self._m.step(float(lr), float(beta1), float(beta2), float(eps), float(weight_decay), clip)
+        clip = 0.0
+        if grad_clip is not None:
+            clip = number(grad_clip, "grad_clip (None: no clipping)", finite=False)
+            if not clip > 0.0:
+                raise ValueError(f"grad_clip must be > 0 or None (no clipping), got {grad_clip}")
+        args = {"lr": lr, "beta1": beta1, "beta2": beta2, "eps": eps, "weight_decay": weight_decay}
+        v = {k: number(x, k, finite=False) for k, x in args.items()}  # the core says which ranges
+        return self._m.step(v["lr"], v["beta1"], v["beta2"], v["eps"], v["weight_decay"], clip)
 
     # -- data parallelism (llmpy.dist) -------------------------------------------
 
@@ -299,20 +352,27 @@ class GPT2:
         """Continues ``prompt`` (a sequence of token ids) and returns (num_samples, len(prompt) + new) ids.
 
         Draws from ``rng`` (or a generator seeded with ``seed``), never from any global RNG, so the
-        same seed gives the same samples. The context is cropped to the last ``block_size`` tokens.
-        Note that it overwrites the logits of the last forward.
+        same seed gives the same samples. Once the sequence outgrows ``block_size`` the context is
+        cropped to its last ``block_size`` tokens. Note that it overwrites the logits of the last
+        forward. Bad arguments raise before any forward: ``prompt`` must be a non-empty 1-D
+        sequence of at most ``block_size`` integer ids in ``[0, vocab_size)`` (a longer prompt is
+        refused rather than cut in silence), ``max_new_tokens`` an integer >= 0,
+        ``num_samples`` >= 1, ``temperature``/``top_k`` as ``sample_next`` takes them.
 
         >>> m.generate([50256], max_new_tokens=5, top_k=1).shape
         (1, 6)
         """
 
+        max_new_tokens = integer(max_new_tokens, "max_new_tokens", min=0)
+        num_samples = integer(num_samples, "num_samples", min=1)
+        top_k, temperature = check_sampling(top_k, temperature)
+        seq = _prompt(prompt, self.config.vocab_size, self.config.block_size)
         if rng is None:
+            if seed is not None:
+                seed = integer(seed, "seed", min=0)
             rng = np.random.default_rng(seed)
-        seq = np.asarray(prompt, dtype=np.int64).reshape(1, -1)
-        if seq.size == 0:
-            raise ValueError("prompt must hold at least one token")
-        if max_new_tokens < 0 or num_samples < 1:
-            raise ValueError(f"need max_new_tokens >= 0 and num_samples >= 1, got {max_new_tokens}, {num_samples}")
+        elif not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, got {type(rng).__name__}")
         seq = np.repeat(seq, num_samples, axis=0)
         block = self.config.block_size
         for _ in range(max_new_tokens):
@@ -355,11 +415,17 @@ class GPT2:
 
         >>> m.load_parameters({"lnfw": np.ones(m.config.n_embd, np.float32)})
         """
+        if not hasattr(values, "items"):
+            raise TypeError(f"load_parameters takes a dict name -> array, got {type(values).__name__}")
         index = {name: i for i, name in enumerate(TENSOR_NAMES)}
         for name, value in values.items():
             if name not in index:
                 raise KeyError(f"unknown tensor {name!r}; expected one of {', '.join(TENSOR_NAMES)}")
-            a = np.asarray(value, dtype=np.float32)
+            a = np.asarray(value)
+            if a.dtype == np.bool_ or a.dtype.kind not in "iuf":
+                raise TypeError(f"{name}: values must be real numbers (a float or integer array), "
+                                f"got dtype {a.dtype}")
+            a = a.astype(np.float32, copy=False)
             want = self._m.shape(index[name])
             if a.shape != want:
                 raise ValueError(f"{name}: shape {a.shape} does not match the model's {want}")

@@ -10,7 +10,23 @@ from typing import Optional
 
 import numpy as np
 
-__all__ = ["sample_next"]
+from .checks import integer, number
+
+__all__ = ["check_sampling", "sample_next"]
+
+
+def check_sampling(top_k, temperature) -> tuple[Optional[int], float]:
+    """``(top_k, temperature)`` checked: ``top_k`` None or an integer >= 1, ``temperature`` a
+    finite number >= 0 (TypeError for other types, ValueError naming the argument otherwise).
+
+    >>> check_sampling(None, float("inf"))
+    Traceback (most recent call last):
+    ValueError: temperature must be a finite number, got inf
+    """
+    temperature = number(temperature, "temperature", min=0.0)
+    if top_k is not None:
+        top_k = integer(top_k, "top_k (None: no limit)", min=1)
+    return top_k, temperature
 
 
 def sample_next(logits: np.ndarray, rng: np.random.Generator, top_k: Optional[int] = None,
@@ -19,15 +35,14 @@ def sample_next(logits: np.ndarray, rng: np.random.Generator, top_k: Optional[in
 
     ``temperature`` 0 or ``top_k`` 1 is greedy (argmax). Otherwise the logits are divided by the
     temperature, all but the ``top_k`` largest are dropped, and a token is drawn from the softmax.
+    The arguments are checked by ``check_sampling``: a NaN or infinite temperature would otherwise
+    sample garbage in silence.
 
     >>> sample_next(np.array([[0.0, 3.0, 1.0]]), np.random.default_rng(0), top_k=1)
     array([1])
     """
+    top_k, temperature = check_sampling(top_k, temperature)
     logits = np.asarray(logits, dtype=np.float64)
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
     if temperature == 0 or top_k == 1:
         return np.argmax(logits, axis=-1)
     z = logits / temperature

@@ -13,6 +13,14 @@ reads its own slice of every global batch (``--batch-size`` is per rank, so a st
 ``N x B x T x accumulation`` tokens), gradients are averaged over the ranks (``--zero-stage 1``
 shards the AdamW moments instead), and only rank 0 prints and writes files. Resuming needs the
 run folder on a file system every rank can read.
+
+Run folders follow the core's rules, which train_gpt2 follows too (csrc/core/run.c): one run at a
+time holds a folder (``<out-dir>/.lock``, taken by rank 0), a new run refuses a folder that holds
+another run, a start that fails removes the folder it created, and ``--resume`` takes the run's
+flags from its checkpoint: given again, the flags that say what to do next (``--max-steps``, the
+learning rates, evaluation, samples, checkpoints, threads) change, the ones that define the run
+(model, batch, sequence length, data, seed, shuffling) are refused. Flags are checked by the
+core's rules (csrc/core/schedule.c) before the first step, with the same messages as train_gpt2.
 """
 
 from __future__ import annotations
@@ -70,8 +78,37 @@ def lr_at(step: int, max_steps: int, lr: float, warmup_steps: int, schedule: str
 # arguments
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: argument --max-steps: ...``), as train_gpt2 prints them."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see --help)\n")
+
+
+def _int(text: str) -> int:
+    """An integer flag: a C int, as train_gpt2 and the core take it."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not -(2**31) <= value < 2**31:
+        raise argparse.ArgumentTypeError(f"bad value '{text}'")
+    return value
+
+
+def _seed(text: str) -> int:
+    """--seed: an unsigned 64-bit integer."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value < 2**64:
+        raise argparse.ArgumentTypeError(f"bad value '{text}'")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m llmpy.train",
         description="Train a GPT-2 with llmpy. With no flags: a small GPT on tiny Shakespeare, on the CPU.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -79,9 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("model")
     g.add_argument("--model", choices=sorted(PRESETS), help="GPT-2 shape preset (d12 = 124M, ...); "
                    "default: a small model (4 layers, 4 heads, 128 channels)")
-    g.add_argument("--n-layer", type=int, help="override the number of layers")
-    g.add_argument("--n-head", type=int, help="override the number of heads")
-    g.add_argument("--n-embd", type=int, help="override the number of channels")
+    g.add_argument("--n-layer", type=_int, help="override the number of layers")
+    g.add_argument("--n-head", type=_int, help="override the number of heads")
+    g.add_argument("--n-embd", type=_int, help="override the number of channels")
     g.add_argument("--init-from", default="scratch",
                    help="'scratch', an llm.c model file, a Hugging Face directory (config.json + "
                    "model.safetensors) or a hub name (gpt2, gpt2-medium, gpt2-large, gpt2-xl)")
@@ -89,52 +126,90 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
                    help="auto: fp32 on the CPU, bf16 on a GPU; fp32 on a GPU is the parity path (exact "
                    "against PyTorch, no tensor cores: several times slower), not for speed")
-    g.add_argument("--threads", type=int, default=0, help="CPU threads (0: all cores)")
+    g.add_argument("--threads", type=_int, default=0, help="CPU threads (0: all cores)")
     g = p.add_argument_group("data")
     g.add_argument("--data", default="tinyshakespeare",
                    help="'tinyshakespeare', or a glob of train shards (e.g. 'dir/fineweb_train_*.bin')")
     g.add_argument("--val-data", default=None,
                    help="glob of val shards (default: --data with 'train' replaced by 'val')")
-    g.add_argument("--batch-size", type=int, default=8, help="micro-batch size B (sequences per forward, per rank)")
-    g.add_argument("--seq-len", type=int, default=128, help="sequence length T")
-    g.add_argument("--total-batch-size", type=int, default=0,
+    g.add_argument("--batch-size", type=_int, default=8,
+                   help="micro-batch size B (sequences per forward, per rank)")
+    g.add_argument("--seq-len", type=_int, default=128, help="sequence length T")
+    g.add_argument("--total-batch-size", type=_int, default=0,
                    help="tokens per optimizer step over all ranks (0: B*T*ranks); must be a multiple of "
                         "B*T*ranks (gradient accumulation)")
     g.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=True,
                    help="permute shards and sequences every epoch")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--max-steps", type=int, default=300, help="optimizer steps")
+    g.add_argument("--max-steps", type=_int, default=300, help="optimizer steps")
     g.add_argument("--lr", type=float, default=2e-3, help="peak learning rate")
-    g.add_argument("--warmup-steps", type=int, default=20, help="linear warmup steps")
-    g.add_argument("--lr-schedule", default="cosine", choices=["cosine", "linear", "constant"])
+    g.add_argument("--warmup-steps", type=_int, default=20, help="linear warmup steps")
+    g.add_argument("--lr-schedule", default="cosine",
+                   help="cosine, linear or constant (the decay after the warmup)")
     g.add_argument("--min-lr-frac", type=float, default=0.1, help="final lr as a fraction of --lr")
     g.add_argument("--beta1", type=float, default=0.9)
     g.add_argument("--beta2", type=float, default=0.95)
     g.add_argument("--weight-decay", type=float, default=0.1, help="AdamW weight decay on 2-D tensors")
     g.add_argument("--grad-clip", type=float, default=1.0, help="clip the global gradient norm (0: off)")
-    g.add_argument("--seed", type=int, default=1337, help="seed of the init, data order and samples")
-    g.add_argument("--zero-stage", type=int, default=0, choices=[0, 1],
+    g.add_argument("--seed", type=_seed, default=1337, help="seed of the init, data order and samples")
+    g.add_argument("--zero-stage", type=_int, default=0,
                    help="with several ranks (mpirun): 1 shards the AdamW moments across ranks (ZeRO-1)")
     g = p.add_argument_group("evaluation, checkpoints and logs (every '--...-every' = 0 disables)")
-    g.add_argument("--eval-every", type=int, default=50, help="steps between val-loss evaluations")
-    g.add_argument("--val-steps", type=int, default=10, help="val batches per evaluation")
-    g.add_argument("--sample-every", type=int, default=100, help="steps between samples")
-    g.add_argument("--sample-tokens", type=int, default=64, help="tokens per sample")
-    g.add_argument("--hellaswag-every", type=int, default=0, help="steps between HellaSwag evaluations")
+    g.add_argument("--eval-every", type=_int, default=50, help="steps between val-loss evaluations")
+    g.add_argument("--val-steps", type=_int, default=10, help="val batches per evaluation")
+    g.add_argument("--sample-every", type=_int, default=100, help="steps between samples")
+    g.add_argument("--sample-tokens", type=_int, default=64, help="tokens per sample")
+    g.add_argument("--hellaswag-every", type=_int, default=0, help="steps between HellaSwag evaluations")
     g.add_argument("--hellaswag-data", default=None, metavar="FILE.jsonl",
                    help="HellaSwag jsonl (default: the validation set in the data cache, downloaded once)")
-    g.add_argument("--hellaswag-limit", type=int, default=0,
+    g.add_argument("--hellaswag-limit", type=_int, default=0,
                    help="evaluate the first N HellaSwag examples (0: all 10,042; a few hundred keep small runs quick)")
-    g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
-    g.add_argument("--keep-checkpoints", type=int, default=3, help="checkpoints to keep (0: all)")
-    g.add_argument("--out-dir", default=None, help="run folder (default: runs/<data>-<date>-<time>)")
+    g.add_argument("--checkpoint-every", type=_int, default=100, help="steps between checkpoints")
+    g.add_argument("--keep-checkpoints", type=_int, default=3, help="checkpoints to keep (0: all)")
+    g.add_argument("--out-dir", default=None,
+                   help="run folder (default: runs/<data>-<date>-<time>); one run at a time holds it, "
+                        "and a new run refuses a folder that holds another run")
     g.add_argument("--resume", default=None, metavar="PATH|latest",
-                   help="continue from a checkpoint; 'latest' = newest good one in --out-dir "
-                        "(or in the newest folder under runs/)")
+                   help="continue from a checkpoint ('latest' = newest good one in --out-dir, or in the "
+                        "newest folder under runs/) with the run's saved flags; given again, --max-steps, "
+                        "the learning rates and the eval/sample/checkpoint/thread flags change them, while "
+                        "the model, batch, sequence length, data, seed and shuffling cannot change")
     g.add_argument("--log-file", default=None, help="JSONL log (default: <out-dir>/log.jsonl)")
     g.add_argument("--json", action="store_true", help="print a machine-readable summary on stdout "
                    "(progress goes to stderr)")
     return p
+
+
+_UNSET = object()
+
+
+def explicit_flags(argv: list) -> frozenset:
+    """The flags (argparse dests) given on the command line ``argv``, as opposed to defaults.
+
+    >>> sorted(explicit_flags(["--max-steps", "20", "--no-shuffle"]))
+    ['max_steps', 'shuffle']
+    """
+    p = build_parser()
+    p.set_defaults(**dict.fromkeys(vars(p.parse_args([])), _UNSET))
+    return frozenset(k for k, v in vars(p.parse_args(argv)).items() if v is not _UNSET)
+
+
+# Flags of one invocation (where the run is, which checkpoint, how to print, which device): a
+# resumed run does not take them from its checkpoint.
+PER_INVOCATION = ("resume", "out_dir", "json", "device")
+# Model-shape flags: when the saved run left one unset, its model's configuration says the value.
+SHAPE_FLAGS = ("n_layer", "n_head", "n_embd")
+
+
+def _flag_text(value) -> str | None:
+    """A flag's value as both programs print it: "8", "0.003" (shortest, no ".0"), "true"; None unset."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value).removesuffix(".0")
+    return str(value)
 
 
 # How long the other ranks wait while one rank per machine downloads and tokenizes the data
@@ -161,7 +236,7 @@ def _resolve_device(device: str) -> str:
 
 
 def _data_patterns(args) -> tuple:
-    """(train pattern, val pattern, description) for --data / --val-data."""
+    """(train pattern, val pattern or None, description) for --data / --val-data."""
     if args.data == "tinyshakespeare":
         from .data import tinyshakespeare
 
@@ -171,11 +246,9 @@ def _data_patterns(args) -> tuple:
         return train, val, "tiny Shakespeare"
     train = args.data
     val = args.val_data
-    if val is None:
-        if "train" not in Path(train).name:
-            raise Stop("--val-data is needed when the --data pattern has no 'train' in its file name")
+    if val is None and "train" in Path(train).name:
         val = str(Path(train).parent / Path(train).name.replace("train", "val"))
-    return train, val, train
+    return train, val, train  # val None: not given, and not derived from --data
 
 
 def _model_config(args, vocab_size: int) -> GPT2Config:
@@ -208,7 +281,12 @@ def _plot(log_path: Path, png: Path) -> bool:
         return False
     train, val = [], []
     for line in log_path.read_text().splitlines():
-        rec = json.loads(line)
+        try:
+            rec = json.loads(line)
+        except ValueError:  # not a record (kept in the log as it was): nothing to draw
+            continue
+        if not isinstance(rec, dict) or "step" not in rec:
+            continue
         if "loss" in rec:
             train.append((rec["step"], rec["loss"]))
         if "val_loss" in rec:
@@ -237,8 +315,13 @@ def _plot(log_path: Path, png: Path) -> bool:
 class Run:
     """One training run: holds the model, loaders, RNGs and log, and executes the loop."""
 
-    def __init__(self, args):
+    def __init__(self, args, explicit: frozenset = frozenset()):
         self.args = args
+        self.explicit = explicit  # flags given on the command line (a resumed run compares them)
+        self.lock = None  # rank 0's lock on the run folder (_C.run.Lock)
+        self.started = False  # past setup: a failure no longer removes the folder it created
+        self.complete = False  # a resumed run that had nothing left to do
+        self.changes: list = []  # "--max-steps 8 -> 20": flags a resumed run changed
         # the device first: ranks launched without MPI talk through NCCL, which needs the GPU set up
         self.device = _resolve_device(args.device)
         if self.device.startswith("cuda"):
@@ -258,30 +341,61 @@ class Run:
 
     # -- setup ------------------------------------------------------------------
 
+    def _check_flags(self) -> None:
+        """The flags' rules (the core's, shared with train_gpt2), before the first step."""
+        a = self.args
+        if a.hellaswag_limit < 0:
+            raise Stop(f"--hellaswag-limit must be >= 0 (0: all), got {a.hellaswag_limit}")
+        on_gpu = self.device.startswith("cuda")
+        precision = a.precision if a.precision != "auto" else ("bf16" if on_gpu else "fp32")
+        if precision != "fp32" and not on_gpu:
+            raise Stop(f"--precision {precision} needs the CUDA backend; the CPU computes in fp32")
+        self.precision = precision
+        try:
+            _C.check_schedule(a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
+            _C.check_train_flags(
+                batch_size=a.batch_size, seq_len=a.seq_len, val_steps=a.val_steps, eval_every=a.eval_every,
+                sample_every=a.sample_every, sample_tokens=a.sample_tokens,
+                checkpoint_every=a.checkpoint_every, hellaswag_every=a.hellaswag_every,
+                keep_checkpoints=a.keep_checkpoints, threads=a.threads, zero_stage=a.zero_stage, beta1=a.beta1,
+                beta2=a.beta2, weight_decay=a.weight_decay, grad_clip=a.grad_clip)
+            self.accum = _C.grad_accumulation(a.total_batch_size, a.batch_size, a.seq_len, self.world)
+        except ValueError as e:
+            raise Stop(str(e)) from None
+
+    def _restore_flags(self, extra: dict) -> list:
+        """A resumed run's flags: the saved ones, except those given again that a resumed run may
+        change (the core's rule, llm_resume_check_flag); returns the changes ("--lr 0.001 -> 0.0005")."""
+        a, changes = self.args, []
+        saved = dict(extra.get("args") or {})
+        for key in SHAPE_FLAGS:  # a run of the default shape saved None: its model says the value
+            if saved.get(key) is None and key in (extra.get("config") or {}):
+                saved[key] = extra["config"][key]
+        for key in list(vars(a)):  # in the order of the flags (--help's)
+            if key in PER_INVOCATION or key not in saved:
+                continue
+            value = saved[key]
+            if key not in self.explicit:
+                setattr(a, key, value)
+                continue
+            flag, was, now = "--" + key.replace("_", "-"), _flag_text(value), _flag_text(getattr(a, key))
+            if was == now:
+                continue
+            try:
+                _C.run.resume_check_flag(flag, was, now)
+            except ValueError as e:
+                raise Stop(str(e)) from None
+            changes.append(f"{flag} {'none' if was is None else was} -> {'none' if now is None else now}")
+        return changes
+
     def setup(self) -> None:
         import llmpy
         from .data import DataLoader
         from .tokenizer import gpt2
 
         a = self.args
-        for name in ("batch_size", "seq_len", "max_steps", "val_steps"):
-            if getattr(a, name) < 1:
-                raise Stop(f"--{name.replace('_', '-')} must be >= 1, got {getattr(a, name)}")
-        if a.hellaswag_every < 0 or a.hellaswag_limit < 0:
-            raise Stop("--hellaswag-every and --hellaswag-limit must be >= 0")
-        on_gpu = self.device.startswith("cuda")
-        precision = a.precision if a.precision != "auto" else ("bf16" if on_gpu else "fp32")
-        if precision != "fp32" and not on_gpu:
-            raise Stop(f"--precision {precision} needs the CUDA backend; the CPU computes in fp32")
-        self.precision = precision
-        if a.threads:
-            llmpy.set_num_threads(a.threads)
-        B, T, W = a.batch_size, a.seq_len, self.world
-        try:  # the core's rules, shared with train_gpt2
-            _C.check_schedule(a.max_steps, a.lr, a.warmup_steps, a.lr_schedule, a.min_lr_frac)
-            self.accum = _C.grad_accumulation(a.total_batch_size, B, T, W)
-        except ValueError as e:
-            raise Stop(str(e)) from None
+        if not a.resume:
+            self._check_flags()  # before the folder is touched
         # every rank must run the same command: compare with rank 0's flags
         mine = dict(vars(a))
         ref = dist.broadcast_object(mine)
@@ -289,31 +403,62 @@ class Run:
             diff = sorted(k for k in mine if mine[k] != ref.get(k))
             raise Stop(f"rank {self.rank} was started with other flags than rank 0 ({', '.join(diff)}); "
                        f"start every rank with the same command")
-        self.enc = gpt2()
 
-        # resume or start
-        resume = None
-        if a.resume:
-            out_dir = Path(a.out_dir) if a.out_dir else (_newest_run() if a.resume == "latest" else None)
-            if a.resume == "latest":
-                if out_dir is None:
-                    raise Stop("--resume latest: no run with checkpoints under runs/ (give --out-dir)")
-                resume = checkpoint.find_latest(out_dir, self.device, self.say)
-                if resume is None:
-                    raise Stop(f"--resume latest: no loadable checkpoint in {out_dir}")
-            else:
-                model_path, state_path = checkpoint.resolve(a.resume, out_dir or ".")
-                model, extra = checkpoint.load(model_path, state_path, self.device)
-                resume = (model, extra, extra.get("step", 0))
-                out_dir = out_dir or model_path.parent
-            self.out_dir = Path(out_dir)
+        # the run folder: found (resume) or named (new run), then locked by rank 0 for the whole run
+        pair = None
+        if a.resume == "latest":
+            out_dir = Path(a.out_dir) if a.out_dir else _newest_run()
+            if out_dir is None:
+                raise Stop("--resume latest: no run with checkpoints under runs/ (give --out-dir)")
+        elif a.resume:
+            pair = checkpoint.resolve(a.resume, a.out_dir or ".")
+            out_dir = Path(a.out_dir) if a.out_dir else pair[0].parent
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             name = a.data if a.data == "tinyshakespeare" else "run"
-            self.out_dir = Path(a.out_dir) if a.out_dir else Path("runs") / f"{name}-{stamp}"
-            self.out_dir = Path(dist.broadcast_object(str(self.out_dir)))  # rank 0's clock names it
+            out_dir = Path(a.out_dir) if a.out_dir else Path("runs") / f"{name}-{stamp}"
+            out_dir = Path(dist.broadcast_object(str(out_dir)))  # rank 0's clock names it
+        self.out_dir = out_dir
         if self.main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = _C.run.Lock(str(out_dir), "python -m llmpy.train")
+            if self.lock.note:
+                self.say(f"note: {self.lock.note}")
+            if not a.resume:
+                _C.run.check_new(str(out_dir), str(Path(a.log_file) if a.log_file else out_dir / "log.jsonl"))
+            removed = checkpoint.clean_temp(out_dir)  # temp files of a save that was killed
+            if removed:
+                self.say(f"note: removed {removed} temp file{'s' if removed > 1 else ''} of an interrupted save "
+                         f"in {out_dir}")
+
+        # resume: the checkpoint, then the run's flags from it
+        resume = None
+        if a.resume:
+            if pair is None:
+                resume = checkpoint.find_latest(out_dir, self.device, self.say)
+                if resume is None:
+                    raise Stop(f"--resume latest: no loadable checkpoint in {out_dir}")
+                pair = checkpoint.paths(out_dir, resume[2])
+            else:
+                model, extra = checkpoint.load(*pair, self.device)
+                resume = (model, extra, extra.get("step", 0))
+            if resume[1].get("version") != STATE_VERSION:
+                raise Stop(f"{pair[1]}: checkpoint state version {resume[1].get('version')} is not "
+                           f"{STATE_VERSION}")
+            self.changes = self._restore_flags(resume[1])
+            self._check_flags()
+            if resume[2] >= a.max_steps:  # nothing to train: run() says so, nothing is written
+                self.complete, self.step, self.model = True, resume[2], resume[0]
+                self.log_path = Path(a.log_file) if a.log_file else out_dir / "log.jsonl"
+                self.started = True
+                return
+            if resume[0].precision != self.precision:  # the run's --precision, not the device's default
+                model = GPT2.from_checkpoint(pair[0], device=self.device, precision=self.precision)
+                model.load_state(pair[1])
+                resume = (model, resume[1], resume[2])
+        if a.threads:
+            llmpy.set_num_threads(a.threads)
+        B, T, W = a.batch_size, a.seq_len, self.world
+        self.enc = gpt2()
         self.log_path = Path(a.log_file) if a.log_file else self.out_dir / "log.jsonl"
         self.png_path = self.out_dir / "loss.png"
 
@@ -324,26 +469,31 @@ class Run:
         train_pattern, val_pattern, self.data_name = _data_patterns(a)
         if first_on_machine and W > 1:
             dist.barrier(timeout=DATA_PREP_TIMEOUT)
-        self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W, shuffle=a.shuffle,
-                                       seed=a.seed)
-        self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
+        try:  # the train shards first, so that a --data matching nothing says so
+            self.train_loader = DataLoader(train_pattern, B, T, rank=self.rank, world_size=W,
+                                           shuffle=a.shuffle, seed=a.seed)
+        except (OSError, ValueError) as e:
+            raise Stop(f"--data: {e}") from None
+        if val_pattern is None:
+            raise Stop("--val-data is needed when the --data pattern has no 'train' in its file name")
+        try:
+            self.val_loader = DataLoader(val_pattern, B, T, rank=self.rank, world_size=W, shuffle=False)
+        except (OSError, ValueError) as e:
+            raise Stop(f"--val-data: {e}") from None
         self.sample_rng = np.random.default_rng([a.seed, 1])
 
         if resume is not None:
             self.model, extra, self.step = resume
             self._restore(extra)
-            if self.main:
-                self._truncate_log(self.step)
-            self.say(f"resumed from step {self.step} in {self.out_dir}")
+            self.run_id = extra.get("run_id") or checkpoint.new_run_id()  # the same run goes on
         else:
             self.step = 0
+            self.run_id = checkpoint.new_run_id()  # recorded in every checkpoint of this run
             if a.init_from == "scratch":
                 self.model = GPT2(_model_config(a, GPT2_VOCAB), device=self.device, seed=a.seed,
                                   precision=self.precision)
             else:
                 self.model = GPT2.load(a.init_from, device=self.device)  # llm.c file, HF dir or hub name
-            if self.main:
-                self.log_path.write_text("")
         # the same model on every rank (checked), rank 0's parameters, gradients averaged by step()
         self.model.distribute(zero_stage=a.zero_stage)
         cfg = self.model.config
@@ -351,6 +501,8 @@ class Run:
             raise Stop(f"--seq-len {T} exceeds the model's block size {cfg.block_size}")
         if cfg.vocab_size < self.enc.n_vocab:
             raise Stop(f"the model's vocabulary ({cfg.vocab_size}) is smaller than GPT-2's ({self.enc.n_vocab})")
+        for loader in (self.train_loader, self.val_loader):  # a token id >= V names its shard and offset
+            loader.vocab_size = cfg.vocab_size
         self.hellaswag = None
         if a.hellaswag_every:  # rendered once, before the first step, so bad data fails early
             from . import hellaswag
@@ -358,12 +510,36 @@ class Run:
             examples = hellaswag.load_examples(a.hellaswag_data, limit=a.hellaswag_limit or None)
             self.hellaswag = hellaswag.render_all(examples, self.enc)
 
+        # the log, last: a new run starts it; a resumed one cuts the records after its step
+        if self.main and resume is not None:
+            info = _C.run.log_rewind(str(self.log_path), self.step, a.max_steps)
+            if info["warning"]:
+                self.say(f"warning: {info['warning']}")
+            if info["note"]:
+                self.say(f"note: {info['note']}")
+        elif self.main:
+            try:
+                self.log_path.write_text("")
+            except OSError as e:
+                raise Stop(f"cannot write {self.log_path}: {e.strerror or e}") from None
+        if resume is not None:
+            self.say(f"resumed from step {self.step} of {self.out_dir}"
+                     + (f"; {', '.join(self.changes)}" if self.changes else ""))
+        self.started = True
+
+    def close(self) -> None:
+        """Releases the run folder (rank 0); a start that failed also removes the folder it created."""
+        if self.lock is not None:
+            self.lock.release(discard=not self.started)
+            self.lock = None
+
     def _extra(self) -> dict:
         """Everything besides the model and AdamW state that an exact resume needs."""
         a = self.args
         return {
             "version": STATE_VERSION,
             "step": self.step,
+            "run_id": self.run_id,
             "train_loader": self.train_loader.state_dict(),
             "sample_rng": self.sample_rng.bit_generator.state,
             "args": vars(a),
@@ -372,8 +548,6 @@ class Run:
         }
 
     def _restore(self, extra: dict) -> None:
-        if extra.get("version") != STATE_VERSION:
-            raise Stop(f"checkpoint state version {extra.get('version')} is not {STATE_VERSION}")
         self.train_loader.load_state_dict(extra["train_loader"])
         self.sample_rng.bit_generator.state = extra["sample_rng"]
 
@@ -386,20 +560,17 @@ class Run:
             self.stop_signal = "SIGTERM (another rank)"
         return flags[0] > 0
 
-    def _truncate_log(self, step: int) -> None:
-        """Drops log records after ``step`` (a run that crashed after its last checkpoint)."""
-        if not self.log_path.exists():
-            return
-        keep = [ln for ln in self.log_path.read_text().splitlines() if ln and json.loads(ln).get("step", 0) <= step]
-        self.log_path.write_text("".join(ln + "\n" for ln in keep))
-
     # -- pieces of the loop -----------------------------------------------------------
 
     def log(self, record: dict) -> None:
         if not self.main:
             return
-        with open(self.log_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        try:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        except OSError as e:  # a full disk: stop, naming the file (the checkpoints stay as they are)
+            raise Stop(f"cannot write {self.log_path}: {e.strerror or e}; the checkpoints in {self.out_dir} "
+                       f"are intact") from None
 
     def evaluate(self) -> float:
         self.val_loader.reset()
@@ -425,7 +596,7 @@ class Run:
     def save(self) -> Path:
         """Collective: every rank calls it (ZeRO-1 gathers the moments), rank 0 writes."""
         keep = self.args.keep_checkpoints if self.main else 0
-        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep)
+        return checkpoint.save(self.out_dir, self.step, self.model, self._extra(), keep, run_id=self.run_id)
 
     def banner(self) -> None:
         import llmpy
@@ -448,6 +619,14 @@ class Run:
 
     def run(self) -> dict:
         a, m = self.args, self.model
+        if self.complete:
+            self.say(f"{self.out_dir} is complete: step {self.step} of --max-steps {a.max_steps} is done; "
+                     f"resume with a larger --max-steps to train further")
+            model_path = checkpoint.paths(self.out_dir, self.step)[0]
+            return {"steps": self.step, "complete": True, "train_loss": None, "val_loss": None,
+                    "interrupted": False, "out_dir": str(self.out_dir),
+                    "checkpoint": str(model_path) if model_path.exists() else None, "log": str(self.log_path),
+                    "plot": None, "tokens_per_s": None}
         self.banner()
         tokens_per_step = a.batch_size * a.seq_len * self.accum * self.world
         val_loss = None
@@ -536,13 +715,18 @@ class Run:
 
 
 def main(argv: Optional[list] = None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
     args = build_parser().parse_args(argv)
+    run = None
     try:
-        run = Run(args)
+        run = Run(args, explicit_flags(argv))
         run.setup()
         summary = run.run()
+        run.close()
     # bad flags, files, data, build; a collective that timed out: a message, not a traceback
-    except (Stop, OSError, ValueError, NotImplementedError, ImportError, RuntimeError) as e:
+    except (Stop, OSError, ValueError, NotImplementedError, ImportError, RuntimeError, MemoryError) as e:
+        if run is not None:
+            run.close()
         world = dist.world_size if _dist_ready() else 1
         where = f"rank {dist.rank}: " if world > 1 else ""
         print(f"error: {where}{e}", file=sys.stderr, flush=True)

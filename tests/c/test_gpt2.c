@@ -16,6 +16,10 @@
  * backward the logits are refused (LLM_ESTATE) while the losses stay readable, a second backward
  * is refused, and a new forward brings the logits back; the sliced CPU keeps its logits.
  *
+ * The CPU kernels are those of the variant the core picks (csrc/cpu/cpu_ops.h), or of the one
+ * LLMPY_CPU_ISA names: the program prints which, and fails when the named variant is not the
+ * one in use (not built, or not runnable here), so a run meant for one variant tests that one.
+ *
  * Run (from the repository root, after building the CMake target test_gpt2):
  *   python dev/train_gpt2.py --n-layer 2 --n-head 3 --n-embd 48 --vocab-size 101 \
  *       --block-size 32 --batch 3 --seq 17 --seed 0 --model-out /tmp/m.bin --state-out /tmp/s.bin
@@ -340,6 +344,13 @@ int main(int argc, char **argv) {
                         "--state-out STATE.bin\n",
                 argv[0]);
         return 2;
+    }
+    const char *want_isa = getenv("LLMPY_CPU_ISA");
+    printf("cpu kernels: %s (built: %s)\n", llm_cpu_isa(), llm_cpu_isa_list());
+    if (want_isa && *want_isa && strcmp(want_isa, llm_cpu_isa()) != 0) {
+        fprintf(stderr, "LLMPY_CPU_ISA=%s but the kernels in use are %s (built: %s)\n", want_isa, llm_cpu_isa(),
+                llm_cpu_isa_list());
+        return 1;
     }
     // the CPU table with the other strategy for the classifier backward (in place of the logits)
     static llm_ops in_place;

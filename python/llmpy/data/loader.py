@@ -36,12 +36,13 @@ What stays here is the Python face: argument conversion and the checkpoint dicti
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Union
 
 import numpy as np
 
 from .. import _C
+from ..checks import integer
 
 __all__ = ["DataLoader", "permutation", "stream_seed"]
 
@@ -51,6 +52,30 @@ Pattern = Union[PathLike, Sequence[PathLike]]
 STATE_VERSION = 1
 
 _MASK = (1 << 64) - 1  # seeds are uint64 in C; Python ints are taken modulo 2**64
+_INT_MAX = 2**31 - 1  # sizes are C ints
+
+
+def _c_int(value, name: str) -> int:
+    """An integer that fits a C int (TypeError/ValueError naming it, not a pybind11 listing)."""
+    return integer(value, name, min=-_INT_MAX - 1, max=_INT_MAX)
+
+
+def _patterns(pattern: Pattern) -> list[str]:
+    """The shard patterns as strings: one path or glob, or a non-empty sequence of them."""
+    if isinstance(pattern, (str, os.PathLike)):
+        pats = [pattern]
+    elif isinstance(pattern, Iterable) and not isinstance(pattern, (bytes, dict)):
+        pats = list(pattern)
+    else:
+        raise TypeError(f"pattern must be a path, a glob or a list of them, got {type(pattern).__name__}")
+    if not pats:
+        raise ValueError("no shard pattern given (an empty list)")
+    out = []
+    for p in pats:
+        if not isinstance(p, (str, os.PathLike)):
+            raise TypeError(f"shard pattern {p!r} is a {type(p).__name__}, not a path or glob string")
+        out.append(os.fspath(p))
+    return out
 
 
 def stream_seed(seed: int, epoch: int, which: int) -> int:
@@ -83,10 +108,15 @@ class DataLoader:
         rank, world_size: this process's slice of every global batch of ``B * world_size``.
         shuffle: permute shard order and sequence order every epoch.
         seed: seed of the permutations (ignored without shuffle); any int, used modulo 2**64.
+        vocab_size: when given (the model's ``config.vocab_size``), every token id handed out
+            must be below it: a shard token at or above it raises ShardError naming the shard and
+            the token's offset in it (the model, which sees only the batch, could not). Settable
+            later: ``loader.vocab_size = model.config.vocab_size``.
 
     Raises :class:`~llmpy.data.shards.MissingShardError` for a pattern that matches nothing,
-    :class:`~llmpy.data.shards.ShardError` for a corrupt shard or shards too small for one
-    batch, and ``ValueError`` for bad arguments. See the module docstring for the order of the data.
+    :class:`~llmpy.data.shards.ShardError` for a corrupt shard, shards too small for one
+    batch or a token outside ``vocab_size``, ``TypeError``/``ValueError`` for bad arguments.
+    See the module docstring for the order of the data.
     """
 
     def __init__(
@@ -98,17 +128,29 @@ class DataLoader:
         world_size: int = 1,
         shuffle: bool = False,
         seed: int = 0,
+        vocab_size: int | None = None,
     ) -> None:
-        pats = [pattern] if isinstance(pattern, (str, os.PathLike)) else list(pattern)
-        self.batch_size, self.seq_len = int(batch_size), int(seq_len)
-        self.rank, self.world_size = int(rank), int(world_size)
-        self.shuffle, self.seed = bool(shuffle), int(seed)
+        pats = _patterns(pattern)
+        # types here, ranges in the core (dataloader.c), which names them
+        self.batch_size, self.seq_len = _c_int(batch_size, "batch_size"), _c_int(seq_len, "seq_len")
+        self.rank, self.world_size = _c_int(rank, "rank"), _c_int(world_size, "world_size")
+        self.shuffle, self.seed = bool(shuffle), integer(seed, "seed")
+        vocab = 0 if vocab_size is None else integer(vocab_size, "vocab_size", min=1, max=_INT_MAX)
         self._dl = _C.data.DataLoader(
-            [os.fspath(p) for p in pats], self.batch_size, self.seq_len, rank=self.rank,
-            world_size=self.world_size, shuffle=self.shuffle, seed=self.seed & _MASK,
+            pats, self.batch_size, self.seq_len, rank=self.rank,
+            world_size=self.world_size, shuffle=self.shuffle, seed=self.seed & _MASK, vocab_size=vocab,
         )
         self.files: list[str] = self._dl.files
         self.file_tokens: list[int] = self._dl.file_tokens
+
+    @property
+    def vocab_size(self) -> int | None:
+        """Token ids handed out are below it (None: not checked); see the class docstring."""
+        return self._dl.vocab_size or None
+
+    @vocab_size.setter
+    def vocab_size(self, value: int | None) -> None:
+        self._dl.vocab_size = 0 if value is None else integer(value, "vocab_size", min=1, max=_INT_MAX)
 
     # ------------------------------------------------------------------ sizes
 
@@ -155,7 +197,7 @@ class DataLoader:
 
     def reset(self, epoch: int = 0) -> None:
         """Goes to the first batch of ``epoch`` (default: the very beginning)."""
-        self._dl.reset(int(epoch))
+        self._dl.reset(integer(epoch, "epoch", min=0))
 
     # ------------------------------------------------------------------ resume
 

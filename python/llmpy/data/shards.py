@@ -143,6 +143,8 @@ def write_shard(path: PathLike, tokens, *, fsync: bool = True) -> int:
     if arr.ndim != 1:
         raise ValueError(f"tokens must be 1-D, got shape {arr.shape}")
     if arr.dtype != TOKEN_DTYPE:
+        if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
+            raise TypeError(f"tokens must be integer ids, got dtype {arr.dtype} (a float would be truncated)")
         if arr.size and (arr.min() < 0 or arr.max() > MAX_TOKEN):
             raise ValueError(
                 f"token ids must lie in [0, {MAX_TOKEN}] to fit uint16, got [{arr.min()}, {arr.max()}]"

@@ -12,6 +12,9 @@ Documents, in file order:
   * ``.parquet``: the column ``--parquet-column`` of each row (needs ``pyarrow``); null values
     are skipped.
 
+Text files must be UTF-8: a file that is not raises ``llmpy.textfile.NotUTF8Error`` naming it,
+the byte offset and line of the first bad byte, and how to convert it.
+
 Sharding is the same as FineWeb's: EOT before every document, the first shard is the val
 split, then train shards of ``--shard-size`` tokens. By default the shards go next to the
 first input file, named after it (``corpus.jsonl`` -> ``corpus_val_000000.bin``, ...).
@@ -30,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Union
 
+from ..textfile import not_utf8
 from .sharding import ShardResult, ShardSpec, write_shards
 
 __all__ = ["TXT_SPLITS", "iter_documents", "prepare", "split_blank_lines"]
@@ -133,12 +137,15 @@ def iter_documents(
 def _documents(paths: list[Path], jsonl_field: str, parquet_column: str, txt_split: str) -> Iterator[str]:
     for p in paths:
         kind = _kind(p)
-        if kind == "jsonl":
-            yield from _jsonl(p, jsonl_field)
-        elif kind == "parquet":
-            yield from _parquet(p, parquet_column)
-        else:
-            yield from _txt(p, txt_split)
+        try:
+            if kind == "jsonl":
+                yield from _jsonl(p, jsonl_field)
+            elif kind == "parquet":
+                yield from _parquet(p, parquet_column)
+            else:
+                yield from _txt(p, txt_split)
+        except UnicodeDecodeError:  # Python's names no file and a buffer's offset: ours names both
+            raise not_utf8(p) from None
 
 
 def prepare(

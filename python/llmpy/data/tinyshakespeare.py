@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Union
 
+from ..textfile import read_text
 from .download import dataset_dir, download
 from .sharding import ShardResult, ShardSpec, write_shards
 from .text import split_blank_lines
@@ -65,7 +66,7 @@ def prepare(
     A re-run with the same input skips both files.
     """
     src = Path(input) if input is not None else fetch(progress)
-    text = src.read_text(encoding="utf-8")
+    text = read_text(src)  # not UTF-8: an error naming the file and the byte
     spec = ShardSpec(
         out_dir if out_dir is not None else src.parent,
         PREFIX,

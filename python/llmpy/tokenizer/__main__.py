@@ -28,11 +28,15 @@ def _train(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from ..textfile import NotUTF8Error, read_text
+
     try:
-        with open(args.input, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"error: cannot read {args.input} as UTF-8 text: {e}", file=sys.stderr)
+        text = read_text(args.input)
+    except NotUTF8Error as e:  # names the file, the byte offset and the fix
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"error: cannot read {args.input}: {e}", file=sys.stderr)
         return 1
     tok = BasicTokenizer() if pattern is None else RegexTokenizer(pattern)
     t0 = time.perf_counter()
@@ -50,10 +54,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
+    from ..textfile import decode
     from .bpe import load
 
     tok = load(args.model)
-    ids = tok.encode(sys.stdin.read(), allowed_special=args.allowed_special)
+    raw = getattr(sys.stdin, "buffer", None)  # bytes, decoded by us: a bad byte is named with its offset
+    text = decode(raw.read(), "<stdin>") if raw is not None else sys.stdin.read()
+    ids = tok.encode(text, allowed_special=args.allowed_special)
     print(" ".join(map(str, ids)))
     return 0
 
