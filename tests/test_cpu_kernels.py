@@ -80,7 +80,8 @@ GEMM_SHAPES = [
     (1, 5, 257, 25),  # M = 4+1 = 6-1, N = 24+1, K = 256+1
     (1, 7, 33, 65),  # M = 6+1, N = 64+1
     (2, 3, 64, 481),  # M = 6, N = 480+1: one column past the AVX2 NC block (dweight: M = 481)
-    (1, 23, 40, 513),  # N = 512+1: one column past the AVX-512 / generic NC block
+    (1, 23, 40, 513),  # N = 512+1: one column past the generic NC block
+    (1, 9, 40, 257),  # N = 256+1: one column past the AVX-512 NC block
     (4, 1, 24, 63),  # N = 64-1, M = 4: a whole AVX2 row of tiles, K = one AVX2 panel width
 ]
 
