@@ -75,6 +75,14 @@ GEMM_SHAPES = [
     (1, 700, 1100, 33),  # more rows than one packed block of a (512 at this depth)
     (2, 64, 256, 96),  # whole micro-tiles, 16-deep transposes of weight^T
     (1, 300, 96, 2500),  # wide output: several column blocks, split across threads
+    # tile remainders of each variant's register tile (AVX2 4 x 24, AVX-512 6 x 64, generic 4 x 8):
+    # one row / column past a whole tile and one short of it, and a reduction one past a KC slice
+    (1, 5, 257, 25),  # M = 4+1 = 6-1, N = 24+1, K = 256+1
+    (1, 7, 33, 65),  # M = 6+1, N = 64+1
+    (2, 3, 64, 481),  # M = 6, N = 480+1: one column past the AVX2 NC block (dweight: M = 481)
+    (1, 23, 40, 513),  # N = 512+1: one column past the generic NC block
+    (1, 9, 40, 257),  # N = 256+1: one column past the AVX-512 NC block
+    (4, 1, 24, 63),  # N = 64-1, M = 4: a whole AVX2 row of tiles, K = one AVX2 panel width
 ]
 
 

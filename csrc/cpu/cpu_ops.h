@@ -229,14 +229,18 @@ void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, siz
 // exp(x) in fp32, within 2 ulp of the exact value (libm's expf: 1 ulp); 0 below -87.3, inf
 // above 88.3 (where 2^n would overflow the exponent field), NaN stays NaN. Cody-Waite range
 // reduction x = n ln2 + r, |r| <= ln2/2, then Cephes' degree-7 polynomial for e^r, and 2^n
-// assembled in the exponent bits. Branch-free, so loops calling it vectorise.
+// assembled in the exponent bits. Branch-free, so loops calling it vectorise: outside
+// [lo, hi] the arithmetic may produce anything (the exponent bits wrap) and the two masks at
+// the end replace it, so x needs no clamping first. (A clamp written with ?: lets GCC fold the
+// clamped cases to constants and branch to them, and the loop no longer vectorises; the masks
+// are integer selects it cannot thread. The results are those of the clamped form for all
+// 2^32 inputs.)
 static inline float cpu_expf(float x) {
     const float lo = -87.33654f, hi = 88.37626f;
     const float magic = 12582912.0f; // 1.5 * 2^23: adding it rounds to an integer in the low bits
-    float xc = x < lo ? lo : (x > hi ? hi : x);
-    float t = xc * 1.44269504088896341f + magic; // n + magic, n = round(x / ln2)
+    float t = x * 1.44269504088896341f + magic; // n + magic, n = round(x / ln2)
     float n = t - magic;
-    float r = xc - n * 0.693359375f; // ln2 in two parts, the first exact in few bits
+    float r = x - n * 0.693359375f; // ln2 in two parts, the first exact in few bits
     r = r - n * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
@@ -252,8 +256,11 @@ static inline float cpu_expf(float x) {
     float scale;
     memcpy(&scale, &sbits, sizeof scale);
     float y = p * scale;
-    y = x > hi ? (float)INFINITY : y;
-    y = x < lo ? 0.0f : y;
+    // y = x > hi ? inf : (x < lo ? 0 : y), as bit masks (all ones where the comparison holds)
+    uint32_t ybits, over = 0u - (uint32_t)(x > hi), under = 0u - (uint32_t)(x < lo);
+    memcpy(&ybits, &y, sizeof ybits);
+    ybits = (ybits & ~(over | under)) | (0x7f800000u & over);
+    memcpy(&y, &ybits, sizeof y);
     return y;
 }
 

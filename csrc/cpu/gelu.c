@@ -24,7 +24,15 @@
 // e = exp(-2u) for the input x, clamped so that e and e * s stay finite.
 static inline float gelu_exp(float x) {
     float m2u = -2.0f * GELU_SCALE * (x + GELU_CUBE * x * x * x);
-    m2u = m2u > GELU_EXP_CLAMP ? GELU_EXP_CLAMP : (m2u < -GELU_EXP_CLAMP ? -GELU_EXP_CLAMP : m2u);
+    // m2u = clamp(m2u, -CLAMP, CLAMP), NaN stays NaN: as bit masks, which GCC vectorises (with
+    // ?: it folds the clamped cases to constants and branches to them; see cpu_expf)
+    const float hi = GELU_EXP_CLAMP, lo = -GELU_EXP_CLAMP;
+    uint32_t bits, hib, lob, over = 0u - (uint32_t)(m2u > hi), under = 0u - (uint32_t)(m2u < lo);
+    memcpy(&bits, &m2u, sizeof bits);
+    memcpy(&hib, &hi, sizeof hib);
+    memcpy(&lob, &lo, sizeof lob);
+    bits = (bits & ~(over | under)) | (hib & over) | (lob & under);
+    memcpy(&m2u, &bits, sizeof m2u);
     return cpu_expf(m2u);
 }
 

@@ -21,18 +21,32 @@
  *         for each KC slice: pack the KC x NC slice of b into NR-column panels, then
  *           for each MC rows, each NR panel, each MR panel: the micro-kernel
  * so a is packed once, b once per block of rows (once, for the model's shapes), and the
- * ma x NC block of c stays in cache across the KC slices. The micro-kernel multiplies one
- * MR-row panel of a by one NR-column panel of b, keeping the MR x NR tile of c in registers
- * (both panels are read contiguously; edges are zero padded); the first slice of a store
- * writes c instead of adding to it, which spares the forward a pass over its output. It is
- * written with GCC/Clang vector extensions (plain C elsewhere), which the compiler turns into
- * broadcast + vector FMAs; its tile follows the vector registers of the ISA variant being
- * compiled (cpu_ops.h):
- *   AVX-512: 8 x 32 (16 zmm accumulators)  AVX2: 6 x 16 (12 ymm)  baseline: 4 x 8.
- * Packing transposes (weight^T for b, rows of a into MR-row panels) use 8x8 / 16x16 AVX
- * shuffles where the variant has them. The neon variant (aarch64) brings its own 8 x 12
- * micro-kernel written with NEON intrinsics (24 of the 32 q registers accumulate) and 4x4
- * transposes, from matmul_neon.h.
+ * ma x NC block of c stays in cache across the KC slices. When the rows of a are contiguous
+ * along k (the forward, dinp, most of attention) a is not packed at all: the micro-kernel
+ * broadcasts its elements from where they are, which costs the same as from a packed panel
+ * (a broadcast is a plain load) and spares a pass over a per thread. While the micro-kernels
+ * work on one block of b, the next one is prefetched into L2 a few lines per call: b is
+ * usually a weight, read from memory once per step, and packing would otherwise wait for it.
+ * The micro-kernel multiplies one MR-row panel of a by one NR-column panel of b, keeping the
+ * MR x NR tile of c in registers (b's panel is read contiguously; edges are zero padded, and
+ * rows of a past the edge repeat a valid row whose results are dropped); the first slice of a
+ * store writes c instead of adding to it, which spares the forward a pass over its output. It
+ * is written with GCC/Clang vector extensions (plain C elsewhere), which the compiler turns
+ * into broadcast loads + vector FMAs; its tile follows the vector registers of the ISA
+ * variant being compiled (cpu_ops.h), measured with dev/cpu/matmul.c (1 core, CPU time):
+ *   AVX-512: 6 x 64 (24 of 32 zmm accumulate; 5-20% above 8 x 32, 12 x 32 and 8 x 48)
+ *   AVX2:    4 x 24 (12 of 16 ymm; 3 loads + 4 broadcasts per 12 FMAs; 5-20% above 6 x 16,
+ *            3 x 32, 8 x 8 and 12 x 8)
+ *   baseline: 4 x 8.
+ * The blocks: KC 256 (a KC x NR panel of b stays in L1: 24 KiB for AVX2; 64 KiB for AVX-512,
+ * which streams it from L2 at no measurable cost), MC 96, NC 480-512 (KC x NC of b, 0.5 MiB,
+ * stays in L2 with a's rows and c's block); AVX-512 takes NC 256: with the next block of b
+ * prefetched beside it and a whole step's weights streaming through, the smaller block keeps
+ * L2 from thrashing (a d6 training step ~5% faster, 124M ~1%; dev/cpu/step.c, 2 threads). Packing weight^T into b's panels transposes 8x8 /
+ * 16x16 tiles with AVX shuffles where the variant has them. The neon variant (aarch64) brings
+ * its own 8 x 12 micro-kernel written with NEON intrinsics (24 of the 32 q registers
+ * accumulate), which reads a packed panel of a (a is always packed there, with 4x4
+ * transposes), from matmul_neon.h.
  *
  * Threads. c is cut into tm x tn rectangles, one per thread, each running the serial
  * algorithm above on its own packing scratch (cpu_scratch, allocated once per thread). The
@@ -65,29 +79,58 @@
 #define NR 12   // three 128-bit vectors
 #define NC 504  // a multiple of NR near 512
 #elif defined(__AVX512F__)
-#define MR 8  // micro-tile rows (broadcast from packed a)
-#define NR 32 // micro-tile columns (vector loads from packed b), a multiple of the vector width
+#define VL_ 16 // floats per vector register
+#ifndef MR
+#define MR 6  // micro-tile rows (broadcast from a)
+#endif
+#ifndef NR
+#define NR 64 // micro-tile columns (vector loads from packed b), a multiple of the vector width
+#endif
+#ifndef NC
+#define NC 256
+#endif
 #elif defined(__AVX2__) || defined(__AVX__)
-#define MR 6
-#define NR 16
-#else
+#define VL_ 8
+#ifndef MR
 #define MR 4
+#endif
+#ifndef NR
+#define NR 24
+#endif
+#ifndef NC
+#define NC 480
+#endif
+#else
+#define VL_ 4
+#ifndef MR
+#define MR 4
+#endif
+#ifndef NR
 #define NR 8
 #endif
+#endif
+#ifndef KC
 #define KC 256 // reduction slice: an MR x KC panel of a and a KC x NR panel of b stay in L1
+#endif
+#ifndef MC
 #define MC 96  // rows of a swept while one panel of b stays in L1 (MC x KC stays in L2)
+#endif
 #ifndef NC
 #define NC 512 // columns of a packed block of b (KC x NC stays in L2), a multiple of NR
 #endif
+#ifndef KB
 #define KB 1024 // reduction depth of a packed block of a; c is swept once per KB
+#endif
 #define ABUF (512 * 1024) // floats of a packed block of a (2 MB: rows x depth, sits in L2/L3)
 _Static_assert(MC % MR == 0 && NC % NR == 0 && KB % KC == 0, "blocks must hold whole micro-panels");
 _Static_assert(ABUF / KB >= MC, "the packed block of a must hold at least MC rows");
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(CPU_NEON)
-// GCC/Clang vector extensions: half a row of the micro-tile, the widest vector the ISA has.
+// GCC/Clang vector extensions: one vector register of the ISA, NV of them per row of the tile.
 // The packed panels are 64-byte aligned; rows of c and of the source matrices are not (vec_u).
-#define VL (NR / 2)
+#define VL VL_
+#define NV (NR / VL)
+_Static_assert(NR % VL == 0, "NR must be a multiple of the vector width");
 typedef float vec __attribute__((vector_size(VL * sizeof(float))));
 typedef float vec_u __attribute__((vector_size(VL * sizeof(float)), aligned(4)));
 #endif
@@ -168,35 +211,42 @@ static inline void transpose16(const float *const *src, size_t k, float *dst, si
 #endif
 
 // dst[(panel * kc + k) * MR + r] = a(i0 + panel * MR + r, k0 + k); rows past mc are zero.
+// On x86 only views whose rows are not contiguous along k are packed (a_direct): in training,
+// dout^T of dweight, whose columns are contiguous along i. Those are read a group of panels at
+// a time (PACK_A_ROWS consecutive floats of each column: whole cache lines), so that each line
+// of a is loaded once; one panel at a time, a line would come back from L2 once per panel in
+// it. The neon micro-kernel reads packed panels only: there rows contiguous along k are
+// interleaved too, 4 x 4 transposes at a time.
+#define PACK_A_ROWS (32 / MR > 0 ? 32 / MR * MR : MR)
 static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t k0, size_t kc) {
-    for (size_t p = 0; p < mc; p += MR) {
-        size_t rows = mc - p < MR ? mc - p : MR;
-        float *d = dst + p * kc;
-        if (a.cs == 1) { // rows contiguous along k: interleave MR rows
+    if (a.cs == 1) { // rows contiguous along k: interleave MR rows
+        for (size_t p = 0; p < mc; p += MR) {
+            const size_t rows = mc - p < MR ? mc - p : MR;
+            float *d = dst + p * kc;
             const float *src[MR];
             for (size_t r = 0; r < MR; r++) src[r] = a.p + (i0 + p + (r < rows ? r : 0)) * a.rs + k0;
-            if (rows == MR) {
-                size_t k = 0;
-#if defined(HAVE_T8) && MR == 8
-                for (; k + 8 <= kc; k += 8) transpose8(src, k, d + k * MR, MR);
-#endif
+            size_t k = 0;
 #if defined(HAVE_T4) && MR % 4 == 0
+            if (rows == MR)
                 for (; k + 4 <= kc; k += 4)
                     for (size_t rh = 0; rh < MR; rh += 4) transpose4(src + rh, k, d + k * MR + rh, MR);
 #endif
-                for (; k < kc; k++)
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r][k];
-            } else {
-                for (size_t k = 0; k < kc; k++)
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r][k] : 0.0f;
-            }
-        } else { // columns contiguous along i (a transposed view): MR-float runs
-            for (size_t k = 0; k < kc; k++) {
-                const float *src = a.p + (k0 + k) * a.cs + (i0 + p) * a.rs;
+            for (; k < kc; k++)
+                for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r][k] : 0.0f;
+        }
+        return;
+    }
+    for (size_t g = 0; g < mc; g += PACK_A_ROWS) { // columns contiguous along i (a transposed view)
+        const size_t gend = mc - g < PACK_A_ROWS ? mc : g + PACK_A_ROWS;
+        for (size_t k = 0; k < kc; k++) {
+            const float *src = a.p + (k0 + k) * a.cs + (i0 + g) * a.rs;
+            for (size_t p = g; p < gend; p += MR, src += MR * a.rs) {
+                const size_t rows = gend - p < MR ? gend - p : MR;
+                float *d = dst + p * kc + k * MR;
                 if (a.rs == 1 && rows == MR) {
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = src[r];
+                    for (size_t r = 0; r < MR; r++) d[r] = src[r];
                 } else {
-                    for (size_t r = 0; r < MR; r++) d[k * MR + r] = r < rows ? src[r * a.rs] : 0.0f;
+                    for (size_t r = 0; r < MR; r++) d[r] = r < rows ? src[r * a.rs] : 0.0f;
                 }
             }
         }
@@ -214,8 +264,7 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
                 float *dk = d + k * NR;
                 if (cols == NR) {
 #ifdef VL
-                    ((vec *)dk)[0] = ((const vec_u *)src)[0];
-                    ((vec *)dk)[1] = ((const vec_u *)src)[1];
+                    for (int v = 0; v < NV; v++) ((vec *)dk)[v] = ((const vec_u *)src)[v];
 #elif defined(CPU_NEON)
                     for (size_t j = 0; j < NR; j += 4) vst1q_f32(dk + j, vld1q_f32(src + j));
 #else
@@ -259,48 +308,59 @@ static void pack_b(float *restrict dst, cpu_view b, size_t k0, size_t kc, size_t
 #if defined(CPU_NEON)
 // micro_kernel: matmul_neon.h, included above
 #elif defined(__GNUC__) || defined(__clang__)
-// GCC/Clang vector extensions (vec, see above): each row of the tile is two vectors, so the
-// accumulators live in 2*MR registers whatever the auto-vectoriser would have decided.
+// GCC/Clang vector extensions (vec, see above): each row of the tile is NV vectors, so the
+// accumulators live in NV*MR registers whatever the auto-vectoriser would have decided.
 
 static const float zeros[NR];
 
+// x in every lane: a broadcast load. Not (vec){0} + x, which is an addition the compiler must
+// keep (0 + -0 is +0) and which then takes an FMA port once per broadcast; x - 0 is x for
+// every x, so the subtraction folds away.
+static inline vec splat(float x) { return x - (vec){0}; }
+
+// Row i of the a panel: element k is arow[i][k * astep] (a packed panel: arow[i] = panel + i,
+// astep = MR; rows of a row-major a read in place: astep = 1). Rows past mr repeat a valid row.
 // init == NULL: c += a @ b; otherwise c = init (a row of nr floats, repeated) + a @ b
-static void micro_kernel(size_t kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
-                         size_t mr, size_t nr, const float *init) {
-    vec acc0[MR], acc1[MR];
-    for (int i = 0; i < MR; i++) acc0[i] = acc1[i] = (vec){0};
+static void micro_kernel(size_t kc, const float *const *arow, size_t astep, const float *restrict b, float *restrict c,
+                         size_t ldc, size_t mr, size_t nr, const float *init) {
+    vec acc[MR][NV];
+    const float *ar[MR];
+    for (int i = 0; i < MR; i++) {
+        ar[i] = arow[i];
+        for (int v = 0; v < NV; v++) acc[i][v] = (vec){0};
+    }
+    if (!init) // the tile of c is read at the end: fetch its lines into L1 while the products run
+        for (size_t i = 0; i < mr; i++)
+            for (size_t j = 0; j < nr; j += 16) __builtin_prefetch(c + i * ldc + j, 1, 3);
 
     for (size_t k = 0; k < kc; k++) {
-        const vec b0 = *(const vec *)(b + k * NR), b1 = *(const vec *)(b + k * NR + VL);
-        const float *ak = a + k * MR;
+        vec bk[NV];
+        for (int v = 0; v < NV; v++) bk[v] = *(const vec *)(b + k * NR + v * VL);
         for (int i = 0; i < MR; i++) {
-            const vec ai = (vec){0} + ak[i]; // broadcast
-            acc0[i] += ai * b0;              // contracted to FMA (-ffp-contract, on by default)
-            acc1[i] += ai * b1;
+            const vec ai = splat(ar[i][k * astep]); // broadcast
+            for (int v = 0; v < NV; v++) acc[i][v] += ai * bk[v]; // contracted to FMA (-ffp-contract)
         }
     }
 
     if (mr == MR && nr == NR) {
         if (init) {
-            const vec i0 = *(const vec_u *)init, i1 = *(const vec_u *)(init + VL);
+            vec iv[NV];
+            for (int v = 0; v < NV; v++) iv[v] = *(const vec_u *)(init + v * VL);
             for (int i = 0; i < MR; i++) {
                 vec_u *ci = (vec_u *)(c + i * ldc);
-                ci[0] = i0 + acc0[i];
-                ci[1] = i1 + acc1[i];
+                for (int v = 0; v < NV; v++) ci[v] = iv[v] + acc[i][v];
             }
         } else {
             for (int i = 0; i < MR; i++) {
                 vec_u *ci = (vec_u *)(c + i * ldc);
-                ci[0] += acc0[i];
-                ci[1] += acc1[i];
+                for (int v = 0; v < NV; v++) ci[v] += acc[i][v];
             }
         }
     } else {
-        float tile[MR][NR];
-        for (int i = 0; i < MR; i++) {
-            memcpy(&tile[i][0], &acc0[i], sizeof(vec));
-            memcpy(&tile[i][VL], &acc1[i], sizeof(vec));
-        }
+        // (stored as vectors: a memcpy from acc would keep acc in memory on every path)
+        float tile[MR][NR] __attribute__((aligned(64)));
+        for (int i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++) *(vec *)&tile[i][v * VL] = acc[i][v];
         for (size_t i = 0; i < mr; i++)
             for (size_t j = 0; j < nr; j++) c[i * ldc + j] = (init ? init[j] : c[i * ldc + j]) + tile[i][j];
     }
@@ -308,15 +368,16 @@ static void micro_kernel(size_t kc, const float *restrict a, const float *restri
 #else
 static const float zeros[NR];
 
-// init == NULL: c += a @ b; otherwise c = init (a row of nr floats, repeated) + a @ b
-static void micro_kernel(size_t kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
-                         size_t mr, size_t nr, const float *init) {
+// arow, astep: as above. init == NULL: c += a @ b; otherwise c = init (a row of nr floats,
+// repeated) + a @ b
+static void micro_kernel(size_t kc, const float *const *arow, size_t astep, const float *restrict b, float *restrict c,
+                         size_t ldc, size_t mr, size_t nr, const float *init) {
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
     for (size_t k = 0; k < kc; k++)
         for (int i = 0; i < MR; i++)
-            for (int j = 0; j < NR; j++) acc[i][j] = MADD(a[k * MR + i], b[k * NR + j], acc[i][j]);
+            for (int j = 0; j < NR; j++) acc[i][j] = MADD(arow[i][k * astep], b[k * NR + j], acc[i][j]);
     for (size_t i = 0; i < mr; i++)
         for (size_t j = 0; j < nr; j++) c[i * ldc + j] = (init ? init[j] : c[i * ldc + j]) + acc[i][j];
 }
@@ -332,17 +393,70 @@ static void micro_kernel(size_t kc, const float *restrict a, const float *restri
 static size_t a_depth(size_t K) { return K < KB ? K : KB; }
 static size_t a_rows(size_t K) { return ABUF / ((a_depth(K) + KC - 1) / KC * KC) / MC * MC; }
 
+// Whether a is read in place rather than packed: when its rows are contiguous along k, the
+// micro-kernel's broadcasts read them directly (a broadcast load costs the same from any
+// address, and the rows of a block stay in L1/L2 like a packed panel would). pack_a handles
+// the other views. The neon micro-kernel reads packed panels only.
+#ifdef CPU_NEON
+static int a_direct(cpu_view a) { return (void)a, 0; }
+#else
+static int a_direct(cpu_view a) { return a.cs == 1; }
+#endif
+
+// Prefetch of the next block of b into L2 while the micro-kernels work on the current one, a
+// few cache lines per micro-kernel call: b is usually a weight matrix, read from memory once,
+// and pack_b would otherwise wait for every line of it (a 4-byte element costs about a cycle
+// of memory bandwidth per core; the micro-kernels spend ~M/16 cycles on it).
+typedef struct b_prefetch {
+    const char *p;      // the next line to fetch
+    size_t stride;      // bytes between the starts of two runs
+    size_t lines;       // cache lines per run
+    size_t line, left;  // position of p in its run, runs left (this one included)
+    size_t per;         // lines per micro-kernel call
+} b_prefetch;
+
+// The block b[k0:k0+kc, j0:j0+nc], to be fetched over `calls` micro-kernel calls (nothing
+// when b has no contiguous dimension).
+static b_prefetch b_prefetch_plan(cpu_view b, size_t k0, size_t kc, size_t j0, size_t nc, size_t calls) {
+    b_prefetch f = {0};
+    const float *start = b.p + k0 * b.rs + j0 * b.cs;
+    size_t len;
+    if (b.cs == 1) { // runs along j, one per row k
+        f.stride = b.rs * sizeof(float), f.left = kc, len = nc;
+    } else if (b.rs == 1) { // runs along k, one per column j
+        f.stride = b.cs * sizeof(float), f.left = nc, len = kc;
+    } else {
+        return f;
+    }
+    f.p = (const char *)((uintptr_t)start & ~(uintptr_t)63);
+    f.lines = ((uintptr_t)start - (uintptr_t)f.p + len * sizeof(float) + 63) / 64;
+    f.per = calls ? (f.lines * f.left + calls - 1) / calls : 0;
+    return f;
+}
+
+static inline void b_prefetch_some(b_prefetch *f) {
+#if defined(__GNUC__) || defined(__clang__)
+    for (size_t i = 0; i < f->per && f->left; i++) {
+        __builtin_prefetch(f->p + f->line * 64, 0, 2); // into L2
+        if (++f->line == f->lines) f->line = 0, f->p += f->stride, f->left--;
+    }
+#else
+    (void)f;
+#endif
+}
+
 // c[i0:i0+m, j0:j0+n] += a[i0:i0+m, :] @ b[:, j0:j0+n]; with store, c = bias[j0:j0+n] (or 0) + ...
 static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, size_t m, size_t j0, size_t n,
                       size_t K, int store, const float *bias, float *scratch) {
     float *pb = scratch, *pa = scratch + (size_t)KC * NC;
     const size_t kbmax = a_depth(K), mamax = a_rows(K);
+    const int direct = a_direct(a);
     for (size_t kb = 0; kb < K; kb += kbmax) { // c is swept once per KB of the reduction
         const size_t kbl = K - kb < kbmax ? K - kb : kbmax;
         for (size_t ia = i0; ia < i0 + m; ia += mamax) {
             const size_t ma = i0 + m - ia < mamax ? i0 + m - ia : mamax;
-            // a[ia:ia+ma, kb:kb+kbl], packed once, as KC slices of ma rows each
-            for (size_t k0 = 0; k0 < kbl; k0 += KC)
+            // a[ia:ia+ma, kb:kb+kbl], packed once, as KC slices of ma rows each (unless read in place)
+            for (size_t k0 = 0; k0 < kbl && !direct; k0 += KC)
                 pack_a(pa + k0 * ma_padded(ma), a, ia, ma, kb + k0, kbl - k0 < KC ? kbl - k0 : KC);
             for (size_t jb = j0; jb < j0 + n; jb += NC) {
                 const size_t nc = j0 + n - jb < NC ? j0 + n - jb : NC;
@@ -351,6 +465,14 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
                     const float *pak = pa + k0 * ma_padded(ma);
                     const int first = store && kb == 0 && k0 == 0; // the first slice writes c
                     pack_b(pb, b, kb + k0, kc, jb, nc);
+                    // the next block of b: the next KC slice, or the first one of the next NC columns
+                    const size_t calls = (ma + MR - 1) / MR * ((nc + NR - 1) / NR);
+                    b_prefetch pf = {0};
+                    if (k0 + KC < kbl)
+                        pf = b_prefetch_plan(b, kb + k0 + KC, kbl - k0 - KC < KC ? kbl - k0 - KC : KC, jb, nc, calls);
+                    else if (jb + NC < j0 + n)
+                        pf = b_prefetch_plan(b, kb, kbl < KC ? kbl : KC, jb + NC,
+                                             j0 + n - jb - NC < NC ? j0 + n - jb - NC : NC, calls);
                     for (size_t ib = 0; ib < ma; ib += MC) {
                         const size_t mc = ma - ib < MC ? ma - ib : MC;
                         for (size_t q = 0; q < nc; q += NR) {
@@ -358,8 +480,18 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
                             for (size_t p = ib; p < ib + mc; p += MR) {
                                 const size_t mr = ib + mc - p < MR ? ib + mc - p : MR;
                                 const float *init = first ? (bias ? bias + jb + q : zeros) : NULL;
+#ifdef CPU_NEON
                                 micro_kernel(kc, pak + p * kc, pb + q * kc, c + (ia + p) * ldc + jb + q, ldc, mr, nr,
                                              init);
+#else
+                                const float *arow[MR];
+                                for (size_t r = 0; r < MR; r++)
+                                    arow[r] = direct ? a.p + (ia + p + (r < mr ? r : 0)) * a.rs + kb + k0
+                                                     : pak + p * kc + r;
+                                micro_kernel(kc, arow, direct ? 1 : MR, pb + q * kc, c + (ia + p) * ldc + jb + q, ldc,
+                                             mr, nr, init);
+#endif
+                                b_prefetch_some(&pf);
                             }
                         }
                     }
@@ -382,10 +514,10 @@ void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, siz
 // multiply-adds (at ~32 per cycle) plus its packing (a once, b once per a_rows() rows), at
 // ~0.5 cycle per element (a weight matrix is read from memory; the shuffles of a transpose
 // cost a little more).
-static double split_cost(cpu_view b, size_t M, size_t N, size_t K, size_t tm, size_t tn) {
+static double split_cost(cpu_view a, cpu_view b, size_t M, size_t N, size_t K, size_t tm, size_t tn) {
     const size_t pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR; // micro-panels
     const double m = (double)((pm + tm - 1) / tm * MR), n = (double)((pn + tn - 1) / tn * NR);
-    const double pack_a_cost = 0.5, pack_b_cost = b.cs == 1 ? 0.5 : 0.75;
+    const double pack_a_cost = a_direct(a) ? 0.0 : 0.5, pack_b_cost = b.cs == 1 ? 0.5 : 0.75;
     return m * n * (double)K / 32.0 + m * (double)K * pack_a_cost +
            n * (double)K * ceil(m / (double)a_rows(K)) * pack_b_cost;
 }
@@ -408,10 +540,10 @@ static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, s
     size_t nt = 1;
 #endif
     size_t tm = 1, tn = nt;
-    double best = split_cost(b, M, N, K, tm, tn);
+    double best = split_cost(a, b, M, N, K, tm, tn);
     for (size_t d = 2; d <= nt; d++) {
         if (nt % d) continue;
-        double cost = split_cost(b, M, N, K, d, nt / d);
+        double cost = split_cost(a, b, M, N, K, d, nt / d);
         if (cost < best) best = cost, tm = d, tn = nt / d;
     }
     const size_t pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;

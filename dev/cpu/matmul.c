@@ -11,7 +11,7 @@
  *   gcc -O3 -fno-math-errno -fopenmp -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma \
  *       -mprefer-vector-width=512 -DLLMPY_CPU_ISA=avx512 -Icsrc dev/cpu/matmul.c \
  *       csrc/cpu/ops_cpu.c csrc/core/error.c -DLLMPY_CPU_HAVE_GENERIC -o /tmp/matmul_bench -lm
- *   OMP_NUM_THREADS=2 /tmp/matmul_bench [reps]
+ *   OMP_NUM_THREADS=2 /tmp/matmul_bench [reps] [shape filter, e.g. "124m"]
  * (ops_cpu.c provides cpu_scratch; its dispatch table is unused here, which is why the
  * generic variant it names is defined as a stub below.)
  */
@@ -74,6 +74,7 @@ int main(int argc, char **argv) {
         {"124m fcproj", 256, 3072, 768}, {"124m lm_head", 256, 768, 50304}, {"124m lm slice", 256, 768, 8192},
         {"d6 qkv", 2048, 384, 1152},     {"d6 fc", 2048, 384, 1536},      {"d6 fcproj", 2048, 1536, 384},
         {"d6 lm_head", 2048, 384, 50304}, {"d6 lm slice", 2048, 384, 1024},
+        {"sgemm 2048", 2048, 2048, 2048}, // the square product of dev/bench/cpu_step.py's sgemm line
     };
     unsigned seed = 1;
 #ifdef _OPENMP
@@ -83,6 +84,7 @@ int main(int argc, char **argv) {
            "dinp", "dweight");
     for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
         const shape sh = shapes[s];
+        if (argc > 2 && !strstr(sh.name, argv[2])) continue; // a filter on the shape names
         const size_t BT = sh.BT, C = sh.C, OC = sh.OC;
         float *inp = randn(BT * C, &seed), *w = randn(OC * C, &seed), *dout = randn(BT * OC, &seed);
         float *out = calloc(BT * OC, 4), *dinp = calloc(BT * C, 4), *dw = calloc(OC * C, 4);

@@ -403,7 +403,9 @@ static void case_attention(const char *label, const char *isa, outputs *o) {
 }
 
 // ----------------------------------------------------------------------------
-// AdamW, residual, reductions (portable C in every variant; compared all the same)
+// AdamW, residual, reductions (portable C in every variant, except AdamW: fp32 arithmetic in
+// the AVX2 and AVX-512 variants, double in the others, see adamw.c; so the parameters may
+// differ from the generic variant's by a few fp32 ulps of the update)
 
 static void case_misc(const char *label, const char *isa, outputs *o) {
     const size_t N = 1027;
@@ -429,7 +431,7 @@ static void case_misc(const char *label, const char *isa, outputs *o) {
     for (size_t i = 0; i < N; i++) r_nsq += (double)a[i] * a[i], r_s32 += a[i];
     snprintf(l, sizeof l, "%s norm_squared, sum_f32", label);
     report(l, isa, "ref", fmax(fabs(nsq - r_nsq) / r_nsq, fabs(s32 - r_s32) / N), 1e-12);
-    keep(o, "adamw params", p, N, 1e-7);
+    keep(o, "adamw params", p, N, 1e-6);
     keep(o, "adamw m", m, N, 1e-7);
     keep(o, "adamw v", v, N, 1e-7);
     keep(o, "residual", sum, N, 0);
