@@ -55,7 +55,7 @@ def run(program: str, args: list, capsys) -> tuple:
         rc = main(args)
         captured = capsys.readouterr()
         return rc, captured.out + captured.err
-    res = subprocess.run([find_train_gpt2(), *args], capture_output=True, text=True, timeout=300, check=False)
+    res = subprocess.run([find_train_gpt2(), *args], capture_output=True, text=True, timeout=600, check=False)
     return res.returncode, res.stdout + res.stderr
 
 

@@ -24,7 +24,8 @@ import llmpy
 import test_train
 from binaries import find_train_gpt2
 from llmpy import _C, checkpoint
-from llmpy.train import build_parser, lr_at, main
+from llmpy.train import build_parser, lr_at
+from test_runs import run
 
 # test_train's fixtures: a data cache with tiny Shakespeare tokenized once, a working folder
 shakespeare_cache, env = test_train.shakespeare_cache, test_train.env
@@ -32,16 +33,6 @@ shakespeare_cache, env = test_train.shakespeare_cache, test_train.env
 PROGRAMS = ["python", "binary"]
 
 
-def run(program: str, args: list, capsys) -> tuple:
-    """(exit code, stdout + stderr) of one run: in process for Python, a subprocess for the binary."""
-    args = [str(a) for a in args]
-    if program == "python":
-        capsys.readouterr()
-        rc = main(args)
-        captured = capsys.readouterr()
-        return rc, captured.out + captured.err
-    res = subprocess.run([find_train_gpt2(), *args], capture_output=True, text=True, timeout=600, check=False)
-    return res.returncode, res.stdout + res.stderr
 
 
 def steps_of(log: Path) -> list:

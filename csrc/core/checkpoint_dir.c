@@ -101,6 +101,21 @@ static llm_status list_steps(DIR *d, const char *dir, const char *only, int64_t 
     qsort(*steps, *n, sizeof **steps, by_step_desc);
     return LLM_OK;
 }
+
+// list_steps over the folder dir: LLM_ENOENT when it does not exist, LLM_EIO when it cannot be read.
+static llm_status folder_steps(const char *dir, const char *only, int64_t **steps, size_t *n) {
+    *steps = NULL;
+    *n = 0;
+    DIR *d = opendir(dir);
+    if (!d) {
+        int err = errno;
+        return llm_fail(err == ENOENT ? LLM_ENOENT : LLM_EIO, "cannot read the checkpoint folder %s: %s", dir,
+                        strerror(err));
+    }
+    llm_status s = list_steps(d, dir, only, steps, n);
+    closedir(d);
+    return s;
+}
 #endif
 
 // Why the pair of step is not a checkpoint to resume from ("" when it is one); why holds n bytes.
@@ -146,16 +161,9 @@ llm_status llm_checkpoint_find_latest(const char *dir, int64_t *step, llm_checkp
     (void)ctx;
     return llm_fail(LLM_EUNSUPPORTED, "finding checkpoints in %s: not implemented on Windows", dir);
 #else
-    DIR *d = opendir(dir);
-    if (!d) {
-        int err = errno;
-        return llm_fail(err == ENOENT ? LLM_ENOENT : LLM_EIO, "cannot read the checkpoint folder %s: %s", dir,
-                        strerror(err));
-    }
     int64_t *steps = NULL;
     size_t n = 0;
-    llm_status s = list_steps(d, dir, NULL, &steps, &n); // .bin and .state: twice; duplicates are skipped below
-    closedir(d);
+    llm_status s = folder_steps(dir, NULL, &steps, &n); // .bin and .state: twice; duplicates are skipped below
     if (s != LLM_OK) return s;
     char why[2048], line[2300];
     for (size_t i = 0; s == LLM_OK && i < n; i++) {
@@ -199,16 +207,9 @@ llm_status llm_checkpoint_prune(const char *dir, int64_t step, int keep, int maj
     (void)step;
     return llm_fail(LLM_EUNSUPPORTED, "removing old checkpoints in %s: not implemented on Windows", dir);
 #else
-    DIR *d = opendir(dir);
-    if (!d) {
-        int err = errno;
-        return llm_fail(err == ENOENT ? LLM_ENOENT : LLM_EIO, "cannot read the checkpoint folder %s: %s", dir,
-                        strerror(err));
-    }
     int64_t *steps = NULL;
     size_t n = 0;
-    llm_status s = list_steps(d, dir, ".state", &steps, &n);
-    closedir(d);
+    llm_status s = folder_steps(dir, ".state", &steps, &n);
     int count = 0, kept = 0;
     for (size_t i = 0; s == LLM_OK && i < n; i++) {
         if (steps[i] > step) continue;          // a later run's, not this one's to judge
