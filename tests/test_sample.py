@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import llmpy
+import test_train
 from llmpy.sample import sample_next
 
 CFG = llmpy.GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=64, block_size=16)
@@ -96,3 +97,19 @@ def test_cli_samples_end_at_endoftext(tmp_path, capsys):
     assert capsys.readouterr().out == "Hello" + "<|endoftext|>" * 5 + "\n"
     assert main([*base, "--json"]) == 0
     assert capsys.readouterr().out.strip() == '["Hello"]'
+
+
+shakespeare_cache, env = test_train.shakespeare_cache, test_train.env  # fixtures: a tokenized data cache
+
+
+def test_training_samples_end_at_endoftext_and_say_when_empty(env, capsys):
+    # rule: a training-time sample is one document: it ends at <|endoftext|>; one that ends at once
+    # says so instead of printing an empty sample
+    from llmpy.train import main
+
+    _eot_loving_model(env / "m.bin")
+    assert main(["--init-from", str(env / "m.bin"), "--max-steps", "1", "--lr", "0", "--warmup-steps", "0",
+                 "--sample-every", "1", "--eval-every", "0", "--seq-len", "16", "--batch-size", "2",
+                 "--device", "cpu", "--out-dir", str(env / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "--- sample at step 1:\n(empty: the model ended the document at once with <|endoftext|>)\n---" in out, out

@@ -669,7 +669,8 @@ class Run:
         # a sample is one document: it ends at the first <|endoftext|>, which is not printed
         out = self.model.generate([eot], self.args.sample_tokens, top_k=50, rng=self.sample_rng,
                                   stop_tokens=[eot])[0, 1:]
-        return self.enc.decode([int(t) for t in out if t < eot])  # drop EOT (and padding ids)
+        text = self.enc.decode([int(t) for t in out if t < eot])  # drop EOT (and padding ids)
+        return text or "(empty: the model ended the document at once with <|endoftext|>)"
 
     def save(self) -> Path:
         """Collective: every rank calls it (ZeRO-1 gathers the moments), rank 0 writes."""
