@@ -16,7 +16,6 @@ extern "C" {
 #include "core/llmpy.h"
 }
 
-// Raises the Python exception for a failing status, with llm_last_error() as its message.
 // A configuration as the dict Python sees (Model.config, ModelFile.config).
 inline pybind11::dict llmpy_config_dict(const llm_config &c) {
     pybind11::dict d;
@@ -29,6 +28,7 @@ inline pybind11::dict llmpy_config_dict(const llm_config &c) {
     return d;
 }
 
+// Raises the Python exception for a failing status, with llm_last_error() as its message.
 inline void llmpy_check(llm_status s) {
     if (s == LLM_OK) return;
     std::string msg = llm_last_error();

@@ -63,3 +63,16 @@ def exit_missing(e: MissingDependency) -> int:
     """Prints ``error: <message>`` on stderr and returns the exit status (1) for a CLI's main()."""
     print(f"error: {e}", file=sys.stderr)
     return 1
+
+
+def missing_names(package: str, module: str, extra: str):
+    """A module ``__getattr__`` for ``package`` when ``module`` is missing: each public name (in the
+    package's ``__all__``) raises :class:`MissingDependency` naming ``extra``; other names are the
+    usual AttributeError. The package still imports, so its ``--help`` works."""
+
+    def __getattr__(name: str):
+        if name not in getattr(sys.modules[package], "__all__", ()):
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        require(module, extra, f"{package}.{name}")
+
+    return __getattr__

@@ -24,7 +24,7 @@ True
 
 from importlib.util import find_spec
 
-from ..extras import require
+from ..extras import missing_names
 
 if find_spec("torch") is not None:
     from .averaging import average_loops, average_matmul, average_softmax
@@ -32,11 +32,7 @@ if find_spec("torch") is not None:
     from .train import CharTokenizer, estimate_loss, get_batch, load_data, train
 else:  # without torch the package still imports (`python -m llmpy.gpt --help` works); its
     # names say in one line which extra brings torch
-
-    def __getattr__(name: str):
-        if name not in __all__:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        require("torch", "chapters", f"llmpy.gpt.{name}")
+    __getattr__ = missing_names(__name__, "torch", "chapters")
 
 __all__ = [
     "CONFIGS",

@@ -29,7 +29,7 @@ trains one and prints losses and samples (``--help`` for options).
 
 from importlib.util import find_spec
 
-from ..extras import require
+from ..extras import missing_names
 
 if find_spec("torch") is not None:
     from .bigram import BigramCounts, BigramNN, bigram_counts, bigram_nll
@@ -39,11 +39,7 @@ if find_spec("torch") is not None:
     from .train import LECTURE_SCHEDULES, Schedule, evaluate, sample, train
 else:  # without torch the package still imports (`python -m llmpy.makemore --help` works); its
     # names say in one line which extra brings torch
-
-    def __getattr__(name: str):
-        if name not in __all__:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        require("torch", "chapters", f"llmpy.makemore.{name}")
+    __getattr__ = missing_names(__name__, "torch", "chapters")
 
 __all__ = [
     "LECTURE_SCHEDULES",
