@@ -90,3 +90,8 @@ def test_binary_finds_the_tokenizer_the_tokenizer_cli_writes(tmp_path, shards):
     res = binary(*flags, "--out-dir", str(tmp_path / "b"), env=env)
     assert res.returncode == 0 and "no tokenizer file" not in res.stderr, res.stderr
     assert "sample" in res.stdout.lower(), res.stdout
+    # LLMPY_DATA_DIR="~/..." (a quoted tilde): the binary expands it as data_dir() does
+    tilde = {**env, "HOME": str(tmp_path), "LLMPY_DATA_DIR": "~/cache"}
+    res = binary(*flags, "--out-dir", str(tmp_path / "c"), env=tilde)
+    assert res.returncode == 0 and "no tokenizer file" not in res.stderr, res.stderr
+    assert "sample" in res.stdout.lower(), res.stdout

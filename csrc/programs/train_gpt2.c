@@ -294,8 +294,11 @@ static int check_options(const options *o, int world, int *accum, llm_schedule *
 static void open_default_tokenizer(llm_tokenizer **tok, int talk) {
     char path[4096];
     const char *dir = getenv("LLMPY_DATA_DIR"), *home = getenv("HOME");
-    if (dir && *dir) snprintf(path, sizeof path, "%s/gpt2_tokenizer.bin", dir);
-    else snprintf(path, sizeof path, "%s/.cache/llmpy/gpt2_tokenizer.bin", home ? home : ".");
+    if (!home) home = ".";
+    if (dir && dir[0] == '~' && (dir[1] == '/' || dir[1] == '\0')) // expanduser, as data_dir() does
+        snprintf(path, sizeof path, "%s%s/gpt2_tokenizer.bin", home, dir + 1);
+    else if (dir && *dir) snprintf(path, sizeof path, "%s/gpt2_tokenizer.bin", dir);
+    else snprintf(path, sizeof path, "%s/.cache/llmpy/gpt2_tokenizer.bin", home);
     struct stat st;
     if (stat(path, &st) != 0) {
         if (talk) fprintf(stderr, "note: no samples: no tokenizer file; python -m llmpy.tokenizer llmc writes %s "
