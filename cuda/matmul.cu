@@ -4,8 +4,9 @@
  *
  * Shapes (letters defined in ops.h):
  *   out, pre: (B,T,OC)   inp: (B,T,C)   weight: (OC,C)   bias: (OC) or NULL   (all floatX)
- * Gradient convention (ops.h): dweight += and dbias += (parameters); dinp is written (=, beta 0:
- * cuBLASLt then never reads it) when accumulate is 0 and accumulated (+=, beta 1) when it is 1;
+ * Gradient convention (ops.h): dweight += (or =, with LLM_MM_WRITE_DWEIGHT) and dbias +=
+ * (parameters); dinp is written (=, beta 0: cuBLASLt then never reads it) unless the flags hold
+ * LLM_MM_ACCUMULATE_DINP (+=, beta 1); dweight likewise, beta 0 when written;
  * dinp and dbias may be NULL in the backward, then they are skipped.
  *
  * cuBLAS(Lt) is column-major; a row-major (R, K) matrix is the column-major (K, R) matrix with
@@ -13,9 +14,9 @@
  * op(B) (k,n), the three products are:
  *   forward  out^T     = weight   @ inp^T    m=OC n=BT k=C:  A = weight (op T, lda C),  B = inp  (op N, ldb C)
  *   dinp     dinp^T  (+)= weight^T @ dout^T   m=C  n=BT k=OC: A = weight (op N, lda C),  B = dout (op N, ldb OC)
- *   dweight  dweight^T += inp^T   @ dout     m=C  n=OC k=BT: A = inp    (op N, lda C),  B = dout (op T, ldb OC)
- * The backward products run with C = D in place: beta = 1 accumulates, beta = 0 writes (dinp
- * with accumulate = 0; one rounding of the fp32 accumulator into floatX either way).
+ *   dweight  dweight^T (+)= inp^T @ dout     m=C  n=OC k=BT: A = inp    (op N, lda C),  B = dout (op T, ldb OC)
+ * The backward products run with C = D in place: beta = 1 accumulates, beta = 0 writes (per
+ * the flags; one rounding of the fp32 accumulator into floatX either way).
  * Epilogue: the forward adds the bias in the GEMM (CUBLASLT_EPILOGUE_BIAS, bias of length m =
  * OC). When its requirements are not met (bias not 16-byte aligned, or no algorithm offered),
  * the plain GEMM runs and a small kernel adds the bias.
@@ -268,17 +269,17 @@ llm_status cuda_matmul_gelu_forward(floatX *pre, floatX *out, const floatX *inp,
 
 template <typename floatX>
 llm_status cuda_matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
-                                const floatX *inp, const floatX *weight, int B, int T, int C, int OC, int accumulate,
+                                const floatX *inp, const floatX *weight, int B, int T, int C, int OC, int flags,
                                 cudaStream_t stream) {
     LLM_TRY(matmul_check_sizes("matmul_backward", B, T, C, OC));
     if (!dweight || !dout || !inp || !weight) return llm_fail(LLM_EINVAL, "matmul_backward: NULL pointer");
     const int BT = B * T;
     if (dinp) // dinp (BT,C) = or += dout (BT,OC) @ weight (OC,C)
         LLM_TRY(lt_matmul_required("matmul_backward (dinp)", dinp, weight, dout, C, BT, OC, false, false, C, OC, C,
-                                   accumulate ? 1.0f : 0.0f, stream));
-    // dweight (OC,C) += dout^T (OC,BT) @ inp (BT,C)
+                                   (flags & LLM_MM_ACCUMULATE_DINP) ? 1.0f : 0.0f, stream));
+    // dweight (OC,C) (+)= dout^T (OC,BT) @ inp (BT,C)
     LLM_TRY(lt_matmul_required("matmul_backward (dweight)", dweight, inp, dout, C, OC, BT, false, true, C, OC, C,
-                               1.0f, stream));
+                               (flags & LLM_MM_WRITE_DWEIGHT) ? 0.0f : 1.0f, stream));
     if (dbias) {
         size_t chunks, rows_per_chunk;
         bias_chunks((size_t)BT, OC, &chunks, &rows_per_chunk);

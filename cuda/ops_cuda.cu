@@ -298,10 +298,10 @@ static llm_status matmul_forward(floatX *out, const floatX *inp, const floatX *w
 }
 template <typename X>
 static llm_status matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout, const floatX *inp,
-                                  const floatX *weight, int B, int T, int C, int OC, int accumulate) {
+                                  const floatX *weight, int B, int T, int C, int OC, int flags) {
     return run_op("matmul_backward", [&] {
         return cuda_matmul_backward<X>((X *)dinp, (X *)dweight, (X *)dbias, (const X *)dout, (const X *)inp,
-                                       (const X *)weight, B, T, C, OC, accumulate, llm_cuda_stream);
+                                       (const X *)weight, B, T, C, OC, flags, llm_cuda_stream);
     });
 }
 template <typename X>

@@ -83,6 +83,9 @@ GEMM_SHAPES = [
     (1, 23, 40, 513),  # N = 512+1: one column past the generic NC block
     (1, 9, 40, 257),  # N = 256+1: one column past the AVX-512 NC block
     (4, 1, 24, 63),  # N = 64-1, M = 4: a whole AVX2 row of tiles, K = one AVX2 panel width
+    # x86 reduces up to 384 (KC_ONE) in one slice: K = 384 exactly (forward), one past it (dinp
+    # K = OC = 385, dweight K = B*T = 386)
+    (2, 193, 384, 385),
 ]
 
 
@@ -102,6 +105,11 @@ def test_matmul_each_isa(isa, rng, B, T, C, OC):
     assert_close(f"[{isa}] matmul dinp", dinp, x.grad)
     assert_close(f"[{isa}] matmul dweight", dweight, w.grad)
     assert_close(f"[{isa}] matmul dbias", dbias, b.grad)
+
+    # written, not accumulated (the first backward after zero_grad): the old contents are not read
+    dweight = np.full((OC, C), np.nan, dtype=np.float32)
+    ops.matmul_backward(None, dweight, None, dout, inp, weight, B, T, C, OC, write_dweight=True)
+    assert_close(f"[{isa}] matmul dweight written over NaN", dweight, w.grad)
 
 
 def test_attention_each_isa(isa, rng):

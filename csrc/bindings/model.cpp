@@ -57,11 +57,7 @@ py::array block_view(float *data, llm_block *block, std::vector<py::ssize_t> sha
 }
 
 // True when the backend's memory is host fp32: arrays can then be views instead of copies.
-bool host_views(llm_model *m) {
-    llm_tensor t;
-    llmpy_check(llm_model_tensor(m, 0, &t));
-    return t.host && t.dtype == LLM_F32;
-}
+bool host_views(llm_model *m) { return llm_model_host_fp32(m) != 0; }
 
 // Parameter (or gradient) tensor i: a view on host fp32 backends, else an fp32 copy.
 py::array tensor_array(py::object self, int i, bool want_grad) {

@@ -297,7 +297,8 @@ void matmul_forward(const llm_ops &be, py::array out, py::array inp, py::array w
 }
 
 void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::object dbias, py::array dout,
-                     py::array inp, py::array weight, int B, int T, int C, int OC, bool accumulate) {
+                     py::array inp, py::array weight, int B, int T, int C, int OC, bool accumulate,
+                     bool write_dweight) {
     const char *op = "matmul_backward";
     positive(op, {{"B", B}, {"T", T}, {"C", C}, {"OC", OC}});
     auto dx = opt_x(be, op, "dinp", dinp, count(op, {B, T, C}), true);
@@ -306,7 +307,8 @@ void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::
     auto d = in_x(be, op, "dout", dout, count(op, {B, T, OC})), x = in_x(be, op, "inp", inp, count(op, {B, T, C}));
     auto w = in_x(be, op, "weight", weight, count(op, {OC, C}));
     run([&] {
-        return be.matmul_backward(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC, accumulate);
+        const int flags = (accumulate ? LLM_MM_ACCUMULATE_DINP : 0) | (write_dweight ? LLM_MM_WRITE_DWEIGHT : 0);
+        return be.matmul_backward(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC, flags);
     }, {dx.get(), dw.get(), db.get()});
 }
 
@@ -564,9 +566,9 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
           "out (B,T,OC) = inp @ weight.T + bias (bias may be None)");
     m.def("matmul_backward", on(&matmul_backward, be), py::arg("dinp").none(true), py::arg("dweight"),
           py::arg("dbias").none(true), py::arg("dout"), py::arg("inp"), py::arg("weight"), py::arg("B"), py::arg("T"),
-          py::arg("C"), py::arg("OC"), py::arg("accumulate") = true,
-          "dinp (+)= dout @ weight (written when accumulate is False), dweight += dout.T @ inp, "
-          "dbias += dout.sum(rows); dinp/dbias may be None");
+          py::arg("C"), py::arg("OC"), py::arg("accumulate") = true, py::arg("write_dweight") = false,
+          "dinp (+)= dout @ weight (written when accumulate is False), dweight (+)= dout.T @ inp "
+          "(written when write_dweight is True), dbias += dout.sum(rows); dinp/dbias may be None");
     m.def("matmul_gelu_forward", on(&matmul_gelu_forward, be), py::arg("pre"), py::arg("out"), py::arg("inp"),
           py::arg("weight"), py::arg("bias").none(true), py::arg("B"), py::arg("T"), py::arg("C"), py::arg("OC"),
           "pre = inp @ weight.T + bias; out = gelu(pre) (fused where built)");

@@ -304,15 +304,26 @@ llm_status llm_model_create(llm_model **out, const llm_config *cfg, const char *
 llm_config llm_model_config(const llm_model *m) { return m->cfg; }
 const char *llm_model_device(const llm_model *m) { return m->device; }
 const char *llm_model_precision(const llm_model *m) { return m->precision; }
+int llm_model_host_fp32(const llm_model *m) { return m->ops->host_memory && m->ops->dtype == LLM_F32; }
 int64_t llm_model_steps(const llm_model *m) { return m->t; }
 
 int64_t llm_model_num_parameters(const llm_model *m) {
     return (int64_t)(m->total - (size_t)(m->cfg.padded_vocab_size - m->cfg.vocab_size) * m->cfg.n_embd);
 }
 
+// The gradients' memory made to show what they are: cleared if zero_grad() left them zero
+// without clearing them (llm_zero_grad).
+static llm_status gpt2_grads_readable(llm_model *m) {
+    if (!m->grads_zero) return LLM_OK;
+    LLM_TRY(m->ops->zero(m->grads, m->total * m->xsize));
+    m->grads_zero = 0;
+    return LLM_OK;
+}
+
 llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *t) {
     if (!m || !t) return llm_fail(LLM_EINVAL, "model or output is NULL");
     if (i < 0 || i >= LLM_NUM_TENSORS) return llm_fail(LLM_EINVAL, "tensor index %d out of range [0, %d)", i, LLM_NUM_TENSORS);
+    LLM_TRY(gpt2_grads_readable(m)); // t->grad is a pointer callers read
     t->name = llm_tensor_name(i);
     t->data = (char *)m->params + m->offsets[i] * m->xsize;
     t->grad = (char *)m->grads + m->offsets[i] * m->xsize;
@@ -330,6 +341,7 @@ llm_status llm_model_read_tensor(llm_model *m, int i, int grad, float *dst) {
     if (i < 0 || i >= LLM_NUM_TENSORS) return llm_fail(LLM_EINVAL, "tensor index %d out of range [0, %d)", i, LLM_NUM_TENSORS);
     size_t o = m->offsets[i], n = visible_size(m, i);
     if (!grad) return gpt2_get_params(m, o, dst, n);
+    LLM_TRY(gpt2_grads_readable(m));
     return m->ops->download_f32(dst, (const char *)m->grads + o * m->xsize, n);
 }
 
@@ -621,9 +633,24 @@ llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets,
 llm_status llm_zero_grad(llm_model *m) {
     if (!m) return llm_fail(LLM_EINVAL, "model is NULL");
     if (m->dist) LLM_TRY(m->dist->quiesce(m->dist->ctx)); // reductions under way write the gradients
-    LLM_TRY(m->ops->zero(m->grads, m->total * m->xsize));
+    m->grads_zero = 1; // cleared by the next backward's writes, or by gpt2_grads_readable
     m->has_grad = 0;
     m->norm_ready = 0;
+    return LLM_OK;
+}
+
+// The first backward after zero_grad writes the gradients of the five weight matrices
+// (matmul_backward with LLM_MM_WRITE_DWEIGHT) and clears the rest, which the ops add into: the
+// biases, the LayerNorm parameters, wpe (the encoder adds its first T rows), and wte's padding
+// rows when the classifier backward skips them (sliced: it covers the first V rows only). Those
+// are under 2 % of a GPT-2's parameters; a full clear would write all of them once more.
+static llm_status clear_added_grads(llm_model *m, int lm_head_rows) {
+    const size_t xs = m->xsize;
+    for (int i = 0; i < LLM_NUM_TENSORS; i++) {
+        if (i == LLM_QKVW || i == LLM_ATTPROJW || i == LLM_FCW || i == LLM_FCPROJW) continue;
+        size_t skip = i == LLM_WTE ? (size_t)lm_head_rows * m->cfg.n_embd : 0;
+        LLM_TRY(m->ops->zero(AT(m->grads, m->offsets[i] + skip), (m->sizes[i] - skip) * xs));
+    }
     return LLM_OK;
 }
 
@@ -663,6 +690,10 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     const float *losses = (const float *)((const char *)m->out->ptr + logits_bytes(m, B, T));
     const float dloss = loss_scale / (float)BT; // the objective is loss_scale * mean over positions
     const int32_t *inputs_host = ops->host_memory ? a.inputs : m->inputs_host; // for the encoder backward
+    // The first backward after zero_grad writes the weight gradients (clear_added_grads); the
+    // next ones, gradient accumulation, add to them. grads_zero stays set until this succeeds.
+    const int write_dw = m->grads_zero ? LLM_MM_WRITE_DWEIGHT : 0;
+    if (write_dw) LLM_TRY(clear_added_grads(m, ops->lm_head_in_place ? Vp : V));
 
     // Buffers written by one op and read by the next are written (=), never zeroed first
     // (ops.h): only dres, which every LayerNorm backward adds into, starts from zero.
@@ -671,14 +702,14 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
         // dlogits @ wte in one GEMM over all Vp columns: one rounding of dln, and dwte += dlogits^T lnf.
         m->logits_overwritten = 1; // from here on, even if an op below fails
         LLM_TRY(ops->crossentropy_backward_cols(logits, logits, losses, a.targets, dloss, B, T, V, Vp, 0, Vp));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_WTE, 0), NULL, logits, a.lnf, PARAM(LLM_WTE, 0), B, T, C, Vp, 0));
+        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_WTE, 0), NULL, logits, a.lnf, PARAM(LLM_WTE, 0), B, T, C, Vp, write_dw));
     } else {
         // the padding columns (>= V) have zero gradient and are skipped; the first slice writes dln
         for (size_t v0 = 0; v0 < (size_t)V; v0 += vc) {
             const int n = (int)((size_t)V - v0 < vc ? (size_t)V - v0 : vc);
             LLM_TRY(ops->crossentropy_backward_cols(dlogits, logits, losses, a.targets, dloss, B, T, V, Vp, (int)v0, n));
             LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_WTE, v0 * C), NULL, dlogits, a.lnf, PARAM(LLM_WTE, v0 * C), B, T, C, n,
-                                         v0 > 0));
+                                         (v0 > 0 ? LLM_MM_ACCUMULATE_DINP : 0) | write_dw));
         }
     }
     LLM_TRY(ops->zero(dres, BTC * xs));
@@ -700,23 +731,24 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
 
         // MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dfch_gelu, dfch, dln written
         LLM_TRY(ops->matmul_backward(dfch_gelu, GRAD(LLM_FCPROJW, c * 4 * C), GRAD(LLM_FCPROJB, c), dres, fch_gelu, PARAM(LLM_FCPROJW, c * 4 * C),
-                                     B, T, 4 * C, C, 0));
+                                     B, T, 4 * C, C, write_dw));
         LLM_TRY(ops->gelu_backward(dfch, fch, dfch_gelu, 4 * BTC));
         LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_FCW, c * 4 * C), GRAD(LLM_FCB, 4 * c), dfch, ln2, PARAM(LLM_FCW, c * 4 * C), B, T,
-                                     C, 4 * C, 0));
+                                     C, 4 * C, write_dw));
         LLM_TRY(ops->layernorm_backward(dres, GRAD(LLM_LN2W, c), GRAD(LLM_LN2B, c), dln, res2, PARAM(LLM_LN2W, c), ln2_mean, ln2_rstd, B, T,
                                         C));
         // attention: res2 = residual + attproj(attn(qkv(ln1(residual)))); datty, dqkv, dln written
-        LLM_TRY(ops->matmul_backward(datty, GRAD(LLM_ATTPROJW, c * C), GRAD(LLM_ATTPROJB, c), dres, atty, PARAM(LLM_ATTPROJW, c * C), B, T, C, C, 0));
+        LLM_TRY(ops->matmul_backward(datty, GRAD(LLM_ATTPROJW, c * C), GRAD(LLM_ATTPROJB, c), dres, atty, PARAM(LLM_ATTPROJW, c * C), B, T, C, C, write_dw));
         LLM_TRY(ops->attention_backward(dqkv, m->att_scratch, datty, qkv, atty, att, B, T, C, NH));
         LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_QKVW, c * 3 * C), GRAD(LLM_QKVB, 3 * c), dqkv, ln1, PARAM(LLM_QKVW, c * 3 * C), B, T, C,
-                                     3 * C, 0));
+                                     3 * C, write_dw));
         LLM_TRY(ops->layernorm_backward(dres, GRAD(LLM_LN1W, c), GRAD(LLM_LN1B, c), dln, residual, PARAM(LLM_LN1W, c), ln1_mean, ln1_rstd, B,
                                         T, C));
         if (dist) LLM_TRY(dist->grads_ready(dist->ctx, l));
     }
     LLM_TRY(ops->encoder_backward(GRAD(LLM_WTE, 0), GRAD(LLM_WPE, 0), dres, a.inputs, inputs_host, B, T, C));
     m->has_grad = 1;
+    m->grads_zero = 0;
     m->norm_ready = 0;
     if (dist) LLM_TRY(dist->grads_ready(dist->ctx, -1));
     return LLM_OK;

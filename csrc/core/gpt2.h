@@ -75,6 +75,10 @@ struct llm_model {
     float *m, *v;     // allocated on the first step()
     int64_t t;        // AdamW steps taken
     int has_grad;     // a backward() ran since the last zero_grad()/creation
+    // zero_grad() ran and no backward() completed since: the gradients are zero but their memory
+    // is not cleared; the next backward writes them (ops.h: LLM_MM_WRITE_DWEIGHT), and anything
+    // that shows them first clears it (gpt2_grads_readable).
+    int grads_zero;
     int norm_ready;   // llm_grad_norm() ran since the last backward(): the gradients are averaged
     float grad_norm;  // (data parallelism) and this is their norm, which the next llm_step uses
 

@@ -145,11 +145,16 @@ int64_t llm_model_num_parameters(const llm_model *m);
 const char *llm_model_device(const llm_model *m);
 // "fp32" or "bf16".
 const char *llm_model_precision(const llm_model *m);
+// 1 when the model's buffers are host memory in fp32, which callers may view in place.
+int llm_model_host_fp32(const llm_model *m);
 
 // Forward pass on idx (B,T). With targets (B,T) computes per-position losses and *loss (mean);
 // targets may be NULL (inference), then *loss is left untouched and backward() is refused.
 llm_status llm_forward(llm_model *m, const int32_t *idx, const int32_t *targets, int B, int T, float *loss);
-// Sets every parameter gradient to zero.
+// Sets every parameter gradient to zero. Lazily, like PyTorch's zero_grad(set_to_none=True): the
+// next backward writes the gradients instead of adding to them, which spares a pass over their
+// memory. A gradient pointer (llm_model_tensor) taken afterwards sees zeros; one taken before
+// keeps the old values until that backward.
 llm_status llm_zero_grad(llm_model *m);
 // Backward of (loss_scale * mean loss) of the last forward; parameter gradients accumulate (+=).
 // On backends that run the classifier backward in place of the logits (CUDA; ops.h:

@@ -15,7 +15,9 @@
  *
  * Gradient convention (every op):
  *   - parameter gradients accumulate: dweight += ..., dbias += ... (gradient accumulation over
- *     micro-batches, and wte's two uses, encoder and lm_head, add into one buffer).
+ *     micro-batches, and wte's two uses, encoder and lm_head, add into one buffer) — except
+ *     matmul_backward's dweight with LLM_MM_WRITE_DWEIGHT, which the first backward after
+ *     zero_grad uses to write the weight gradients instead of zeroing them, then adding.
  *   - activation gradients are WRITTEN (=) where the model writes a buffer once, so that it
  *     never has to zero it first: gelu_backward's dinp, attention_backward's dqkv,
  *     crossentropy_backward(_cols)'s dlogits (padding columns set to 0), and matmul_backward's
@@ -43,6 +45,9 @@ extern "C" {
 
 // A parameter/gradient/activation element: fp32 or bf16, per the table's dtype.
 typedef void floatX;
+
+// matmul_backward's flags (bits; 0 = dinp written, dweight accumulated)
+enum { LLM_MM_ACCUMULATE_DINP = 1, LLM_MM_WRITE_DWEIGHT = 2 };
 
 typedef struct llm_ops {
     const char *name;   // "cpu", "cuda"
@@ -102,10 +107,12 @@ typedef struct llm_ops {
     llm_status (*matmul_forward)(floatX *out, const floatX *inp, const floatX *weight, const floatX *bias,
                                  int B, int T, int C, int OC);
     // dinp: (B,T,C) or NULL, dweight: (OC,C), dbias: (OC) or NULL, dout: (B,T,OC), inp: (B,T,C), weight: (OC,C)
-    // accumulate: 0 writes dinp (= dout @ weight), 1 adds to it (+=); dweight and dbias always accumulate.
+    // flags (LLM_MM_*, below; 0: dinp written, dweight accumulated): LLM_MM_ACCUMULATE_DINP adds to
+    // dinp (+=) instead of writing it; LLM_MM_WRITE_DWEIGHT writes dweight (= dout^T @ inp, its
+    // previous contents never read) instead of adding to it. dbias always accumulates.
     llm_status (*matmul_backward)(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
                                   const floatX *inp, const floatX *weight, int B, int T, int C, int OC,
-                                  int accumulate);
+                                  int flags);
     // optional: pre = inp @ weight^T + bias; out = gelu(pre) (the MLP's first matmul and its GELU
     // in one call). out must be exactly gelu_forward(pre): gelu_backward differentiates that
     // function. pre, out: (B,T,OC); other shapes as matmul_forward.

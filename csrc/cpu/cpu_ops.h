@@ -114,7 +114,7 @@ llm_status cpu_matmul_forward(float *out, const float *inp, const float *weight,
                               int B, int T, int C, int OC);
 llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const float *weight, int B, int T, int C, int OC,
-                               int accumulate);
+                               int flags);
 
 // --- attention.c ----------------------------------------------------------------
 llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);

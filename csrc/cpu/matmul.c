@@ -3,15 +3,16 @@
  *
  * Shapes (letters defined in ops.h):
  *   out: (B,T,OC)   inp: (B,T,C)   weight: (OC,C)   bias: (OC) or NULL
- * Gradient convention (ops.h): dweight += and dbias += (parameters); dinp is written (=) when
- * accumulate is 0 (its previous contents are never read) and accumulated (+=) when it is 1;
+ * Gradient convention (ops.h): dweight += (or = with LLM_MM_WRITE_DWEIGHT: the first backward
+ * after zero_grad) and dbias += (parameters); dinp is written (=) unless the flags hold
+ * LLM_MM_ACCUMULATE_DINP (its previous contents are then never read: store, below);
  * dinp and dbias may be NULL in the backward, then they are skipped.
  *
  * All three products reduce to one routine, gemm(): c (M,N) += a (M,K) @ b (K,N) (or, with
  * store, c = bias + a @ b), where a and b are strided views so that transposes cost nothing:
  *   forward  out    (BT,OC)  = bias + inp (BT,C) @ weight^T (C,OC)
  *   backward dinp   (BT,C) (+)= dout (BT,OC) @ weight   (OC,C)   (store unless accumulating)
- *            dweight(OC,C)  += dout^T(OC,BT) @ inp      (BT,C)
+ *            dweight(OC,C) (+)= dout^T(OC,BT) @ inp      (BT,C)   (store when written)
  *
  * The GEMM follows the blocked layout of Goto / BLIS, with the loops ordered for the short,
  * wide products of training (M = B*T of a few hundred rows against weights of millions):
@@ -39,7 +40,8 @@
  *            3 x 32, 8 x 8 and 12 x 8)
  *   baseline: 4 x 8.
  * The blocks: KC 256 (a KC x NR panel of b stays in L1: 24 KiB for AVX2; 64 KiB for AVX-512,
- * which streams it from L2 at no measurable cost), MC 96, NC 480-512 (KC x NC of b, 0.5 MiB,
+ * which streams it from L2 at no measurable cost; on x86 a reduction of up to 384 is one
+ * slice, KC_ONE), MC 96, NC 480-512 (KC x NC of b, 0.5 MiB,
  * stays in L2 with a's rows and c's block); AVX-512 takes NC 256: with the next block of b
  * prefetched beside it and a whole step's weights streaming through, the smaller block keeps
  * L2 from thrashing (a d6 training step ~5% faster, 124M ~1%; dev/cpu/step.c, 2 threads). Packing weight^T into b's panels transposes 8x8 /
@@ -120,6 +122,17 @@
 #endif
 #ifndef KB
 #define KB 1024 // reduction depth of a packed block of a; c is swept once per KB
+#endif
+// A reduction of up to KC_ONE is one slice rather than a KC slice and a short one: c is then
+// written once instead of written and read back (the d6 model's K = 384: its lm_head forward,
+// whose ma x NC block of c does not stay in L2, ~13% faster). x86 variants only: the generic
+// variant keeps the summation order tests/test_golden_run.py pins bit for bit.
+#ifndef KC_ONE
+#if defined(__AVX2__)
+#define KC_ONE (KC + KC / 2)
+#else
+#define KC_ONE KC
+#endif
 #endif
 #define ABUF (512 * 1024) // floats of a packed block of a (2 MB: rows x depth, sits in L2/L3)
 _Static_assert(MC % MR == 0 && NC % NR == 0 && KB % KC == 0, "blocks must hold whole micro-panels");
@@ -386,7 +399,10 @@ static void micro_kernel(size_t kc, const float *const *arow, size_t astep, cons
 // ----------------------------------------------------------------------------
 // the serial algorithm on one rectangle of c
 
-#define SCRATCH_FLOATS ((size_t)KC * NC + (size_t)ABUF) // packed b block + packed a block
+#define SCRATCH_FLOATS ((size_t)KC_ONE * NC + (size_t)ABUF) // packed b block + packed a block
+
+// The reduction slice for a block of depth kbl: KC, or all of it when it is at most KC_ONE.
+static size_t slice_depth(size_t kbl) { return kbl <= KC_ONE ? kbl : KC; }
 
 // Rows and depth of the packed a block for a reduction of length K: up to KB deep, and as many
 // rows (a multiple of MC) as fit in ABUF floats.
@@ -448,30 +464,30 @@ static inline void b_prefetch_some(b_prefetch *f) {
 // c[i0:i0+m, j0:j0+n] += a[i0:i0+m, :] @ b[:, j0:j0+n]; with store, c = bias[j0:j0+n] (or 0) + ...
 static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, size_t m, size_t j0, size_t n,
                       size_t K, int store, const float *bias, float *scratch) {
-    float *pb = scratch, *pa = scratch + (size_t)KC * NC;
+    float *pb = scratch, *pa = scratch + (size_t)KC_ONE * NC;
     const size_t kbmax = a_depth(K), mamax = a_rows(K);
     const int direct = a_direct(a);
     for (size_t kb = 0; kb < K; kb += kbmax) { // c is swept once per KB of the reduction
-        const size_t kbl = K - kb < kbmax ? K - kb : kbmax;
+        const size_t kbl = K - kb < kbmax ? K - kb : kbmax, ks = slice_depth(kbl);
         for (size_t ia = i0; ia < i0 + m; ia += mamax) {
             const size_t ma = i0 + m - ia < mamax ? i0 + m - ia : mamax;
             // a[ia:ia+ma, kb:kb+kbl], packed once, as KC slices of ma rows each (unless read in place)
-            for (size_t k0 = 0; k0 < kbl && !direct; k0 += KC)
-                pack_a(pa + k0 * ma_padded(ma), a, ia, ma, kb + k0, kbl - k0 < KC ? kbl - k0 : KC);
+            for (size_t k0 = 0; k0 < kbl && !direct; k0 += ks)
+                pack_a(pa + k0 * ma_padded(ma), a, ia, ma, kb + k0, kbl - k0 < ks ? kbl - k0 : ks);
             for (size_t jb = j0; jb < j0 + n; jb += NC) {
                 const size_t nc = j0 + n - jb < NC ? j0 + n - jb : NC;
-                for (size_t k0 = 0; k0 < kbl; k0 += KC) { // the ma x nc block of c stays in cache
-                    const size_t kc = kbl - k0 < KC ? kbl - k0 : KC;
+                for (size_t k0 = 0; k0 < kbl; k0 += ks) { // the ma x nc block of c stays in cache
+                    const size_t kc = kbl - k0 < ks ? kbl - k0 : ks;
                     const float *pak = pa + k0 * ma_padded(ma);
                     const int first = store && kb == 0 && k0 == 0; // the first slice writes c
                     pack_b(pb, b, kb + k0, kc, jb, nc);
                     // the next block of b: the next KC slice, or the first one of the next NC columns
                     const size_t calls = (ma + MR - 1) / MR * ((nc + NR - 1) / NR);
                     b_prefetch pf = {0};
-                    if (k0 + KC < kbl)
-                        pf = b_prefetch_plan(b, kb + k0 + KC, kbl - k0 - KC < KC ? kbl - k0 - KC : KC, jb, nc, calls);
+                    if (k0 + ks < kbl)
+                        pf = b_prefetch_plan(b, kb + k0 + ks, kbl - k0 - ks < ks ? kbl - k0 - ks : ks, jb, nc, calls);
                     else if (jb + NC < j0 + n)
-                        pf = b_prefetch_plan(b, kb, kbl < KC ? kbl : KC, jb + NC,
+                        pf = b_prefetch_plan(b, kb, ks, jb + NC,
                                              j0 + n - jb - NC < NC ? j0 + n - jb - NC : NC, calls);
                     for (size_t ib = 0; ib < ma; ib += MC) {
                         const size_t mc = ma - ib < MC ? ma - ib : MC;
@@ -606,17 +622,17 @@ static void bias_backward(float *dbias, const float *dout, size_t BT, size_t OC)
 
 llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const float *weight, int B, int T, int C, int OC,
-                               int accumulate) {
+                               int flags) {
     const size_t BT = (size_t)B * (size_t)T;
     if (dinp) { // store: the first KC slice writes dinp, so it needs no zeroing beforehand
         cpu_view a = {dout, (size_t)OC, 1};  // (BT, OC)
         cpu_view b = {weight, (size_t)C, 1}; // (OC, C)
-        LLM_TRY(gemm(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC, !accumulate, NULL));
+        LLM_TRY(gemm(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC, !(flags & LLM_MM_ACCUMULATE_DINP), NULL));
     }
-    {
+    { // store: the same for dweight when it is written, which spares zero_grad a pass over it
         cpu_view a = {dout, 1, (size_t)OC}; // dout^T: (OC, BT)
         cpu_view b = {inp, (size_t)C, 1};   // (BT, C)
-        LLM_TRY(gemm(dweight, (size_t)C, a, b, (size_t)OC, (size_t)C, BT, 0, NULL));
+        LLM_TRY(gemm(dweight, (size_t)C, a, b, (size_t)OC, (size_t)C, BT, !!(flags & LLM_MM_WRITE_DWEIGHT), NULL));
     }
     if (dbias) bias_backward(dbias, dout, BT, (size_t)OC);
     return LLM_OK;

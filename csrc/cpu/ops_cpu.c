@@ -382,8 +382,8 @@ static llm_status matmul_forward(floatX *out, const floatX *inp, const floatX *w
     return ISA->matmul_forward(out, inp, weight, bias, B, T, C, OC);
 }
 static llm_status matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout, const floatX *inp,
-                                  const floatX *weight, int B, int T, int C, int OC, int accumulate) {
-    return ISA->matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, accumulate);
+                                  const floatX *weight, int B, int T, int C, int OC, int flags) {
+    return ISA->matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags);
 }
 // The CPU attention saves the (B,NH,T,T) probabilities and needs no scratch of its own.
 static size_t attention_state_bytes(int B, int T, int C, int NH) {

@@ -15,7 +15,9 @@ tensors); with ``--forward-only``, one forward with targets (loss included; torc
     stated against it; ``--compile on`` adds it to any run);
   - optionally (``--torch-avx2``) PyTorch eager with MKL, oneDNN and ATen limited to AVX2
     (``MKL_ENABLE_INSTRUCTIONS=AVX2`` ...): what an AVX2-only CPU of the same clock would get,
-    the fair reference for the avx2 variant on an AVX-512 machine;
+    the fair reference for the avx2 variant on an AVX-512 machine; with torch.compile on, the
+    compiled model again under the same limit (inductor's generated code follows
+    ``ATEN_CPU_CAPABILITY``, its matrix products MKL's limit);
   - a 2048^3 fp32 matrix multiply by torch.mm and by llmpy's GEMM in each variant, in one
     process, interleaved: the machine's sgemm ceiling.
 
@@ -529,6 +531,8 @@ def run_workload(
         contenders.append(("torch eager AVX2-only", "torch", args.threads, None, TORCH_AVX2_ENV))
     if compile_on:
         contenders.append(("torch.compile", "torch-compile", args.threads, None, None))
+        if args.torch_avx2:  # inductor's generated code follows ATEN_CPU_CAPABILITY, its GEMMs MKL's limit
+            contenders.append(("torch.compile AVX2-only", "torch-compile", args.threads, None, TORCH_AVX2_ENV))
 
     runs: dict[str, list[dict]] = {c[0]: [] for c in contenders}
     for _ in range(args.rounds):
@@ -669,16 +673,20 @@ def print_table(
         t2_124, t2_fwd = ms(train124, "torch eager AVX2-only"), toks(fwd, "torch eager AVX2-only")
         print(
             f"| torch limited to AVX2 | {fmt(t_mm2, '.1f')} | | {fmt(t2_124, '.1f')} | | "
-            f"(eager {fmt(ms(train_d6, 'torch eager AVX2-only'), '.1f')}) | | {fmt(t2_fwd, '.0f')} | |"
+            f"{fmt(ms(train_d6, 'torch.compile AVX2-only'), '.1f')} (compile; eager "
+            f"{fmt(ms(train_d6, 'torch eager AVX2-only'), '.1f')}) | | {fmt(t2_fwd, '.0f')} | |"
         )
         if "avx2" in isas:
             g = sgemm["llmpy"].get("avx2") if sgemm else None
             c124 = cpu_ratio(train124, "llmpy avx2", "torch eager AVX2-only")
+            cd6 = cpu_ratio(train_d6, "llmpy avx2", "torch.compile AVX2-only")
             cfwd = cpu_ratio(fwd, "llmpy avx2", "torch eager AVX2-only", invert=True)
+            d6 = _ratio_cell(ms(train_d6, "llmpy avx2"), ms(train_d6, "torch.compile AVX2-only"), TARGET_TRAIN_D6, False, cd6)
             print(
                 "avx2 against torch limited to AVX2 (an AVX2-only CPU): "
                 f"sgemm {_ratio_cell(g, t_mm2, TARGET_SGEMM, True)}, "
                 f"124M step {_ratio_cell(ms(train124, 'llmpy avx2'), t2_124, TARGET_TRAIN_124M, False, c124)}, "
+                f"d6 step vs torch.compile {d6}, "
                 f"forward {_ratio_cell(toks(fwd, 'llmpy avx2'), t2_fwd, TARGET_FORWARD_TOKS, True, cfwd)}"
             )
     print(

@@ -1,6 +1,6 @@
 /*
  * dev/cpu/step.c — times GPT-2 training steps through the public C API (no Python), phase by
- * phase: forward (with targets), zero_grad + backward, AdamW. For profiling the CPU backend
+ * phase: forward (with targets), zero_grad, backward, gradient norm, AdamW. For profiling the CPU backend
  * with perf, whose symbols the stripped Python module lacks.
  *
  * Build against the core library (any build directory), from the repository root:
@@ -71,25 +71,33 @@ int main(int argc, char **argv) {
     }
     double *fwd = malloc(sizeof(double) * steps), *bwd = malloc(sizeof(double) * steps);
     double *adam = malloc(sizeof(double) * steps), *tot = malloc(sizeof(double) * steps);
-    double *cpu = malloc(sizeof(double) * steps);
+    double *cpu = malloc(sizeof(double) * steps), *zero = malloc(sizeof(double) * steps);
+    double *norm = malloc(sizeof(double) * steps);
     for (int s = 0; s < steps; s++) {
         float loss;
         double c0 = cpu_now(), t0 = now();
         CHECK(llm_forward(m, x, y, B, T, &loss));
         double t1 = now();
         CHECK(llm_zero_grad(m));
+        double t1z = now();
         CHECK(llm_backward(m, 1.0f));
         double t2 = now();
-        CHECK(llm_step(m, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0.0f, NULL));
+        float gnorm;
+        CHECK(llm_grad_norm(m, &gnorm)); // computed once: llm_step below reuses it
+        double t2n = now();
+        CHECK(llm_step(m, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, NULL));
         double t3 = now();
         cpu[s] = (cpu_now() - c0) * 1e3;
-        fwd[s] = (t1 - t0) * 1e3, bwd[s] = (t2 - t1) * 1e3, adam[s] = (t3 - t2) * 1e3, tot[s] = (t3 - t0) * 1e3;
+        fwd[s] = (t1 - t0) * 1e3, zero[s] = (t1z - t1) * 1e3, bwd[s] = (t2 - t1z) * 1e3, norm[s] = (t2n - t2) * 1e3;
+        adam[s] = (t3 - t2n) * 1e3, tot[s] = (t3 - t0) * 1e3;
         if (s < 2 || s == steps - 1) printf("step %d loss %.4f total %.1f ms\n", s, loss, tot[s]);
     }
     const int n = steps - 2;
-    printf("median of %d steps: forward %.1f  backward %.1f  adamw %.1f  total %.1f ms (cpu time %.1f ms)\n", n,
-           median(fwd + 2, n), median(bwd + 2, n), median(adam + 2, n), median(tot + 2, n), median(cpu + 2, n));
+    printf("median of %d steps: forward %.1f  zero_grad %.1f  backward %.1f  norm %.1f  adamw %.1f  total %.1f ms "
+           "(cpu time %.1f ms)\n",
+           n, median(fwd + 2, n), median(zero + 2, n), median(bwd + 2, n), median(norm + 2, n), median(adam + 2, n),
+           median(tot + 2, n), median(cpu + 2, n));
     llm_model_free(m);
-    free(x), free(y), free(fwd), free(bwd), free(adam), free(tot), free(cpu);
+    free(x), free(y), free(fwd), free(bwd), free(adam), free(tot), free(cpu), free(zero), free(norm);
     return 0;
 }

@@ -78,6 +78,12 @@ template <typename X> static void check_size(int B, int T, int C, int OC, bool w
     DEV_OP(cuda_matmul_backward<X>(gi.p, gw.p, nullptr, dd.p, dx.p, dw.p, B, T, C, OC, 0, llm_cuda_stream));
     for (size_t i = 0; i < ri.size(); i++) ri[i] -= gi0[i];
     check("matmul_backward dinp = (accumulate 0, over NaN)", gi.download(), ri, tolerance<X>());
+    // LLM_MM_WRITE_DWEIGHT: dweight written over NaN (beta 0), the product alone
+    gw.upload(std::vector<float>((size_t)OC * C, NAN));
+    DEV_OP(cuda_matmul_backward<X>(nullptr, gw.p, nullptr, dd.p, dx.p, dw.p, B, T, C, OC, LLM_MM_WRITE_DWEIGHT,
+                                   llm_cuda_stream));
+    for (size_t i = 0; i < rw.size(); i++) rw[i] = (rw[i] - gw0[i]) / 2; // rw held gw0 + 2 products
+    check("matmul_backward dweight = (written, over NaN)", gw.download(), rw, tolerance<X>());
 }
 
 template <typename X> static void bench(int B, int T, int C, int OC) {

@@ -256,7 +256,12 @@ class GPT2:
     def zero_grad(self) -> None:
         """Sets all gradients to zero. Gradients otherwise accumulate across backward() calls (one
         backward per forward: on a GPU the backward overwrites the logits, so a second backward
-        needs a new forward)."""
+        needs a new forward).
+
+        Lazily, like PyTorch's ``zero_grad(set_to_none=True)``: the next backward writes the
+        gradients instead of adding to them, which spares a pass over their memory each step.
+        ``gradients()`` called after zero_grad() shows zeros; views taken before it keep the old
+        values until that backward."""
         self._m.zero_grad()
 
     def backward(self, loss_scale: float = 1.0, *, sync: bool = False) -> None:

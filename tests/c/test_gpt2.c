@@ -15,6 +15,10 @@
  * registered as device "cpu-inplace". For the latter it also checks the state rules: after
  * backward the logits are refused (LLM_ESTATE) while the losses stay readable, a second backward
  * is refused, and a new forward brings the logits back; the sliced CPU keeps its logits.
+ * Before the backward the whole gradient buffer (wte's padding rows included) is filled with
+ * NaN, then zero_grad: the first backward after it writes the gradients instead of adding to
+ * them (llm_zero_grad), so a gradient it neither writes nor clears would show as NaN; wte's
+ * padding rows must come out zero.
  *
  * The CPU kernels are those of the variant the core picks (csrc/cpu/cpu_ops.h), or of the one
  * LLMPY_CPU_ISA names: the program prints which, and fails when the named variant is not the
@@ -283,6 +287,41 @@ static int check_after_backward(llm_model *m, const state *s, const llm_config *
     return ok;
 }
 
+// The gradient buffer, from wte's first element to lnfb's last (one block: llmpy.h), including
+// wte's padding rows, which no tensor view shows.
+static float *grads_span(llm_model *m, size_t *n) {
+    llm_tensor first, last;
+    if (llm_model_tensor(m, 0, &first) != LLM_OK || llm_model_tensor(m, LLM_NUM_TENSORS - 1, &last) != LLM_OK) {
+        fprintf(stderr, "llm_model_tensor: %s\n", llm_last_error());
+        return NULL;
+    }
+    size_t last_n = 1;
+    for (int d = 0; d < last.ndim; d++) last_n *= (size_t)last.shape[d];
+    *n = (size_t)((float *)last.grad + last_n - (float *)first.grad);
+    return first.grad;
+}
+
+// Fills every gradient with NaN (see the header).
+static int poison_grads(llm_model *m) {
+    size_t n;
+    float *g = grads_span(m, &n);
+    if (!g) return 0;
+    for (size_t i = 0; i < n; i++) g[i] = NAN;
+    return 1;
+}
+
+// wte's padding rows (V .. Vp) have a zero gradient.
+static int check_padding_grads(llm_model *m, const llm_config *cfg) {
+    size_t n;
+    const float *g = grads_span(m, &n);
+    if (!g) return 0;
+    size_t bad = 0;
+    for (size_t i = (size_t)cfg->vocab_size * cfg->n_embd; i < (size_t)cfg->padded_vocab_size * cfg->n_embd; i++)
+        bad += g[i] != 0.0f;
+    printf("wte padding rows' gradient zero: %s\n", bad ? "FAIL" : "OK");
+    return bad == 0;
+}
+
 // Loads the model on `device`, runs forward and backward and checks everything against the oracle.
 static int run(const char *device, const char *model_path, const char *state_path, int in_place) {
     printf("=== device %s (lm_head %s)\n", device, in_place ? "in place" : "by slices");
@@ -313,12 +352,13 @@ static int run(const char *device, const char *model_path, const char *state_pat
     ok &= check_logits(m, &s, &cfg);
     ok &= check_loss(loss, &s);
 
-    if (llm_zero_grad(m) != LLM_OK || llm_backward(m, 1.0f) != LLM_OK) {
+    if (!poison_grads(m) || llm_zero_grad(m) != LLM_OK || llm_backward(m, 1.0f) != LLM_OK) {
         fprintf(stderr, "llm_zero_grad/llm_backward: %s\n", llm_last_error());
         ok = 0;
         goto out;
     }
     ok &= check_grads(m, &s, &cfg);
+    ok &= check_padding_grads(m, &cfg);
     ok &= check_after_backward(m, &s, &cfg, loss, in_place);
 
     // a new forward: the logits are back, and equal to the first ones
