@@ -28,8 +28,9 @@
 // configuration and parameter layout
 
 // Elements of dlogits the backward holds at once when a backend runs the lm_head backward by
-// vocabulary slices (ops->lm_head_in_place == 0).
-#define LM_HEAD_SLICE_ELEMS ((size_t)1 << 20)
+// vocabulary slices (ops->lm_head_in_place == 0): 8 MiB in fp32. Larger slices mean fewer,
+// larger GEMMs (the d6 CPU step ~1.4% faster than with 2^20; 124M unchanged; dev/cpu/step.c).
+#define LM_HEAD_SLICE_ELEMS ((size_t)1 << 21)
 
 // Limits that keep every size product far from overflow.
 #define MAX_LAYERS 4096

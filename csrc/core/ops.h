@@ -59,7 +59,7 @@ typedef struct llm_ops {
     //      model then refuses to show until the next forward), then one matmul_backward over
     //      all Vp columns that writes dln (accumulate = 0). No (B,T,Vp) buffer besides the
     //      logits; one rounding of dln (GPUs: few launches, fp32 accumulation inside the GEMM).
-    //   0: a vocabulary slice of about 2^20 elements at a time into a scratch buffer, dln
+    //   0: a vocabulary slice of about 2^21 elements at a time into a scratch buffer, dln
     //      accumulated over the slices; the logits stay readable after backward, and a second
     //      backward of the same forward is allowed (the CPU: csrc/cpu/ops_cpu.c says why).
     int lm_head_in_place;

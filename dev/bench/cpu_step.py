@@ -1,7 +1,11 @@
 """CPU benchmark: llmpy vs PyTorch on the same GPT-2, the same batch and the same threads.
 
-One training step = forward + backward + AdamW update (lr 1e-4, weight decay 0.1 on 2-D
-tensors); with ``--forward-only``, one forward with targets (loss included; torch under
+One training step = forward + backward + gradient clipping at a global norm of 1.0 + AdamW
+update (lr 1e-4, weight decay 0.1 on 2-D tensors): the step ``python -m llmpy.train`` takes by
+default, and GPT-2's recipe. Both sides do the same work: the norm (llmpy's step computes it
+in any case, to return it) and the clipping (torch: ``clip_grad_norm_``; llmpy folds the
+scale into AdamW). ``--grad-clip 0`` times the step without clipping (torch then skips the
+norm, which llmpy still computes). With ``--forward-only``, one forward with targets (loss included; torch under
 ``no_grad``). Each contender runs in its own subprocess, so that its peak resident memory
 (``ru_maxrss``) is its own and no allocator state leaks from one to the other:
 
@@ -218,7 +222,7 @@ def run_llmpy(cfg: BenchConfig, args: argparse.Namespace) -> dict:
         loss = model.forward(x, y)
         model.zero_grad()
         model.backward()
-        model.step(LR, weight_decay=WEIGHT_DECAY)
+        model.step(LR, weight_decay=WEIGHT_DECAY, grad_clip=args.grad_clip or None)
         return float(loss)
 
     def forward() -> float:
@@ -260,6 +264,8 @@ def run_torch(cfg: BenchConfig, args: argparse.Namespace, compiled: bool) -> dic
         _, loss = fwd(xt, yt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         opt.step()
         return loss.item()
 
@@ -359,6 +365,8 @@ def _spawn(
         str(args.steps),
         "--seed",
         str(args.seed),
+        "--grad-clip",
+        str(args.grad_clip),
         "--warmup",
         str(args.warmup + (args.compile_warmup if child == "torch-compile" else 0)),
     ]
@@ -512,7 +520,8 @@ def run_workload(
     and return the merged results by label."""
     cfg = CONFIGS[config]
     compile_on = args.compile == "on" or (args.compile == "auto" and config == "d6" and not forward_only)
-    mode = "forward only (with targets; torch under no_grad)" if forward_only else "training step"
+    clip = f"gradients clipped to norm {args.grad_clip:g}" if args.grad_clip else "no gradient clipping"
+    mode = "forward only (with targets; torch under no_grad)" if forward_only else f"training step, {clip}"
     print(f"\n== config {config}: {cfg}; {mode}")
     print(
         f"N (matmul params) = {cfg.matmul_params():,}; {cfg.flops_per_step(forward_only) / 1e9:.1f} GFLOP/step "
@@ -746,6 +755,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-scaling", action="store_true", help="skip the 1-thread llmpy run")
     p.add_argument("--no-sgemm", action="store_true", help="skip the sgemm ceiling")
     p.add_argument("--seed", type=int, default=0, help="seed of the model init and batch")
+    p.add_argument(
+        "--grad-clip",
+        type=float,
+        default=1.0,
+        help="clip gradients to this global norm in every training step, both sides (0: no clipping)",
+    )
     p.add_argument(
         "--isa",
         default=None,
