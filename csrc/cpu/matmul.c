@@ -44,8 +44,9 @@
  * slice, KC_ONE), MC 96, NC 480-512 (KC x NC of b, 0.5 MiB,
  * stays in L2 with a's rows and c's block); AVX-512 takes NC 256: with the next block of b
  * prefetched beside it and a whole step's weights streaming through, the smaller block keeps
- * L2 from thrashing (a d6 training step ~5% faster, 124M ~1%; dev/cpu/step.c, 2 threads). Packing weight^T into b's panels transposes 8x8 /
- * 16x16 tiles with AVX shuffles where the variant has them. The neon variant (aarch64) brings
+ * L2 from thrashing (a d6 training step ~5% faster, 124M ~1%; dev/cpu/step.c, 2 threads). The
+ * packed block of a (ABUF) is 2 MiB; AVX2 packs 1 MiB of it at a time (ABUF_PACKED), whose
+ * smaller blocks of a and c then stay in L2 too. Packing weight^T into b's panels transposes 8x8 / 16x16 tiles with AVX shuffles where the variant has them. The neon variant (aarch64) brings
  * its own 8 x 12 micro-kernel written with NEON intrinsics (24 of the 32 q registers
  * accumulate), which reads a packed panel of a (a is always packed there, with 4x4
  * transposes), from matmul_neon.h.
@@ -102,6 +103,11 @@
 #ifndef NC
 #define NC 480
 #endif
+#ifndef ABUF_PACKED
+// 1 MiB of packed a (dweight's dout^T): with the block of c it then stays in the 2 MiB L2
+// beside b's (dev/cpu/matmul.c, 2 threads: dweight ~2-7 % faster on the 124M shapes)
+#define ABUF_PACKED (256 * 1024)
+#endif
 #else
 #define VL_ 4
 #ifndef MR
@@ -135,8 +141,11 @@
 #endif
 #endif
 #define ABUF (512 * 1024) // floats of a packed block of a (2 MB: rows x depth, sits in L2/L3)
+#ifndef ABUF_PACKED
+#define ABUF_PACKED ABUF // the part of it a block of packed rows may use (a read in place: ABUF)
+#endif
 _Static_assert(MC % MR == 0 && NC % NR == 0 && KB % KC == 0, "blocks must hold whole micro-panels");
-_Static_assert(ABUF / KB >= MC, "the packed block of a must hold at least MC rows");
+_Static_assert(ABUF_PACKED / KB >= MC, "the packed block of a must hold at least MC rows");
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(CPU_NEON)
 // GCC/Clang vector extensions: one vector register of the ISA, NV of them per row of the tile.
@@ -407,7 +416,9 @@ static size_t slice_depth(size_t kbl) { return kbl <= KC_ONE ? kbl : KC; }
 // Rows and depth of the packed a block for a reduction of length K: up to KB deep, and as many
 // rows (a multiple of MC) as fit in ABUF floats.
 static size_t a_depth(size_t K) { return K < KB ? K : KB; }
-static size_t a_rows(size_t K) { return ABUF / ((a_depth(K) + KC - 1) / KC * KC) / MC * MC; }
+static size_t a_rows(size_t K, int direct) {
+    return (direct ? ABUF : ABUF_PACKED) / ((a_depth(K) + KC - 1) / KC * KC) / MC * MC;
+}
 
 // Whether a is read in place rather than packed: when its rows are contiguous along k, the
 // micro-kernel's broadcasts read them directly (a broadcast load costs the same from any
@@ -465,8 +476,8 @@ static inline void b_prefetch_some(b_prefetch *f) {
 static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, size_t m, size_t j0, size_t n,
                       size_t K, int store, const float *bias, float *scratch) {
     float *pb = scratch, *pa = scratch + (size_t)KC_ONE * NC;
-    const size_t kbmax = a_depth(K), mamax = a_rows(K);
     const int direct = a_direct(a);
+    const size_t kbmax = a_depth(K), mamax = a_rows(K, direct);
     for (size_t kb = 0; kb < K; kb += kbmax) { // c is swept once per KB of the reduction
         const size_t kbl = K - kb < kbmax ? K - kb : kbmax, ks = slice_depth(kbl);
         for (size_t ia = i0; ia < i0 + m; ia += mamax) {
@@ -535,7 +546,7 @@ static double split_cost(cpu_view a, cpu_view b, size_t M, size_t N, size_t K, s
     const double m = (double)((pm + tm - 1) / tm * MR), n = (double)((pn + tn - 1) / tn * NR);
     const double pack_a_cost = a_direct(a) ? 0.0 : 0.5, pack_b_cost = b.cs == 1 ? 0.5 : 0.75;
     return m * n * (double)K / 32.0 + m * (double)K * pack_a_cost +
-           n * (double)K * ceil(m / (double)a_rows(K)) * pack_b_cost;
+           n * (double)K * ceil(m / (double)a_rows(K, a_direct(a))) * pack_b_cost;
 }
 
 // c (M,N) with row stride ldc += a (M,K) @ b (K,N), on all threads. With store, c is
