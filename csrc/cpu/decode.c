@@ -58,16 +58,10 @@
 #define PF_BYTES 2048 // how far ahead in each weight row the GEMV prefetches (measured: 512..2048 alike)
 #endif
 #define ROWS_CHUNK 16 // blocks of OB weight rows a thread takes at a time (dynamic: a preempted thread holds up no one)
-#ifndef PF_LINEAR
-#define PF_LINEAR 1
-#endif
-#if PF_LINEAR
-// the OB rows of a tile are contiguous: stream PF_BYTES ahead of the tile's flat position
+// The OB rows of a tile (from row o0 of w) are contiguous: the prefetch streams PF_BYTES ahead of
+// the tile's position in that flat run, after the j-th load of n elements at column c.
 #define PREFETCH_W(w, ldw, o0, c, j, n) \
     CPU_PREFETCH((const char *)((w) + (size_t)(o0) * (ldw)) + PF_BYTES + (size_t)(OB * (c) + (j) * (n)) * sizeof *(w))
-#else
-#define PREFETCH_W(w, ldw, o0, c, j, n) CPU_PREFETCH((const char *)(wr[j] + (c)) + PF_BYTES)
-#endif
 #define SCORES_SLOT 2 // cpu_scratch slot: attention scores of one query
 #define XBF16_SLOT 3  // cpu_scratch slot: the input rows rounded to bf16 (VDPBF16PS path)
 

@@ -20,20 +20,11 @@
 #include "../../csrc/cpu/decode.c"
 
 #include <stdio.h>
-#include <time.h>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-#ifdef LLMPY_CPU_HAVE_GENERIC
-const llm_ops cpu_isa_ops_generic = {.name = "bench-stub"};
-#endif
-
-static double wall(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "dev_common.h"
 
 static void fill(float *x, size_t n, unsigned *seed, float scale) {
     for (size_t i = 0; i < n; i++) {
@@ -101,7 +92,7 @@ int main(int argc, char **argv) {
     // the bound: a plain sum over the bf16 weights (same bytes as a bf16 step), best of 5
     double bw = 0;
     for (int r = 0; r < 5; r++) {
-        double t0 = wall(), sink = 0;
+        double t0 = dev_wall(), sink = 0;
         for (int k = 0; k < KINDS; k++) {
             const float *p = w16[k];
             const long long n = (long long)(elems[k] / 2 / 16);
@@ -114,7 +105,7 @@ int main(int argc, char **argv) {
                 for (int l = 0; l < 16; l++) sink += lane[l];
             }
         }
-        double dt = wall() - t0;
+        double dt = dev_wall() - t0;
         if (sink == 12345.0) printf(" ");
         bw = total * 2 / dt > bw ? total * 2 / dt : bw;
     }
@@ -130,10 +121,10 @@ int main(int argc, char **argv) {
                         if ((k == 4) != (l == L)) continue;
                         const size_t off = (size_t)(k == 4 ? 0 : l) * kind_in[k] * kind_out[k] * ws;
                         const void *w = (const char *)(b ? w16[k] : w32[k]) + off;
-                        const double t0 = wall();
+                        const double t0 = dev_wall();
                         if (b && convert) rows_bf16_convert(out, x, w, NULL, M, kind_in[k], kind_out[k]);
                         else cpu_matmul_rows(out, x, w, b ? LLM_BF16 : LLM_F32, NULL, M, kind_in[k], kind_out[k]);
-                        if (s >= 0) t[k] += wall() - t0;
+                        if (s >= 0) t[k] += dev_wall() - t0;
                         if (s == 0 && l <= 1) {
                             const float *r = NULL;
                             if (b && !convert && strcmp(path, "avx512_bf16") == 0) {

@@ -18,23 +18,8 @@
 #include "../../csrc/cpu/matmul.c"
 
 #include <stdio.h>
-#include <time.h>
 
-#ifdef LLMPY_CPU_HAVE_GENERIC
-const llm_ops cpu_isa_ops_generic = {.name = "bench-stub"};
-#endif
-
-static double wall(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static double cpu(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "dev_common.h"
 
 static float *randn(size_t n, unsigned *seed) {
     float *x = malloc(n * sizeof(float));
@@ -92,11 +77,11 @@ int main(int argc, char **argv) {
         for (int which = 0; which < 3; which++) {
             double best_w = 1e30, best_c = 1e30;
             for (int r = 0; r < reps; r++) {
-                double w0 = wall(), c0 = cpu();
+                double w0 = dev_wall(), c0 = dev_cpu();
                 if (which == 0) cpu_matmul_forward(out, inp, w, NULL, 1, (int)BT, (int)C, (int)OC);
                 if (which == 1) gemm(dinp, C, (cpu_view){dout, OC, 1}, (cpu_view){w, C, 1}, BT, C, OC, 0, NULL);
                 if (which == 2) gemm(dw, C, (cpu_view){dout, 1, OC}, (cpu_view){inp, C, 1}, OC, C, BT, 0, NULL);
-                double w1 = wall(), c1 = cpu();
+                double w1 = dev_wall(), c1 = dev_cpu();
                 best_w = w1 - w0 < best_w ? w1 - w0 : best_w;
                 best_c = c1 - c0 < best_c ? c1 - c0 : best_c;
             }

@@ -15,23 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "core/llmpy.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-// CPU seconds of the whole process (all threads): robust to other processes on a shared
-// machine, where wall time is not (run with OMP_WAIT_POLICY=passive so idle threads sleep)
-static double cpu_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+#include "dev_common.h"
 
 static int cmp(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -75,19 +61,19 @@ int main(int argc, char **argv) {
     double *norm = malloc(sizeof(double) * steps);
     for (int s = 0; s < steps; s++) {
         float loss;
-        double c0 = cpu_now(), t0 = now();
+        double c0 = dev_cpu(), t0 = dev_wall();
         CHECK(llm_forward(m, x, y, B, T, &loss));
-        double t1 = now();
+        double t1 = dev_wall();
         CHECK(llm_zero_grad(m));
-        double t1z = now();
+        double t1z = dev_wall();
         CHECK(llm_backward(m, 1.0f));
-        double t2 = now();
+        double t2 = dev_wall();
         float gnorm;
         CHECK(llm_grad_norm(m, &gnorm)); // computed once: llm_step below reuses it
-        double t2n = now();
+        double t2n = dev_wall();
         CHECK(llm_step(m, 1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1.0f, NULL));
-        double t3 = now();
-        cpu[s] = (cpu_now() - c0) * 1e3;
+        double t3 = dev_wall();
+        cpu[s] = (dev_cpu() - c0) * 1e3;
         fwd[s] = (t1 - t0) * 1e3, zero[s] = (t1z - t1) * 1e3, bwd[s] = (t2 - t1z) * 1e3, norm[s] = (t2n - t2) * 1e3;
         adam[s] = (t3 - t2n) * 1e3, tot[s] = (t3 - t0) * 1e3;
         if (s < 2 || s == steps - 1) printf("step %d loss %.4f total %.1f ms\n", s, loss, tot[s]);
