@@ -9,6 +9,7 @@
  * Run:
  *   OMP_NUM_THREADS=2 /tmp/step 124m 20        # config (124m | d6), steps; prints medians
  *   OMP_NUM_THREADS=1 perf record -D 8000 /tmp/step d6 10 && perf report
+ *   OMP_NUM_THREADS=2 /tmp/step 124m 20 fwd    # forwards only (with targets), as --forward-only
  * Configs as in dev/bench/cpu_step.py: 124m = L12 C768, B=4 T=64; d6 = L6 C384, B=8 T=256.
  * The first two steps are warmup (excluded from the medians).
  */
@@ -40,8 +41,9 @@ static double median(double *x, int n) {
 int main(int argc, char **argv) {
     const int d6 = argc > 1 && strcmp(argv[1], "d6") == 0;
     const int steps = argc > 2 ? atoi(argv[2]) : 10;
-    if (steps < 3) {
-        fprintf(stderr, "usage: %s [124m|d6] [steps >= 3]\n", argv[0]);
+    const int fwd_only = argc > 3 && strcmp(argv[3], "fwd") == 0;
+    if (steps < 3 || (argc > 3 && !fwd_only)) {
+        fprintf(stderr, "usage: %s [124m|d6] [steps >= 3] [fwd]\n", argv[0]);
         return 2;
     }
     llm_config cfg = d6 ? (llm_config){6, 6, 384, 50257, 1024, 0} : (llm_config){12, 12, 768, 50257, 1024, 0};
@@ -64,6 +66,12 @@ int main(int argc, char **argv) {
         double c0 = dev_cpu(), t0 = dev_wall();
         CHECK(llm_forward(m, x, y, B, T, &loss));
         double t1 = dev_wall();
+        if (fwd_only) {
+            cpu[s] = (dev_cpu() - c0) * 1e3;
+            fwd[s] = tot[s] = (t1 - t0) * 1e3, zero[s] = bwd[s] = norm[s] = adam[s] = 0.0;
+            if (s < 2 || s == steps - 1) printf("forward %d loss %.4f %.1f ms\n", s, loss, tot[s]);
+            continue;
+        }
         CHECK(llm_zero_grad(m));
         double t1z = dev_wall();
         CHECK(llm_backward(m, 1.0f));
