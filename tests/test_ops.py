@@ -201,7 +201,8 @@ def attention_reference(qkv: torch.Tensor, B: int, T: int, C: int, NH: int):
 @pytest.mark.parametrize("B,T,C,NH", ATT_SHAPES)
 def test_attention(rng, B, T, C, NH):
     qkv = randn(rng, B, T, 3 * C)
-    out, att = zeros(B, T, C), np.full((B, NH, T, T), np.nan, dtype=np.float32)
+    # both written over NaN: nothing of their previous contents is read
+    out, att = np.full((B, T, C), np.nan, np.float32), np.full((B, NH, T, T), np.nan, dtype=np.float32)
     ops.attention_forward(out, att, qkv, B, T, C, NH)
 
     x = t64(qkv, True)

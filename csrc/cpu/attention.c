@@ -7,8 +7,10 @@
  *   out: (B,T,C), head h at channels h*hs .. (h+1)*hs
  *   att[b,h,t,t2] = softmax over t2 <= t of (q_t . k_t2) / sqrt(hs);  out_t = sum_t2 att * v_t2
  * Gradient convention (ops.h): dqkv is written (=), never read: the model writes it once per
- * layer. Each (b, h) first clears its own channels of dq, dk, dv (its thread owns them), then
- * the products below accumulate into them over the query blocks.
+ * layer. Each (b, h) owns its channels of dq, dk, dv (one thread writes them): a query block
+ * writes its rows of dq; dk and dv accumulate over the query blocks, the first block writes
+ * its rows and the later rows are cleared first. Every product that starts a buffer writes it
+ * (cpu_gemm_serial's store) rather than adding to zeros.
  *
  * Both passes work on blocks of QB queries of one (b, h) and express the products as small
  * matrix products on strided views of qkv, run by matmul.c's blocked GEMM (cpu_gemm_serial):
@@ -91,14 +93,12 @@ llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B
             float *p = att + (bh * Tz + t0) * Tz; // rows t0 .. t0+qb of this head
             float *o = out + (b * Tz + t0) * (size_t)C + h * hs;
 
-            // S = Q_blk K^T over keys 0..nk, then the masked softmax of each row
-            for (size_t r = 0; r < qb; r++) memset(p + r * Tz, 0, nk * sizeof(float));
-            cpu_gemm_serial(p, Tz, (cpu_view){q + t0 * C3, C3, 1}, (cpu_view){k, 1, C3}, qb, nk, hs, scratch);
+            // S = Q_blk K^T over keys 0..nk (written), then the masked softmax of each row
+            cpu_gemm_serial(p, Tz, (cpu_view){q + t0 * C3, C3, 1}, (cpu_view){k, 1, C3}, qb, nk, hs, 1, scratch);
             for (size_t r = 0; r < qb; r++) softmax_row(p + r * Tz, t0 + r, Tz, scale);
 
-            // O_blk = P V
-            for (size_t r = 0; r < qb; r++) memset(o + r * (size_t)C, 0, hs * sizeof(float));
-            cpu_gemm_serial(o, (size_t)C, (cpu_view){p, Tz, 1}, (cpu_view){v, C3, 1}, qb, hs, nk, scratch);
+            // O_blk = P V (written)
+            cpu_gemm_serial(o, (size_t)C, (cpu_view){p, Tz, 1}, (cpu_view){v, C3, 1}, qb, hs, nk, 1, scratch);
         }
     }
     if (failed) return llm_fail(LLM_ENOMEM, "attention_forward: out of memory for scratch");
@@ -129,8 +129,9 @@ llm_status cpu_attention_backward(float *dqkv, const float *dout, const float *q
             const size_t b = (size_t)bh / (size_t)NH, h = (size_t)bh % (size_t)NH;
             const float *q = qkv + b * Tz * C3 + h * hs, *k = q + C, *v = q + 2 * (size_t)C;
             float *dq = dqkv + b * Tz * C3 + h * hs, *dk = dq + C, *dv = dq + 2 * (size_t)C;
-            for (size_t t = 0; t < Tz; t++) { // written, not accumulated: start from 0 (not from garbage)
-                memset(dq + t * C3, 0, hs * sizeof(float));
+            // dK, dV accumulate over the query blocks; the first one writes its rows, the later
+            // rows start from 0 (dqkv is written, not accumulated: never from garbage)
+            for (size_t t = QB; t < Tz; t++) {
                 memset(dk + t * C3, 0, hs * sizeof(float));
                 memset(dv + t * C3, 0, hs * sizeof(float));
             }
@@ -140,9 +141,8 @@ llm_status cpu_attention_backward(float *dqkv, const float *dout, const float *q
                 const float *p = att + ((size_t)bh * Tz + t0) * Tz;
                 const float *g = dout + (b * Tz + t0) * (size_t)C + h * hs; // dO rows of the block
 
-                // dP = dO_blk V^T
-                for (size_t r = 0; r < qb; r++) memset(ds + r * Tz, 0, nk * sizeof(float));
-                cpu_gemm_serial(ds, Tz, (cpu_view){g, (size_t)C, 1}, (cpu_view){v, 1, C3}, qb, nk, hs, scratch);
+                // dP = dO_blk V^T (written)
+                cpu_gemm_serial(ds, Tz, (cpu_view){g, (size_t)C, 1}, (cpu_view){v, 1, C3}, qb, nk, hs, 1, scratch);
 
                 // dS = P * (dP - rowsum(P * dP)) * scale; P is 0 above the diagonal, so is dS
                 for (size_t r = 0; r < qb; r++) {
@@ -153,9 +153,12 @@ llm_status cpu_attention_backward(float *dqkv, const float *dout, const float *q
                 }
 
                 // dQ_blk += dS K,  dK += dS^T Q_blk,  dV += P^T dO_blk
-                cpu_gemm_serial(dq + t0 * C3, C3, (cpu_view){ds, Tz, 1}, (cpu_view){k, C3, 1}, qb, hs, nk, scratch);
-                cpu_gemm_serial(dk, C3, (cpu_view){ds, 1, Tz}, (cpu_view){q + t0 * C3, C3, 1}, nk, hs, qb, scratch);
-                cpu_gemm_serial(dv, C3, (cpu_view){p, 1, Tz}, (cpu_view){g, (size_t)C, 1}, nk, hs, qb, scratch);
+                // (dQ's rows of this block are written by this block alone; dK, dV's rows
+                // t0 .. t0+qb are new here, and were cleared beforehand, unless t0 = 0)
+                cpu_gemm_serial(dq + t0 * C3, C3, (cpu_view){ds, Tz, 1}, (cpu_view){k, C3, 1}, qb, hs, nk, 1, scratch);
+                cpu_gemm_serial(dk, C3, (cpu_view){ds, 1, Tz}, (cpu_view){q + t0 * C3, C3, 1}, nk, hs, qb, t0 == 0,
+                                scratch);
+                cpu_gemm_serial(dv, C3, (cpu_view){p, 1, Tz}, (cpu_view){g, (size_t)C, 1}, nk, hs, qb, t0 == 0, scratch);
             }
         }
     }

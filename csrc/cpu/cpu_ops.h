@@ -206,8 +206,9 @@ typedef struct cpu_view {
 
 // Floats of scratch cpu_gemm_serial needs (allocate 64-byte aligned, one per thread).
 size_t cpu_gemm_scratch_floats(void);
-// c (M,N) with row stride ldc += a (M,K) @ b (K,N), on the calling thread only.
-void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K,
+// c (M,N) with row stride ldc += a (M,K) @ b (K,N), on the calling thread only; with store,
+// c = a @ b (c's previous contents are never read).
+void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, int store,
                      float *scratch);
 
 // --- internal: threads ----------------------------------------------------------

@@ -530,8 +530,14 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
 
 size_t cpu_gemm_scratch_floats(void) { return SCRATCH_FLOATS; }
 
-void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, float *scratch) {
-    if (M && N && K) gemm_rect(c, ldc, a, b, 0, M, 0, N, K, 0, NULL, scratch);
+void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, int store,
+                     float *scratch) {
+    if (!M || !N) return;
+    if (K) {
+        gemm_rect(c, ldc, a, b, 0, M, 0, N, K, store, NULL, scratch);
+    } else if (store) {
+        for (size_t i = 0; i < M; i++) memset(c + i * ldc, 0, N * sizeof(float));
+    }
 }
 
 // ----------------------------------------------------------------------------
