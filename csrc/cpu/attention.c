@@ -45,7 +45,7 @@ static double dot_f64(const float *a, const float *b, size_t n) {
         for (int l = 0; l < 8; l++) lane[l] += (double)a[i + l] * b[i + l];
     double s = 0.0;
     for (; i < n; i++) s += (double)a[i] * b[i];
-    return s + ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    return s + cpu_lanes_total(lane);
 }
 
 // Scaled, causally masked softmax of one row of scores in place: row[0..t] becomes the

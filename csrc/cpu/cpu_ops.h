@@ -278,6 +278,12 @@ static inline float cpu_max(const float *x, size_t n) {
     return m;
 }
 
+// The 8 double lanes of a vectorised sum, combined in a fixed order (every lane sum uses it,
+// so their results do not depend on where the sum was written).
+static inline double cpu_lanes_total(const double *lane) {
+    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+}
+
 // Sum of x[0:n] in double, in 8 independent lanes so the loop vectorises.
 static inline double cpu_sum(const float *x, size_t n) {
     double lane[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -286,7 +292,7 @@ static inline double cpu_sum(const float *x, size_t n) {
         for (int l = 0; l < 8; l++) lane[l] += x[i + l];
     double s = 0.0;
     for (; i < n; i++) s += x[i];
-    return s + ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
+    return s + cpu_lanes_total(lane);
 }
 
 // Sum over i of exp(x[i] - shift) in double, exponentials computed a chunk at a time.

@@ -116,12 +116,8 @@ static void ln_backward_row(float *dx, const float *x, const float *d, const flo
 
 #if defined(__AVX2__) && !defined(CPU_NEON)
 // ----------------------------------------------------------------------------
-// x86 rows: the double sums in 8 lanes (as cpu_sum), combined in cpu_sum's order
+// x86 rows: the double sums in 8 lanes (as cpu_sum), combined by cpu_lanes_total
 #define LN_LANES 8
-
-static inline double ln_lanes_total(const double *lane) {
-    return ((lane[0] + lane[4]) + (lane[1] + lane[5])) + ((lane[2] + lane[6]) + (lane[3] + lane[7]));
-}
 
 // sum over c of (x[c] - mu)^2
 static inline double ln_sum_sq(const float *x, int C, double mu) {
@@ -134,7 +130,7 @@ static inline double ln_sum_sq(const float *x, int C, double mu) {
         }
     double ss = 0.0;
     for (; c < C; c++) ss += (x[c] - mu) * (x[c] - mu);
-    return ss + ln_lanes_total(lane);
+    return ss + cpu_lanes_total(lane);
 }
 
 // sum over c of g and of g * n, g = d * weight, n = (x - mu) * s (the backward's row sums)
@@ -154,8 +150,8 @@ static inline void ln_sums_g(double *sum_g, double *sum_gn, const float *x, cons
         a += g;
         b += (double)g * n;
     }
-    *sum_g = a + ln_lanes_total(lg);
-    *sum_gn = b + ln_lanes_total(lgn);
+    *sum_g = a + cpu_lanes_total(lg);
+    *sum_gn = b + cpu_lanes_total(lgn);
 }
 #endif
 
