@@ -11,7 +11,9 @@
  *   gcc -O3 -fno-math-errno -fopenmp -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx2 -mfma \
  *       -mprefer-vector-width=512 -DLLMPY_CPU_ISA=avx512 -Icsrc dev/cpu/matmul.c \
  *       csrc/cpu/ops_cpu.c csrc/core/error.c -DLLMPY_CPU_HAVE_GENERIC -o /tmp/matmul_bench -lm
- *   OMP_NUM_THREADS=2 /tmp/matmul_bench [reps] [shape filter, e.g. "124m"]
+ *   OMP_NUM_THREADS=2 /tmp/matmul_bench [reps] [shape filter, e.g. "124m"] [cold]
+ * With "cold", 256 MiB are written between two calls, so that the weight comes from memory as
+ * in a model's step (whose weights do not fit in any cache) rather than from L2/L3.
  * (ops_cpu.c provides cpu_scratch; its dispatch table is unused here, which is why the
  * generic variant it names is defined as a stub below.)
  */
@@ -62,6 +64,9 @@ int main(int argc, char **argv) {
         {"sgemm 2048", 2048, 2048, 2048}, // the square product of dev/bench/cpu_step.py's sgemm line
     };
     unsigned seed = 1;
+    const int cold = argc > 3 && !strcmp(argv[3], "cold");
+    const size_t flush_n = (size_t)64 << 20; // floats: 256 MiB
+    float *flush = cold ? calloc(flush_n, sizeof(float)) : NULL;
 #ifdef _OPENMP
     printf("threads %d, MR %d NR %d KC %d MC %d NC %d\n", omp_get_max_threads(), MR, NR, KC, MC, NC);
 #endif
@@ -77,6 +82,8 @@ int main(int argc, char **argv) {
         for (int which = 0; which < 3; which++) {
             double best_w = 1e30, best_c = 1e30;
             for (int r = 0; r < reps; r++) {
+                if (flush)
+                    for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.0f; // one store per line
                 double w0 = dev_wall(), c0 = dev_cpu();
                 if (which == 0) cpu_matmul_forward(out, inp, w, NULL, 1, (int)BT, (int)C, (int)OC);
                 if (which == 1) gemm(dinp, C, (cpu_view){dout, OC, 1}, (cpu_view){w, C, 1}, BT, C, OC, 0, NULL);
@@ -93,5 +100,6 @@ int main(int argc, char **argv) {
                sh.name, BT, C, OC, res[0][0], res[0][1], res[1][0], res[1][1], res[2][0], res[2][1], e);
         free(inp), free(w), free(dout), free(out), free(dinp), free(dw);
     }
+    free(flush);
     return 0;
 }
