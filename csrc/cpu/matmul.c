@@ -530,13 +530,19 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
 
 size_t cpu_gemm_scratch_floats(void) { return SCRATCH_FLOATS; }
 
+// A stored product with K = 0: c = bias (a row of N floats, or 0 when NULL)
+static void store_empty(float *c, size_t ldc, size_t M, size_t N, const float *bias) {
+    for (size_t i = 0; i < M; i++)
+        for (size_t j = 0; j < N; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
+}
+
 void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, int store,
                      float *scratch) {
     if (!M || !N) return;
     if (K) {
         gemm_rect(c, ldc, a, b, 0, M, 0, N, K, store, NULL, scratch);
     } else if (store) {
-        for (size_t i = 0; i < M; i++) memset(c + i * ldc, 0, N * sizeof(float));
+        store_empty(c, ldc, M, N, NULL);
     }
 }
 
@@ -561,9 +567,7 @@ static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, s
                        const float *bias) {
     if (M == 0 || N == 0) return LLM_OK;
     if (K == 0) {
-        if (store)
-            for (size_t i = 0; i < M; i++)
-                for (size_t j = 0; j < N; j++) c[i * ldc + j] = bias ? bias[j] : 0.0f;
+        if (store) store_empty(c, ldc, M, N, bias);
         return LLM_OK;
     }
 #ifdef _OPENMP
