@@ -112,6 +112,61 @@ def test_matmul_each_isa(isa, rng, B, T, C, OC):
     assert_close(f"[{isa}] matmul dweight written over NaN", dweight, w.grad)
 
 
+@pytest.mark.parametrize("B,T,C,OC", GEMM_SHAPES)
+def test_matmul_backward_sq_each_isa(isa, rng, B, T, C, OC):
+    """The sum of the squares of dweight that the x86 variants add up as they store its tiles (the
+    model's gradient norm without a pass over the gradients): that of dweight as it ends, written
+    or accumulated into. The other variants report that they do not compute it (< 0)."""
+    inp, weight, dout = randn(rng, B, T, C), randn(rng, OC, C, scale=0.1), randn(rng, B, T, OC)
+    for write in (True, False):
+        dweight = np.full((OC, C), np.nan, dtype=np.float32) if write else randn(rng, OC, C)
+        sq = ops.matmul_backward_sq(None, dweight, None, dout, inp, weight, B, T, C, OC, write_dweight=write)
+        if isa in ("avx2", "avx512"):
+            want = float(np.sum(dweight.astype(np.float64) ** 2))
+            assert abs(sq - want) <= 1e-6 * want, f"[{isa}] write={write}: sum of squares {sq} vs {want}"
+        else:
+            assert sq < 0, f"[{isa}] this variant should not compute the sum of squares, got {sq}"
+
+
+def test_gradient_norm_each_isa(isa):
+    """The norm step() returns (lr 0: the gradients' norm, nothing moves) against the float64 norm of the gradients it describes: after one backward (the
+    x86 variants sum the weight matrices' and wte's squares as the backward writes them, and correct
+    wte's rows the encoder adds to: repeated tokens here), after gradient accumulation, and after
+    writes through gradients() views (which the backward's sum cannot see)."""
+    cfg = llmpy.GPT2Config(n_layer=2, n_head=3, n_embd=48, vocab_size=101, block_size=32)
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 12, size=(4, 16)).astype(np.int32)  # 64 positions, 12 distinct ids
+    y = rng.integers(0, cfg.vocab_size, size=(4, 16)).astype(np.int32)
+
+    def norm64(m) -> float:
+        return math.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in m.gradients().values()))
+
+    m = llmpy.GPT2(cfg, seed=7)
+    m.forward(x, y)
+    m.zero_grad()
+    m.backward()
+    once = m.step(0.0)
+    assert abs(once - norm64(m)) <= 1e-6 * once, f"[{isa}] one backward: {once} vs {norm64(m)}"
+
+    acc = llmpy.GPT2(cfg, seed=7)
+    acc.forward(x, y)
+    acc.zero_grad()
+    acc.backward()
+    acc.backward()  # accumulated: twice the gradients
+    twice = acc.step(0.0)
+    assert abs(twice - norm64(acc)) <= 1e-6 * twice, f"[{isa}] accumulated: {twice} vs {norm64(acc)}"
+    assert abs(twice - 2 * once) <= 1e-5 * twice
+
+    views = m.gradients()  # taken before the next backward, written after it
+    m.zero_grad()
+    m.forward(x, y)
+    m.backward()
+    views["fcw"] *= 3.0
+    scaled = m.step(0.0)
+    assert abs(scaled - norm64(m)) <= 1e-6 * scaled, f"[{isa}] after writes into gradients(): {scaled} vs {norm64(m)}"
+    assert scaled > 1.001 * once, "tripling fcw's gradient must raise the norm"
+
+
 def test_attention_each_isa(isa, rng):
     B, T, C, NH = 2, 70, 96, 3
     qkv = randn(rng, B, T, 3 * C)

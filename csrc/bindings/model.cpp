@@ -63,7 +63,7 @@ bool host_views(llm_model *m) { return llm_model_host_fp32(m) != 0; }
 py::array tensor_array(py::object self, int i, bool want_grad) {
     Model &m = self.cast<Model &>();
     llm_tensor t;
-    llmpy_check(llm_model_tensor(m.m, i, &t));
+    llmpy_check(want_grad ? llm_model_tensor(m.m, i, &t) : llm_model_tensor_info(m.m, i, &t));
     std::vector<py::ssize_t> shape(t.shape, t.shape + t.ndim);
     if (t.host && t.dtype == LLM_F32)
         return view(static_cast<float *>(want_grad ? t.grad : t.data), shape, c_strides(shape), self);
@@ -75,7 +75,7 @@ py::array tensor_array(py::object self, int i, bool want_grad) {
 
 void write_tensor(Model &m, int i, py::array_t<float, py::array::c_style | py::array::forcecast> src) {
     llm_tensor t;
-    llmpy_check(llm_model_tensor(m.m, i, &t));
+    llmpy_check(llm_model_tensor_info(m.m, i, &t));
     py::ssize_t n = 1;
     for (int d = 0; d < t.ndim; d++) n *= t.shape[d];
     if (src.size() != n)
@@ -229,7 +229,7 @@ void llmpy_register_model(py::module_ &mod) {
         .def("losses", &losses)
         .def("shape", [](Model &m, int i) {
             llm_tensor t;
-            llmpy_check(llm_model_tensor(m.m, i, &t));
+            llmpy_check(llm_model_tensor_info(m.m, i, &t));
             return py::tuple(py::cast(std::vector<int64_t>(t.shape, t.shape + t.ndim)));
         }, "shape of tensor i as tensor() shows it (wte: its visible rows)")
         .def_property_readonly("config", [](Model &m) { return llmpy_config_dict(llm_model_config(m.m)); })

@@ -312,6 +312,28 @@ void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::
     }, {dx.get(), dw.get(), db.get()});
 }
 
+// matmul_backward that returns the sum of the squares of dweight after it (ops.h: optional;
+// negative where the backend's variant does not compute it, None where the backend lacks the op).
+py::object matmul_backward_sq(const llm_ops &be, py::object dinp, py::array dweight, py::object dbias, py::array dout,
+                              py::array inp, py::array weight, int B, int T, int C, int OC, bool accumulate,
+                              bool write_dweight) {
+    if (!be.matmul_backward_sq) return py::none();
+    const char *op = "matmul_backward_sq";
+    positive(op, {{"B", B}, {"T", T}, {"C", C}, {"OC", OC}});
+    auto dx = opt_x(be, op, "dinp", dinp, count(op, {B, T, C}), true);
+    auto dw = out_x(be, op, "dweight", dweight, count(op, {OC, C}));
+    auto db = opt_x(be, op, "dbias", dbias, OC, true);
+    auto d = in_x(be, op, "dout", dout, count(op, {B, T, OC})), x = in_x(be, op, "inp", inp, count(op, {B, T, C}));
+    auto w = in_x(be, op, "weight", weight, count(op, {OC, C}));
+    double sq = 0.0;
+    run([&] {
+        const int flags = (accumulate ? LLM_MM_ACCUMULATE_DINP : 0) | (write_dweight ? LLM_MM_WRITE_DWEIGHT : 0);
+        return be.matmul_backward_sq(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC, flags,
+                                     &sq);
+    }, {dx.get(), dw.get(), db.get()});
+    return py::float_(sq);
+}
+
 // The fused op where the backend has it, else matmul then GELU.
 void matmul_gelu_forward(const llm_ops &be, py::array pre, py::array out, py::array inp, py::array weight,
                          py::object bias, int B, int T, int C, int OC) {
@@ -569,6 +591,11 @@ void llmpy_register_ops(py::module_ &m, const llm_ops *be) {
           py::arg("C"), py::arg("OC"), py::arg("accumulate") = true, py::arg("write_dweight") = false,
           "dinp (+)= dout @ weight (written when accumulate is False), dweight (+)= dout.T @ inp "
           "(written when write_dweight is True), dbias += dout.sum(rows); dinp/dbias may be None");
+    m.def("matmul_backward_sq", on(&matmul_backward_sq, be), py::arg("dinp").none(true), py::arg("dweight"),
+          py::arg("dbias").none(true), py::arg("dout"), py::arg("inp"), py::arg("weight"), py::arg("B"), py::arg("T"),
+          py::arg("C"), py::arg("OC"), py::arg("accumulate") = true, py::arg("write_dweight") = false,
+          "matmul_backward, returning the sum of the squares of dweight after it (< 0: not computed by this "
+          "CPU variant; None: the backend lacks the op)");
     m.def("matmul_gelu_forward", on(&matmul_gelu_forward, be), py::arg("pre"), py::arg("out"), py::arg("inp"),
           py::arg("weight"), py::arg("bias").none(true), py::arg("B"), py::arg("T"), py::arg("C"), py::arg("OC"),
           "pre = inp @ weight.T + bias; out = gelu(pre) (fused where built)");

@@ -321,19 +321,29 @@ static llm_status gpt2_grads_readable(llm_model *m) {
     return LLM_OK;
 }
 
-llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *t) {
+llm_status llm_model_tensor_info(llm_model *m, int i, llm_tensor *t) {
     if (!m || !t) return llm_fail(LLM_EINVAL, "model or output is NULL");
     if (i < 0 || i >= LLM_NUM_TENSORS) return llm_fail(LLM_EINVAL, "tensor index %d out of range [0, %d)", i, LLM_NUM_TENSORS);
-    LLM_TRY(gpt2_grads_readable(m)); // t->grad is a pointer callers read
     t->name = llm_tensor_name(i);
     t->data = (char *)m->params + m->offsets[i] * m->xsize;
-    t->grad = (char *)m->grads + m->offsets[i] * m->xsize;
+    t->grad = NULL;
     t->dtype = m->ops->dtype;
     t->host = m->ops->host_memory;
     t->ndim = llm_tensor_shape(&m->cfg, i, t->shape);
     if (llm_tensor_spec_of(i)->dims[0] == LLM_DIM_VP) t->shape[0] = m->cfg.vocab_size; // hide the padding rows
     t->row_stride = 1;
     for (int d = 1; d < t->ndim; d++) t->row_stride *= t->shape[d];
+    return LLM_OK;
+}
+
+llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *t) {
+    LLM_TRY(llm_model_tensor_info(m, i, t));
+    LLM_TRY(gpt2_grads_readable(m)); // t->grad is a pointer callers read
+    if (m->ops->host_memory) { // ... and may write: the norm is then always a pass over the gradients
+        m->grads_shown = 1;
+        m->weights_sq_ready = 0;
+    }
+    t->grad = (char *)m->grads + m->offsets[i] * m->xsize;
     return LLM_OK;
 }
 
@@ -637,6 +647,7 @@ llm_status llm_zero_grad(llm_model *m) {
     m->grads_zero = 1; // cleared by the next backward's writes, or by gpt2_grads_readable
     m->has_grad = 0;
     m->norm_ready = 0;
+    m->weights_sq_ready = 0;
     return LLM_OK;
 }
 
@@ -648,11 +659,53 @@ llm_status llm_zero_grad(llm_model *m) {
 static llm_status clear_added_grads(llm_model *m, int lm_head_rows) {
     const size_t xs = m->xsize;
     for (int i = 0; i < LLM_NUM_TENSORS; i++) {
-        if (i == LLM_QKVW || i == LLM_ATTPROJW || i == LLM_FCW || i == LLM_FCPROJW) continue;
+        if (gpt2_block_matrix(i)) continue;
         size_t skip = i == LLM_WTE ? (size_t)lm_head_rows * m->cfg.n_embd : 0;
         LLM_TRY(m->ops->zero(AT(m->grads, m->offsets[i] + skip), (m->sizes[i] - skip) * xs));
     }
     return LLM_OK;
+}
+
+// matmul_backward; while *sq >= 0, the squares of the dweight it stores are added to *sq
+// (ops->matmul_backward_sq), and *sq turns negative where the backend's variant does not sum them.
+static llm_status mm_backward(const llm_ops *ops, double *sq, floatX *dinp, floatX *dweight, floatX *dbias,
+                              const floatX *dout, const floatX *inp, const floatX *weight, int B, int T, int C,
+                              int OC, int flags) {
+    if (*sq < 0.0) return ops->matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags);
+    double part;
+    LLM_TRY(ops->matmul_backward_sq(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags, &part));
+    *sq = part < 0.0 ? -1.0 : *sq + part;
+    return LLM_OK;
+}
+
+static int cmp_i32(const void *a, const void *b) {
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+// *sq += sign * the squares of wte's gradient rows at the distinct ids (host memory, n of
+// them): the rows the encoder backward adds to, taken out of the lm_head's sum before it and put
+// back after it. *sq < 0 on failure to allocate (the norm is then one pass, as without the sum).
+static llm_status wte_rows_sq(llm_model *m, const int32_t *ids, size_t n, double sign, double *sq) {
+    int32_t *u = malloc(n * sizeof *u);
+    if (!u) {
+        *sq = -1.0;
+        return LLM_OK;
+    }
+    memcpy(u, ids, n * sizeof *u);
+    qsort(u, n, sizeof *u, cmp_i32);
+    const size_t C = (size_t)m->cfg.n_embd, xs = m->xsize;
+    llm_status s = LLM_OK;
+    double sum = 0.0;
+    for (size_t i = 0; i < n && s == LLM_OK; i++) {
+        if (i && u[i] == u[i - 1]) continue;
+        double row;
+        s = m->ops->norm_squared(&row, AT(m->grads, m->offsets[LLM_WTE] + (size_t)u[i] * C), C);
+        sum += row;
+    }
+    free(u);
+    if (s == LLM_OK) *sq = fmax(*sq + sign * sum, 0.0);
+    return s;
 }
 
 llm_status llm_backward(llm_model *m, float loss_scale) {
@@ -695,6 +748,10 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     // next ones, gradient accumulation, add to them. grads_zero stays set until this succeeds.
     const int write_dw = m->grads_zero ? LLM_MM_WRITE_DWEIGHT : 0;
     if (write_dw) LLM_TRY(clear_added_grads(m, ops->lm_head_in_place ? Vp : V));
+    // the squares of the weight matrices' and wte's gradients, summed as they are written (see
+    // gpt2.h: weights_sq_ready); -1: not summed
+    m->weights_sq_ready = 0;
+    double wsq = write_dw && !dist && !m->grads_shown && ops->matmul_backward_sq ? 0.0 : -1.0;
 
     // Buffers written by one op and read by the next are written (=), never zeroed first
     // (ops.h): only dres, which every LayerNorm backward adds into, starts from zero.
@@ -703,14 +760,14 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
         // dlogits @ wte in one GEMM over all Vp columns: one rounding of dln, and dwte += dlogits^T lnf.
         m->logits_overwritten = 1; // from here on, even if an op below fails
         LLM_TRY(ops->crossentropy_backward_cols(logits, logits, losses, a.targets, dloss, B, T, V, Vp, 0, Vp));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_WTE, 0), NULL, logits, a.lnf, PARAM(LLM_WTE, 0), B, T, C, Vp, write_dw));
+        LLM_TRY(mm_backward(ops, &wsq, dln, GRAD(LLM_WTE, 0), NULL, logits, a.lnf, PARAM(LLM_WTE, 0), B, T, C, Vp, write_dw));
     } else {
         // the padding columns (>= V) have zero gradient and are skipped; the first slice writes dln
         for (size_t v0 = 0; v0 < (size_t)V; v0 += vc) {
             const int n = (int)((size_t)V - v0 < vc ? (size_t)V - v0 : vc);
             LLM_TRY(ops->crossentropy_backward_cols(dlogits, logits, losses, a.targets, dloss, B, T, V, Vp, (int)v0, n));
-            LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_WTE, v0 * C), NULL, dlogits, a.lnf, PARAM(LLM_WTE, v0 * C), B, T, C, n,
-                                         (v0 > 0 ? LLM_MM_ACCUMULATE_DINP : 0) | write_dw));
+            LLM_TRY(mm_backward(ops, &wsq, dln, GRAD(LLM_WTE, v0 * C), NULL, dlogits, a.lnf, PARAM(LLM_WTE, v0 * C), B, T, C,
+                                n, (v0 > 0 ? LLM_MM_ACCUMULATE_DINP : 0) | write_dw));
         }
     }
     LLM_TRY(ops->zero(dres, BTC * xs));
@@ -731,26 +788,31 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
         size_t c = (size_t)l * C;
 
         // MLP: res3 = res2 + fcproj(gelu(fc(ln2(res2)))); dfch_gelu, dfch, dln written
-        LLM_TRY(ops->matmul_backward(dfch_gelu, GRAD(LLM_FCPROJW, c * 4 * C), GRAD(LLM_FCPROJB, c), dres, fch_gelu, PARAM(LLM_FCPROJW, c * 4 * C),
-                                     B, T, 4 * C, C, write_dw));
+        LLM_TRY(mm_backward(ops, &wsq, dfch_gelu, GRAD(LLM_FCPROJW, c * 4 * C), GRAD(LLM_FCPROJB, c), dres, fch_gelu,
+                            PARAM(LLM_FCPROJW, c * 4 * C), B, T, 4 * C, C, write_dw));
         LLM_TRY(ops->gelu_backward(dfch, fch, dfch_gelu, 4 * BTC));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_FCW, c * 4 * C), GRAD(LLM_FCB, 4 * c), dfch, ln2, PARAM(LLM_FCW, c * 4 * C), B, T,
-                                     C, 4 * C, write_dw));
+        LLM_TRY(mm_backward(ops, &wsq, dln, GRAD(LLM_FCW, c * 4 * C), GRAD(LLM_FCB, 4 * c), dfch, ln2, PARAM(LLM_FCW, c * 4 * C), B,
+                            T, C, 4 * C, write_dw));
         LLM_TRY(ops->layernorm_backward(dres, GRAD(LLM_LN2W, c), GRAD(LLM_LN2B, c), dln, res2, PARAM(LLM_LN2W, c), ln2_mean, ln2_rstd, B, T,
                                         C));
         // attention: res2 = residual + attproj(attn(qkv(ln1(residual)))); datty, dqkv, dln written
-        LLM_TRY(ops->matmul_backward(datty, GRAD(LLM_ATTPROJW, c * C), GRAD(LLM_ATTPROJB, c), dres, atty, PARAM(LLM_ATTPROJW, c * C), B, T, C, C, write_dw));
+        LLM_TRY(mm_backward(ops, &wsq, datty, GRAD(LLM_ATTPROJW, c * C), GRAD(LLM_ATTPROJB, c), dres, atty,
+                            PARAM(LLM_ATTPROJW, c * C), B, T, C, C, write_dw));
         LLM_TRY(ops->attention_backward(dqkv, m->att_scratch, datty, qkv, atty, att, B, T, C, NH));
-        LLM_TRY(ops->matmul_backward(dln, GRAD(LLM_QKVW, c * 3 * C), GRAD(LLM_QKVB, 3 * c), dqkv, ln1, PARAM(LLM_QKVW, c * 3 * C), B, T, C,
-                                     3 * C, write_dw));
+        LLM_TRY(mm_backward(ops, &wsq, dln, GRAD(LLM_QKVW, c * 3 * C), GRAD(LLM_QKVB, 3 * c), dqkv, ln1, PARAM(LLM_QKVW, c * 3 * C),
+                            B, T, C, 3 * C, write_dw));
         LLM_TRY(ops->layernorm_backward(dres, GRAD(LLM_LN1W, c), GRAD(LLM_LN1B, c), dln, residual, PARAM(LLM_LN1W, c), ln1_mean, ln1_rstd, B,
                                         T, C));
         if (dist) LLM_TRY(dist->grads_ready(dist->ctx, l));
     }
+    if (wsq >= 0.0) LLM_TRY(wte_rows_sq(m, inputs_host, BT, -1.0, &wsq));
     LLM_TRY(ops->encoder_backward(GRAD(LLM_WTE, 0), GRAD(LLM_WPE, 0), dres, a.inputs, inputs_host, B, T, C));
+    if (wsq >= 0.0) LLM_TRY(wte_rows_sq(m, inputs_host, BT, 1.0, &wsq));
     m->has_grad = 1;
     m->grads_zero = 0;
     m->norm_ready = 0;
+    m->weights_sq = wsq;
+    m->weights_sq_ready = wsq >= 0.0;
     if (dist) LLM_TRY(dist->grads_ready(dist->ctx, -1));
     return LLM_OK;
 }

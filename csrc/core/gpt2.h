@@ -81,6 +81,13 @@ struct llm_model {
     int grads_zero;
     int norm_ready;   // llm_grad_norm() ran since the last backward(): the gradients are averaged
     float grad_norm;  // (data parallelism) and this is their norm, which the next llm_step uses
+    // The last backward wrote the gradients (the first after zero_grad) and summed the squares
+    // of the weight matrices' and wte's as it stored them (ops->matmul_backward_sq): the norm
+    // then adds the small tensors' only. Never on a model whose gradient memory was handed out
+    // (llm_model_tensor: a caller may write into it) nor with data parallelism.
+    int weights_sq_ready;
+    double weights_sq;
+    int grads_shown;  // llm_model_tensor gave out the gradient pointers (host memory)
 
     // activations of the last forward, sized for act_BT / act_T (grown on demand)
     llm_block *act;   // inputs, targets, per-layer activations
@@ -128,5 +135,10 @@ llm_status gpt2_residual_layernorm(const llm_ops *ops, floatX *residual, floatX 
                                    int T, int C);
 // splitmix64's finaliser: well-mixed 64 bits of x (initialisation and rounding seeds).
 uint64_t gpt2_mix64(uint64_t x);
+// The transformer blocks' four weight matrices (qkv, attention projection, fc, fc projection),
+// whose gradients matmul_backward writes whole on the first backward after zero_grad.
+static inline int gpt2_block_matrix(int i) {
+    return i == LLM_QKVW || i == LLM_ATTPROJW || i == LLM_FCW || i == LLM_FCPROJW;
+}
 
 #endif // LLMPY_GPT2_H

@@ -239,6 +239,10 @@ typedef struct llm_tensor {
 } llm_tensor;
 
 llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *out);
+// The same without the gradient (out->grad = NULL), for callers that only read or write the
+// parameter: handing out the gradient's host memory makes every later gradient norm a pass over it
+// (the backward's running sum could miss the caller's writes).
+llm_status llm_model_tensor_info(llm_model *m, int i, llm_tensor *out);
 // Copies tensor i (its visible shape, as llm_model_tensor reports it) to host fp32: the parameter
 // (the fp32 master copy under mixed precision, so nothing is lost) or, with grad != 0, its gradient.
 llm_status llm_model_read_tensor(llm_model *m, int i, int grad, float *dst);

@@ -113,6 +113,13 @@ typedef struct llm_ops {
     llm_status (*matmul_backward)(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
                                   const floatX *inp, const floatX *weight, int B, int T, int C, int OC,
                                   int flags);
+    // optional: matmul_backward that also sets *dweight_sq (a host double) to the sum of the
+    // squares of dweight after the call, computed as it is stored: the gradient norm then needs no
+    // pass over the weight gradients. *dweight_sq < 0 where the variant in use does not compute
+    // it (the CPU's generic variant); it is then matmul_backward alone.
+    llm_status (*matmul_backward_sq)(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
+                                     const floatX *inp, const floatX *weight, int B, int T, int C, int OC,
+                                     int flags, double *dweight_sq);
     // optional: pre = inp @ weight^T + bias; out = gelu(pre) (the MLP's first matmul and its GELU
     // in one call). out must be exactly gelu_forward(pre): gelu_backward differentiates that
     // function. pre, out: (B,T,OC); other shapes as matmul_forward.

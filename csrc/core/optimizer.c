@@ -72,7 +72,15 @@ static llm_status reduce_and_norm(llm_model *m) {
     size_t nparts, elems;
     const gpt2_part *parts = update_parts(m, whole, &nparts, &elems);
     double sq = 0.0;
-    if (!dist || dist->whole) { // every gradient: one reduction
+    if (!dist && m->weights_sq_ready) { // the backward summed the big ones (gpt2.h): the rest here
+        sq = m->weights_sq;
+        for (int i = 0; i < LLM_NUM_TENSORS; i++) {
+            if (i == LLM_WTE || gpt2_block_matrix(i)) continue;
+            double part;
+            LLM_TRY(ops->norm_squared(&part, AT(m->grads, m->offsets[i]), m->sizes[i]));
+            sq += part;
+        }
+    } else if (!dist || dist->whole) { // every gradient: one reduction
         LLM_TRY(ops->norm_squared(&sq, m->grads, m->total));
     } else {
         for (size_t k = 0; k < nparts; k++) {

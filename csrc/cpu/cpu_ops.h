@@ -61,6 +61,7 @@ extern "C" {
 #define cpu_layernorm_backward CPU_ISA_NAME(cpu_layernorm_backward)
 #define cpu_matmul_forward CPU_ISA_NAME(cpu_matmul_forward)
 #define cpu_matmul_backward CPU_ISA_NAME(cpu_matmul_backward)
+#define cpu_matmul_backward_sq CPU_ISA_NAME(cpu_matmul_backward_sq)
 #define cpu_attention_forward CPU_ISA_NAME(cpu_attention_forward)
 #define cpu_attention_backward CPU_ISA_NAME(cpu_attention_backward)
 #define cpu_gelu_forward CPU_ISA_NAME(cpu_gelu_forward)
@@ -115,6 +116,11 @@ llm_status cpu_matmul_forward(float *out, const float *inp, const float *weight,
 llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
                                const float *inp, const float *weight, int B, int T, int C, int OC,
                                int flags);
+// cpu_matmul_backward that also sets *dweight_sq to the sum of the squares of dweight after the
+// call (ops.h: matmul_backward_sq)
+llm_status cpu_matmul_backward_sq(float *dinp, float *dweight, float *dbias, const float *dout,
+                                  const float *inp, const float *weight, int B, int T, int C, int OC,
+                                  int flags, double *dweight_sq);
 
 // --- attention.c ----------------------------------------------------------------
 llm_status cpu_attention_forward(float *out, float *att, const float *qkv, int B, int T, int C, int NH);
@@ -170,6 +176,10 @@ typedef struct cpu_kernels {
     llm_status (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int, int);
     llm_status (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int,
                                   int, int, int);
+    // NULL in the variants whose results tests/test_golden_run.py pins bit for bit (generic):
+    // there the gradient norm stays one pass over the gradients
+    llm_status (*matmul_backward_sq)(float *, float *, float *, const float *, const float *, const float *, int,
+                                     int, int, int, int, double *);
     llm_status (*attention_forward)(float *, float *, const float *, int, int, int, int);
     llm_status (*attention_backward)(float *, const float *, const float *, const float *, int, int, int, int);
     llm_status (*gelu_forward)(float *, const float *, size_t);

@@ -61,6 +61,10 @@
  * by one thread in a fixed order (KC slices in order), so results do not depend on the
  * number of threads. cpu_gemm_serial() exposes the single-threaded driver to attention.c.
  *
+ * cpu_matmul_backward_sq also sums the squares of dweight as its tiles are stored (each tile
+ * right after its last KC slice, from L1): the model's gradient norm then needs no pass over the
+ * weight gradients, ~0.5 GB read per GPT-2 124M step (~1.5 % of an AVX2 step, dev/cpu/step.c).
+ *
  * dev/cpu/matmul.c times this file's GEMM on the model's shapes and checks it.
  */
 #include <math.h>
@@ -472,10 +476,46 @@ static inline void b_prefetch_some(b_prefetch *f) {
 #endif
 }
 
+#ifdef VL
+#define SQ_LANES VL
+#else
+#define SQ_LANES 1
+#endif
+// acc (SQ_LANES doubles) += the squares of the mr x nr tile of c at c (row stride ldc), which was
+// just stored and is in L1: a full tile's in fp32 vector lanes first (MR * NV squares per lane).
+static void tile_sumsq(double *acc, const float *c, size_t ldc, size_t mr, size_t nr) {
+#ifdef VL
+    if (mr == MR && nr == NR) {
+        vec s[NV] = {{0}}; // NV independent chains of MR multiply-adds
+        for (size_t i = 0; i < MR; i++)
+            for (int v = 0; v < NV; v++) {
+                const vec x = ((const vec_u *)(c + i * ldc))[v];
+                s[v] += x * x;
+            }
+        for (int v = 1; v < NV; v++) s[0] += s[v];
+        for (int l = 0; l < VL; l++) acc[l] += (double)s[0][l];
+        return;
+    }
+#endif
+    for (size_t i = 0; i < mr; i++)
+        for (size_t j = 0; j < nr; j++) acc[0] += (double)c[i * ldc + j] * c[i * ldc + j];
+}
+
+// The sum of the squares of c (M,N) with row stride ldc, in one pass.
+static double sumsq_rows(const float *c, size_t ldc, size_t M, size_t N) {
+    double acc[SQ_LANES] = {0}, t = 0.0;
+    for (size_t i = 0; i < M; i++) tile_sumsq(acc, c + i * ldc, ldc, 1, N);
+    for (int l = 0; l < SQ_LANES; l++) t += acc[l];
+    return t;
+}
+
 // c[i0:i0+m, j0:j0+n] += a[i0:i0+m, :] @ b[:, j0:j0+n]; with store, c = bias[j0:j0+n] (or 0) + ...
+// With sq, *sq += the sum of the squares of that rectangle of c as it is finally stored (each
+// tile squared right after its last KC slice, while it is in L1).
 static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, size_t m, size_t j0, size_t n,
-                      size_t K, int store, const float *bias, float *scratch) {
+                      size_t K, int store, const float *bias, float *scratch, double *sq) {
     float *pb = scratch, *pa = scratch + (size_t)KC_ONE * NC;
+    double sq_acc[SQ_LANES] = {0};
     const int direct = a_direct(a);
     const size_t kbmax = a_depth(K), mamax = a_rows(K, direct);
     for (size_t kb = 0; kb < K; kb += kbmax) { // c is swept once per KB of the reduction
@@ -491,6 +531,7 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
                     const size_t kc = kbl - k0 < ks ? kbl - k0 : ks;
                     const float *pak = pa + k0 * ma_padded(ma);
                     const int first = store && kb == 0 && k0 == 0; // the first slice writes c
+                    const int last = sq && kb + kbl == K && k0 + kc == kbl; // and the last one ends it
                     pack_b(pb, b, kb + k0, kc, jb, nc);
                     // the next block of b: the next KC slice, or the first one of the next NC columns
                     const size_t calls = (ma + MR - 1) / MR * ((nc + NR - 1) / NR);
@@ -518,6 +559,7 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
                                 micro_kernel(kc, arow, direct ? 1 : MR, pb + q * kc, c + (ia + p) * ldc + jb + q, ldc,
                                              mr, nr, init);
 #endif
+                                if (last) tile_sumsq(sq_acc, c + (ia + p) * ldc + jb + q, ldc, mr, nr);
                                 b_prefetch_some(&pf);
                             }
                         }
@@ -526,6 +568,8 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
             }
         }
     }
+    if (sq)
+        for (int l = 0; l < SQ_LANES; l++) *sq += sq_acc[l];
 }
 
 size_t cpu_gemm_scratch_floats(void) { return SCRATCH_FLOATS; }
@@ -540,7 +584,7 @@ void cpu_gemm_serial(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, siz
                      float *scratch) {
     if (!M || !N) return;
     if (K) {
-        gemm_rect(c, ldc, a, b, 0, M, 0, N, K, store, NULL, scratch);
+        gemm_rect(c, ldc, a, b, 0, M, 0, N, K, store, NULL, scratch, NULL);
     } else if (store) {
         store_empty(c, ldc, M, N, NULL);
     }
@@ -562,12 +606,15 @@ static double split_cost(cpu_view a, cpu_view b, size_t M, size_t N, size_t K, s
 }
 
 // c (M,N) with row stride ldc += a (M,K) @ b (K,N), on all threads. With store, c is
-// overwritten instead: c = bias (a row of N floats, or 0 when NULL) + a @ b.
+// overwritten instead: c = bias (a row of N floats, or 0 when NULL) + a @ b. With sq, *sq = the
+// sum of the squares of the resulting c (threads' partial sums added in a fixed order).
 static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, int store,
-                       const float *bias) {
+                       const float *bias, double *sq) {
+    if (sq) *sq = 0.0;
     if (M == 0 || N == 0) return LLM_OK;
     if (K == 0) {
         if (store) store_empty(c, ldc, M, N, bias);
+        if (sq) *sq = sumsq_rows(c, ldc, M, N);
         return LLM_OK;
     }
 #ifdef _OPENMP
@@ -586,6 +633,8 @@ static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, s
     const size_t pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
     const long long parts = (long long)(tm * tn);
     int failed = 0;
+    double *const sq_out = sq, part_sq[64] = {0}; // the parts' sums; beyond 64 parts, a pass over c
+    if (parts > 64) sq = NULL;
 
 #pragma omp parallel if (parts > 1) num_threads(parts)
     {
@@ -602,11 +651,19 @@ static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, s
             const size_t i0 = pm * ri / tm * MR, i1 = pm * (ri + 1) / tm * MR;
             const size_t j0 = pn * rj / tn * NR, j1 = pn * (rj + 1) / tn * NR;
             const size_t m = (i1 < M ? i1 : M) - i0, n = (j1 < N ? j1 : N) - j0;
-            if (i0 < M && j0 < N && m && n) gemm_rect(c, ldc, a, b, i0, m, j0, n, K, store, bias, scratch);
+            if (i0 < M && j0 < N && m && n)
+                gemm_rect(c, ldc, a, b, i0, m, j0, n, K, store, bias, scratch, sq ? &part_sq[part] : NULL);
         }
     }
     if (failed)
         return llm_fail(LLM_ENOMEM, "matmul: out of memory for %zu bytes of scratch", SCRATCH_FLOATS * sizeof(float));
+    if (sq_out) {
+        *sq_out = 0.0;
+        if (sq)
+            for (long long p = 0; p < parts; p++) *sq_out += part_sq[p];
+        else // (more parts than part_sq holds)
+            *sq_out = sumsq_rows(c, ldc, M, N);
+    }
     return LLM_OK;
 }
 
@@ -618,7 +675,7 @@ llm_status cpu_matmul_forward(float *out, const float *inp, const float *weight,
     const size_t BT = (size_t)B * (size_t)T;
     cpu_view a = {inp, (size_t)C, 1};    // (BT, C)
     cpu_view b = {weight, 1, (size_t)C}; // weight^T: (C, OC)
-    return gemm(out, (size_t)OC, a, b, BT, (size_t)OC, (size_t)C, 1, bias); // out = bias + inp @ weight^T
+    return gemm(out, (size_t)OC, a, b, BT, (size_t)OC, (size_t)C, 1, bias, NULL); // out = bias + inp @ weight^T
 }
 
 // ----------------------------------------------------------------------------
@@ -641,20 +698,32 @@ static void bias_backward(float *dbias, const float *dout, size_t BT, size_t OC)
     }
 }
 
-llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout,
-                               const float *inp, const float *weight, int B, int T, int C, int OC,
-                               int flags) {
+// With dweight_sq (NULL: not wanted), *dweight_sq = the sum of the squares of dweight after the
+// call, computed as its tiles are stored (the gradient norm without a pass over the gradients).
+static llm_status matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                  const float *weight, int B, int T, int C, int OC, int flags, double *dweight_sq) {
     const size_t BT = (size_t)B * (size_t)T;
     if (dinp) { // store: the first KC slice writes dinp, so it needs no zeroing beforehand
         cpu_view a = {dout, (size_t)OC, 1};  // (BT, OC)
         cpu_view b = {weight, (size_t)C, 1}; // (OC, C)
-        LLM_TRY(gemm(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC, !(flags & LLM_MM_ACCUMULATE_DINP), NULL));
+        LLM_TRY(gemm(dinp, (size_t)C, a, b, BT, (size_t)C, (size_t)OC, !(flags & LLM_MM_ACCUMULATE_DINP), NULL, NULL));
     }
     { // store: the same for dweight when it is written, which spares zero_grad a pass over it
         cpu_view a = {dout, 1, (size_t)OC}; // dout^T: (OC, BT)
         cpu_view b = {inp, (size_t)C, 1};   // (BT, C)
-        LLM_TRY(gemm(dweight, (size_t)C, a, b, (size_t)OC, (size_t)C, BT, !!(flags & LLM_MM_WRITE_DWEIGHT), NULL));
+        LLM_TRY(gemm(dweight, (size_t)C, a, b, (size_t)OC, (size_t)C, BT, !!(flags & LLM_MM_WRITE_DWEIGHT), NULL,
+                     dweight_sq));
     }
     if (dbias) bias_backward(dbias, dout, BT, (size_t)OC);
     return LLM_OK;
+}
+
+llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, int B, int T, int C, int OC, int flags) {
+    return matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags, NULL);
+}
+
+llm_status cpu_matmul_backward_sq(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                  const float *weight, int B, int T, int C, int OC, int flags, double *dweight_sq) {
+    return matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags, dweight_sq);
 }

@@ -385,6 +385,14 @@ static llm_status matmul_backward(floatX *dinp, floatX *dweight, floatX *dbias, 
                                   const floatX *weight, int B, int T, int C, int OC, int flags) {
     return ISA->matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags);
 }
+static llm_status matmul_backward_sq(floatX *dinp, floatX *dweight, floatX *dbias, const floatX *dout,
+                                     const floatX *inp, const floatX *weight, int B, int T, int C, int OC, int flags,
+                                     double *dweight_sq) {
+    if (ISA->matmul_backward_sq)
+        return ISA->matmul_backward_sq(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags, dweight_sq);
+    *dweight_sq = -1.0; // not in this variant (cpu_ops.h)
+    return ISA->matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags);
+}
 // The CPU attention saves the (B,NH,T,T) probabilities and needs no scratch of its own.
 static size_t attention_state_bytes(int B, int T, int C, int NH) {
     (void)C;
@@ -484,6 +492,7 @@ const llm_ops llm_cpu_ops = {
     .residual_layernorm_forward = NULL,
     .matmul_forward = matmul_forward,
     .matmul_backward = matmul_backward,
+    .matmul_backward_sq = matmul_backward_sq,
     .matmul_gelu_forward = NULL,
     .attention_state_bytes = attention_state_bytes,
     .attention_scratch_bytes = attention_scratch_bytes,

@@ -16,7 +16,7 @@
 
 llm_status cpu_norm_squared(double *out, const float *x, size_t N) {
     double sum = 0.0;
-#pragma omp parallel for simd reduction(+ : sum)
+#pragma omp parallel for simd reduction(+ : sum) if (N >= 65536) // a row of wte (gpt2.c) is not worth a fork
     for (long long i = 0; i < (long long)N; i++) sum += (double)x[i] * x[i];
     *out = sum;
     return LLM_OK;
@@ -47,6 +47,9 @@ const cpu_kernels cpu_isa_ops = {
     .layernorm_backward = cpu_layernorm_backward,
     .matmul_forward = cpu_matmul_forward,
     .matmul_backward = cpu_matmul_backward,
+#if defined(LLMPY_CPU_ISA) && defined(__AVX2__) // the x86 variants
+    .matmul_backward_sq = cpu_matmul_backward_sq,
+#endif
     .attention_forward = cpu_attention_forward,
     .attention_backward = cpu_attention_backward,
     .gelu_forward = cpu_gelu_forward,

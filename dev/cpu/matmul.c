@@ -86,8 +86,8 @@ int main(int argc, char **argv) {
                     for (size_t i = 0; i < flush_n; i += 16) flush[i] += 1.0f; // one store per line
                 double w0 = dev_wall(), c0 = dev_cpu();
                 if (which == 0) cpu_matmul_forward(out, inp, w, NULL, 1, (int)BT, (int)C, (int)OC);
-                if (which == 1) gemm(dinp, C, (cpu_view){dout, OC, 1}, (cpu_view){w, C, 1}, BT, C, OC, 0, NULL);
-                if (which == 2) gemm(dw, C, (cpu_view){dout, 1, OC}, (cpu_view){inp, C, 1}, OC, C, BT, 0, NULL);
+                if (which == 1) gemm(dinp, C, (cpu_view){dout, OC, 1}, (cpu_view){w, C, 1}, BT, C, OC, 0, NULL, NULL);
+                if (which == 2) gemm(dw, C, (cpu_view){dout, 1, OC}, (cpu_view){inp, C, 1}, OC, C, BT, 0, NULL, NULL);
                 double w1 = dev_wall(), c1 = dev_cpu();
                 best_w = w1 - w0 < best_w ? w1 - w0 : best_w;
                 best_c = c1 - c0 < best_c ? c1 - c0 : best_c;
