@@ -244,6 +244,7 @@ static inline void transpose16(const float *const *src, size_t k, float *dst, si
 // it. The neon micro-kernel reads packed panels only: there rows contiguous along k are
 // interleaved too, 4 x 4 transposes at a time.
 #define PACK_A_ROWS (32 / MR > 0 ? 32 / MR * MR : MR)
+#define PACK_A_AHEAD 8 // runs ahead (d6 step: pack_a 2.3 -> 1.7 % of the time, 124M 1.2 -> 1.0 %)
 static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t k0, size_t kc) {
     if (a.cs == 1) { // rows contiguous along k: interleave MR rows
         for (size_t p = 0; p < mc; p += MR) {
@@ -266,6 +267,13 @@ static void pack_a(float *restrict dst, cpu_view a, size_t i0, size_t mc, size_t
         const size_t gend = mc - g < PACK_A_ROWS ? mc : g + PACK_A_ROWS;
         for (size_t k = 0; k < kc; k++) {
             const float *src = a.p + (k0 + k) * a.cs + (i0 + g) * a.rs;
+#if defined(__GNUC__) || defined(__clang__)
+            if (a.rs == 1) { // the runs lie a row of dout apart, too far for the hardware prefetcher
+                const float *ahead = src + PACK_A_AHEAD * a.cs;
+                __builtin_prefetch(ahead);
+                __builtin_prefetch(ahead + PACK_A_ROWS - 1);
+            }
+#endif
             for (size_t p = g; p < gend; p += MR, src += MR * a.rs) {
                 const size_t rows = gend - p < MR ? gend - p : MR;
                 float *d = dst + p * kc + k * MR;
