@@ -384,7 +384,12 @@ class GPT2:
         return self._views(self._m.tensor, torch)
 
     def gradients(self, torch: bool = False) -> dict:
-        """name -> float32 array of each gradient, same names and shapes as parameters()."""
+        """name -> float32 array of each gradient, same names and shapes as parameters().
+
+        On the CPU these are views that may be written (step() sees the change). Once they have
+        been taken, the gradient norm is always computed by a pass over the gradients rather than
+        summed by the backward as it writes them (~1.5 % of a GPT-2 124M step).
+        """
         return self._views(self._m.grad, torch)
 
     def _views(self, get, as_torch: bool) -> dict:
