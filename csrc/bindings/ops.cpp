@@ -296,10 +296,10 @@ void matmul_forward(const llm_ops &be, py::array out, py::array inp, py::array w
     run([&] { return be.matmul_forward(o->ptr(), x->ptr(), w->ptr(), ptr(b), B, T, C, OC); }, {o.get()});
 }
 
-void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::object dbias, py::array dout,
-                     py::array inp, py::array weight, int B, int T, int C, int OC, bool accumulate,
-                     bool write_dweight) {
-    const char *op = "matmul_backward";
+// matmul_backward, or with sq matmul_backward_sq (which the caller checked the backend has)
+static void matmul_backward_into(const llm_ops &be, const char *op, py::object dinp, py::array dweight,
+                                 py::object dbias, py::array dout, py::array inp, py::array weight, int B, int T,
+                                 int C, int OC, bool accumulate, bool write_dweight, double *sq) {
     positive(op, {{"B", B}, {"T", T}, {"C", C}, {"OC", OC}});
     auto dx = opt_x(be, op, "dinp", dinp, count(op, {B, T, C}), true);
     auto dw = out_x(be, op, "dweight", dweight, count(op, {OC, C}));
@@ -308,8 +308,18 @@ void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::
     auto w = in_x(be, op, "weight", weight, count(op, {OC, C}));
     run([&] {
         const int flags = (accumulate ? LLM_MM_ACCUMULATE_DINP : 0) | (write_dweight ? LLM_MM_WRITE_DWEIGHT : 0);
+        if (sq)
+            return be.matmul_backward_sq(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC, flags,
+                                         sq);
         return be.matmul_backward(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC, flags);
     }, {dx.get(), dw.get(), db.get()});
+}
+
+void matmul_backward(const llm_ops &be, py::object dinp, py::array dweight, py::object dbias, py::array dout,
+                     py::array inp, py::array weight, int B, int T, int C, int OC, bool accumulate,
+                     bool write_dweight) {
+    matmul_backward_into(be, "matmul_backward", dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, accumulate,
+                         write_dweight, nullptr);
 }
 
 // matmul_backward that returns the sum of the squares of dweight after it (ops.h: optional;
@@ -318,19 +328,9 @@ py::object matmul_backward_sq(const llm_ops &be, py::object dinp, py::array dwei
                               py::array inp, py::array weight, int B, int T, int C, int OC, bool accumulate,
                               bool write_dweight) {
     if (!be.matmul_backward_sq) return py::none();
-    const char *op = "matmul_backward_sq";
-    positive(op, {{"B", B}, {"T", T}, {"C", C}, {"OC", OC}});
-    auto dx = opt_x(be, op, "dinp", dinp, count(op, {B, T, C}), true);
-    auto dw = out_x(be, op, "dweight", dweight, count(op, {OC, C}));
-    auto db = opt_x(be, op, "dbias", dbias, OC, true);
-    auto d = in_x(be, op, "dout", dout, count(op, {B, T, OC})), x = in_x(be, op, "inp", inp, count(op, {B, T, C}));
-    auto w = in_x(be, op, "weight", weight, count(op, {OC, C}));
     double sq = 0.0;
-    run([&] {
-        const int flags = (accumulate ? LLM_MM_ACCUMULATE_DINP : 0) | (write_dweight ? LLM_MM_WRITE_DWEIGHT : 0);
-        return be.matmul_backward_sq(ptr(dx), dw->ptr(), ptr(db), d->ptr(), x->ptr(), w->ptr(), B, T, C, OC, flags,
-                                     &sq);
-    }, {dx.get(), dw.get(), db.get()});
+    matmul_backward_into(be, "matmul_backward_sq", dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, accumulate,
+                         write_dweight, &sq);
     return py::float_(sq);
 }
 
