@@ -179,6 +179,7 @@ llm_status gpt2_alloc(llm_model **out, const llm_config *cfg_in, const char *dev
     m->cfg = cfg;
     m->ops = ops;
     m->xsize = llm_dtype_size(ops->dtype);
+    m->weights_sq = -1.0; // no backward has summed anything
     strcpy(m->device, be->device);
     strcpy(m->precision, be->precision);
     size_t total = 0;
@@ -341,7 +342,7 @@ llm_status llm_model_tensor(llm_model *m, int i, llm_tensor *t) {
     LLM_TRY(gpt2_grads_readable(m)); // t->grad is a pointer callers read
     if (m->ops->host_memory) { // ... and may write: the norm is then always a pass over the gradients
         m->grads_shown = 1;
-        m->weights_sq_ready = 0;
+        m->weights_sq = -1.0;
     }
     t->grad = (char *)m->grads + m->offsets[i] * m->xsize;
     return LLM_OK;
@@ -647,7 +648,7 @@ llm_status llm_zero_grad(llm_model *m) {
     m->grads_zero = 1; // cleared by the next backward's writes, or by gpt2_grads_readable
     m->has_grad = 0;
     m->norm_ready = 0;
-    m->weights_sq_ready = 0;
+    m->weights_sq = -1.0;
     return LLM_OK;
 }
 
@@ -683,28 +684,41 @@ static int cmp_i32(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-// *sq += sign * the squares of wte's gradient rows at the distinct ids (host memory, n of
-// them): the rows the encoder backward adds to, taken out of the lm_head's sum before it and put
-// back after it. *sq < 0 on failure to allocate (the norm is then one pass, as without the sum).
-static llm_status wte_rows_sq(llm_model *m, const int32_t *ids, size_t n, double sign, double *sq) {
-    int32_t *u = malloc(n * sizeof *u);
-    if (!u) {
-        *sq = -1.0;
-        return LLM_OK;
-    }
-    memcpy(u, ids, n * sizeof *u);
-    qsort(u, n, sizeof *u, cmp_i32);
+// The sum of the squares of wte's gradient rows at rows[0:n] (distinct ids).
+static llm_status wte_rows_sq(const llm_model *m, const int32_t *rows, size_t n, double *out) {
     const size_t C = (size_t)m->cfg.n_embd, xs = m->xsize;
-    llm_status s = LLM_OK;
-    double sum = 0.0;
-    for (size_t i = 0; i < n && s == LLM_OK; i++) {
-        if (i && u[i] == u[i - 1]) continue;
+    *out = 0.0;
+    for (size_t i = 0; i < n; i++) {
         double row;
-        s = m->ops->norm_squared(&row, AT(m->grads, m->offsets[LLM_WTE] + (size_t)u[i] * C), C);
-        sum += row;
+        LLM_TRY(m->ops->norm_squared(&row, GRAD(LLM_WTE, (size_t)rows[i] * C), C));
+        *out += row;
     }
-    free(u);
-    if (s == LLM_OK) *sq = fmax(*sq + sign * sum, 0.0);
+    return LLM_OK;
+}
+
+// The encoder backward, and *sq (when >= 0: the backward's running sum, which includes wte's
+// lm_head product) kept true: wte's rows the encoder adds to (the distinct input ids) are taken
+// out of it before and put back after. *sq turns negative if their list cannot be allocated.
+static llm_status encoder_backward_sq(llm_model *m, const floatX *dres, const int32_t *inputs,
+                                      const int32_t *inputs_host, int B, int T, double *sq) {
+    const llm_ops *ops = m->ops;
+    const size_t xs = m->xsize, n = (size_t)B * T;
+    int32_t *rows = *sq >= 0.0 ? malloc(n * sizeof *rows) : NULL;
+    if (!rows) *sq = -1.0;
+    size_t distinct = 0;
+    if (rows) {
+        memcpy(rows, inputs_host, n * sizeof *rows);
+        qsort(rows, n, sizeof *rows, cmp_i32);
+        for (size_t i = 0; i < n; i++)
+            if (!i || rows[i] != rows[i - 1]) rows[distinct++] = rows[i];
+    }
+    double before = 0.0, after = 0.0;
+    llm_status s = rows ? wte_rows_sq(m, rows, distinct, &before) : LLM_OK;
+    if (s == LLM_OK)
+        s = ops->encoder_backward(GRAD(LLM_WTE, 0), GRAD(LLM_WPE, 0), dres, inputs, inputs_host, B, T, m->cfg.n_embd);
+    if (s == LLM_OK && rows) s = wte_rows_sq(m, rows, distinct, &after);
+    if (s == LLM_OK && rows) *sq = fmax(*sq - before + after, 0.0);
+    free(rows);
     return s;
 }
 
@@ -749,8 +763,8 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
     const int write_dw = m->grads_zero ? LLM_MM_WRITE_DWEIGHT : 0;
     if (write_dw) LLM_TRY(clear_added_grads(m, ops->lm_head_in_place ? Vp : V));
     // the squares of the weight matrices' and wte's gradients, summed as they are written (see
-    // gpt2.h: weights_sq_ready); -1: not summed
-    m->weights_sq_ready = 0;
+    // gpt2.h: weights_sq); -1: not summed
+    m->weights_sq = -1.0;
     double wsq = write_dw && !dist && !m->grads_shown && ops->matmul_backward_sq ? 0.0 : -1.0;
 
     // Buffers written by one op and read by the next are written (=), never zeroed first
@@ -805,14 +819,11 @@ llm_status llm_backward(llm_model *m, float loss_scale) {
                                         T, C));
         if (dist) LLM_TRY(dist->grads_ready(dist->ctx, l));
     }
-    if (wsq >= 0.0) LLM_TRY(wte_rows_sq(m, inputs_host, BT, -1.0, &wsq));
-    LLM_TRY(ops->encoder_backward(GRAD(LLM_WTE, 0), GRAD(LLM_WPE, 0), dres, a.inputs, inputs_host, B, T, C));
-    if (wsq >= 0.0) LLM_TRY(wte_rows_sq(m, inputs_host, BT, 1.0, &wsq));
+    LLM_TRY(encoder_backward_sq(m, dres, a.inputs, inputs_host, B, T, &wsq));
     m->has_grad = 1;
     m->grads_zero = 0;
     m->norm_ready = 0;
     m->weights_sq = wsq;
-    m->weights_sq_ready = wsq >= 0.0;
     if (dist) LLM_TRY(dist->grads_ready(dist->ctx, -1));
     return LLM_OK;
 }

@@ -81,11 +81,11 @@ struct llm_model {
     int grads_zero;
     int norm_ready;   // llm_grad_norm() ran since the last backward(): the gradients are averaged
     float grad_norm;  // (data parallelism) and this is their norm, which the next llm_step uses
-    // The last backward wrote the gradients (the first after zero_grad) and summed the squares
-    // of the weight matrices' and wte's as it stored them (ops->matmul_backward_sq): the norm
-    // then adds the small tensors' only. Never on a model whose gradient memory was handed out
-    // (llm_model_tensor: a caller may write into it) nor with data parallelism.
-    int weights_sq_ready;
+    // >= 0: the last backward wrote the gradients (the first after zero_grad) and summed the
+    // squares of those gpt2_summed_by_backward names as it stored them (ops->matmul_backward_sq):
+    // the norm then adds the other tensors' only. Negative otherwise, and always on a model whose
+    // gradient memory was handed out (llm_model_tensor: a caller may write into it) or with data
+    // parallelism.
     double weights_sq;
     int grads_shown;  // llm_model_tensor gave out the gradient pointers (host memory)
 
@@ -140,5 +140,8 @@ uint64_t gpt2_mix64(uint64_t x);
 static inline int gpt2_block_matrix(int i) {
     return i == LLM_QKVW || i == LLM_ATTPROJW || i == LLM_FCW || i == LLM_FCPROJW;
 }
+// The gradients whose squares llm_backward sums into weights_sq: the block matrices and wte
+// (its lm_head product, and the rows the encoder backward adds to).
+static inline int gpt2_summed_by_backward(int i) { return i == LLM_WTE || gpt2_block_matrix(i); }
 
 #endif // LLMPY_GPT2_H

@@ -72,10 +72,10 @@ static llm_status reduce_and_norm(llm_model *m) {
     size_t nparts, elems;
     const gpt2_part *parts = update_parts(m, whole, &nparts, &elems);
     double sq = 0.0;
-    if (!dist && m->weights_sq_ready) { // the backward summed the big ones (gpt2.h): the rest here
+    if (!dist && m->weights_sq >= 0.0) { // the backward summed the big ones (gpt2.h): the rest here
         sq = m->weights_sq;
         for (int i = 0; i < LLM_NUM_TENSORS; i++) {
-            if (i == LLM_WTE || gpt2_block_matrix(i)) continue;
+            if (gpt2_summed_by_backward(i)) continue;
             double part;
             LLM_TRY(ops->norm_squared(&part, AT(m->grads, m->offsets[i]), m->sizes[i]));
             sq += part;

@@ -117,7 +117,7 @@ llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const 
                                const float *inp, const float *weight, int B, int T, int C, int OC,
                                int flags);
 // cpu_matmul_backward that also sets *dweight_sq to the sum of the squares of dweight after the
-// call (ops.h: matmul_backward_sq)
+// call (ops.h: matmul_backward_sq); dweight_sq NULL: cpu_matmul_backward
 llm_status cpu_matmul_backward_sq(float *dinp, float *dweight, float *dbias, const float *dout,
                                   const float *inp, const float *weight, int B, int T, int C, int OC,
                                   int flags, double *dweight_sq);

@@ -618,10 +618,8 @@ static double split_cost(cpu_view a, cpu_view b, size_t M, size_t N, size_t K, s
 // sum of the squares of the resulting c (threads' partial sums added in a fixed order).
 static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, size_t N, size_t K, int store,
                        const float *bias, double *sq) {
-    if (sq) *sq = 0.0;
-    if (M == 0 || N == 0) return LLM_OK;
-    if (K == 0) {
-        if (store) store_empty(c, ldc, M, N, bias);
+    if (M == 0 || N == 0 || K == 0) {
+        if (store && K == 0) store_empty(c, ldc, M, N, bias);
         if (sq) *sq = sumsq_rows(c, ldc, M, N);
         return LLM_OK;
     }
@@ -641,8 +639,8 @@ static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, s
     const size_t pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
     const long long parts = (long long)(tm * tn);
     int failed = 0;
-    double *const sq_out = sq, part_sq[64] = {0}; // the parts' sums; beyond 64 parts, a pass over c
-    if (parts > 64) sq = NULL;
+    double part_sq[64] = {0}; // each part's sum of squares; beyond 64 parts, a pass over c after
+    double *const psq = sq && parts <= 64 ? part_sq : NULL;
 
 #pragma omp parallel if (parts > 1) num_threads(parts)
     {
@@ -660,17 +658,14 @@ static llm_status gemm(float *c, size_t ldc, cpu_view a, cpu_view b, size_t M, s
             const size_t j0 = pn * rj / tn * NR, j1 = pn * (rj + 1) / tn * NR;
             const size_t m = (i1 < M ? i1 : M) - i0, n = (j1 < N ? j1 : N) - j0;
             if (i0 < M && j0 < N && m && n)
-                gemm_rect(c, ldc, a, b, i0, m, j0, n, K, store, bias, scratch, sq ? &part_sq[part] : NULL);
+                gemm_rect(c, ldc, a, b, i0, m, j0, n, K, store, bias, scratch, psq ? &psq[part] : NULL);
         }
     }
     if (failed)
         return llm_fail(LLM_ENOMEM, "matmul: out of memory for %zu bytes of scratch", SCRATCH_FLOATS * sizeof(float));
-    if (sq_out) {
-        *sq_out = 0.0;
-        if (sq)
-            for (long long p = 0; p < parts; p++) *sq_out += part_sq[p];
-        else // (more parts than part_sq holds)
-            *sq_out = sumsq_rows(c, ldc, M, N);
+    if (sq) {
+        *sq = psq ? 0.0 : sumsq_rows(c, ldc, M, N);
+        for (long long p = 0; psq && p < parts; p++) *sq += psq[p];
     }
     return LLM_OK;
 }
@@ -708,7 +703,7 @@ static void bias_backward(float *dbias, const float *dout, size_t BT, size_t OC)
 
 // With dweight_sq (NULL: not wanted), *dweight_sq = the sum of the squares of dweight after the
 // call, computed as its tiles are stored (the gradient norm without a pass over the gradients).
-static llm_status matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+llm_status cpu_matmul_backward_sq(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                   const float *weight, int B, int T, int C, int OC, int flags, double *dweight_sq) {
     const size_t BT = (size_t)B * (size_t)T;
     if (dinp) { // store: the first KC slice writes dinp, so it needs no zeroing beforehand
@@ -728,10 +723,5 @@ static llm_status matmul_backward(float *dinp, float *dweight, float *dbias, con
 
 llm_status cpu_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                                const float *weight, int B, int T, int C, int OC, int flags) {
-    return matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags, NULL);
-}
-
-llm_status cpu_matmul_backward_sq(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                                  const float *weight, int B, int T, int C, int OC, int flags, double *dweight_sq) {
-    return matmul_backward(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags, dweight_sq);
+    return cpu_matmul_backward_sq(dinp, dweight, dbias, dout, inp, weight, B, T, C, OC, flags, NULL);
 }
