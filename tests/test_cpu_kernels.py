@@ -82,6 +82,7 @@ GEMM_SHAPES = [
     (2, 3, 64, 481),  # M = 6, N = 480+1: one column past the AVX2 NC block (dweight: M = 481)
     (1, 23, 40, 513),  # N = 512+1: one column past the generic NC block
     (1, 9, 40, 257),  # N = 256+1: one column past the AVX-512 NC block
+    (1, 5, 40, 193),  # N = 192+1: one column past AVX2's narrower block for few rows (NC_SHORT)
     (4, 1, 24, 63),  # N = 64-1, M = 4: a whole AVX2 row of tiles, K = one AVX2 panel width
     # x86 reduces up to 384 (KC_ONE) in one slice: K = 384 exactly (forward), one past it (dinp
     # K = OC = 385, dweight K = B*T = 386)

@@ -42,7 +42,8 @@
  * The blocks: KC 256 (a KC x NR panel of b stays in L1: 24 KiB for AVX2; 64 KiB for AVX-512,
  * which streams it from L2 at no measurable cost; on x86 a reduction of up to 384 is one
  * slice, KC_ONE), MC 96, NC 480-512 (KC x NC of b, 0.5 MiB,
- * stays in L2 with a's rows and c's block); AVX-512 takes NC 256: with the next block of b
+ * stays in L2 with a's rows and c's block; AVX2 takes 192 columns when a's block has at most 512
+ * rows, NC_SHORT); AVX-512 takes NC 256: with the next block of b
  * prefetched beside it and a whole step's weights streaming through, the smaller block keeps
  * L2 from thrashing (a d6 training step ~5% faster, 124M ~1%; dev/cpu/step.c, 2 threads). The
  * packed block of a (ABUF) is 2 MiB; AVX2 packs 1 MiB of it at a time (ABUF_PACKED), whose
@@ -107,6 +108,12 @@
 #ifndef NC
 #define NC 480
 #endif
+#ifndef NC_SHORT
+// narrower blocks of b for blocks of at most NC_SHORT_M rows of a (the 124M forward's M = 256):
+// b's next block, prefetched while this one is used, then stays in L2 with a and c (pack_b
+// waits less for the weight; AVX2 124M forward ~3 % faster, dev/cpu/step.c, 12 pairs)
+#define NC_SHORT 192
+#endif
 #ifndef ABUF_PACKED
 // 1 MiB of packed a (dweight's dout^T): with the block of c it then stays in the 2 MiB L2
 // beside b's (dev/cpu/matmul.c, 2 threads: dweight ~2-7 % faster on the 124M shapes)
@@ -148,7 +155,14 @@
 #ifndef ABUF_PACKED
 #define ABUF_PACKED ABUF // the part of it a block of packed rows may use (a read in place: ABUF)
 #endif
+#ifndef NC_SHORT
+#define NC_SHORT NC
+#endif
+#ifndef NC_SHORT_M
+#define NC_SHORT_M 512
+#endif
 _Static_assert(MC % MR == 0 && NC % NR == 0 && KB % KC == 0, "blocks must hold whole micro-panels");
+_Static_assert(NC_SHORT % NR == 0 && NC_SHORT <= NC, "blocks must hold whole micro-panels");
 _Static_assert(ABUF_PACKED / KB >= MC, "the packed block of a must hold at least MC rows");
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(CPU_NEON)
@@ -533,8 +547,9 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
             // a[ia:ia+ma, kb:kb+kbl], packed once, as KC slices of ma rows each (unless read in place)
             for (size_t k0 = 0; k0 < kbl && !direct; k0 += ks)
                 pack_a(pa + k0 * ma_padded(ma), a, ia, ma, kb + k0, kbl - k0 < ks ? kbl - k0 : ks);
-            for (size_t jb = j0; jb < j0 + n; jb += NC) {
-                const size_t nc = j0 + n - jb < NC ? j0 + n - jb : NC;
+            const size_t ncb = ma <= NC_SHORT_M ? NC_SHORT : NC; // columns per block of b
+            for (size_t jb = j0; jb < j0 + n; jb += ncb) {
+                const size_t nc = j0 + n - jb < ncb ? j0 + n - jb : ncb;
                 for (size_t k0 = 0; k0 < kbl; k0 += ks) { // the ma x nc block of c stays in cache
                     const size_t kc = kbl - k0 < ks ? kbl - k0 : ks;
                     const float *pak = pa + k0 * ma_padded(ma);
@@ -546,9 +561,9 @@ static void gemm_rect(float *c, size_t ldc, cpu_view a, cpu_view b, size_t i0, s
                     b_prefetch pf = {0};
                     if (k0 + ks < kbl)
                         pf = b_prefetch_plan(b, kb + k0 + ks, kbl - k0 - ks < ks ? kbl - k0 - ks : ks, jb, nc, calls);
-                    else if (jb + NC < j0 + n)
-                        pf = b_prefetch_plan(b, kb, ks, jb + NC,
-                                             j0 + n - jb - NC < NC ? j0 + n - jb - NC : NC, calls);
+                    else if (jb + ncb < j0 + n)
+                        pf = b_prefetch_plan(b, kb, ks, jb + ncb,
+                                             j0 + n - jb - ncb < ncb ? j0 + n - jb - ncb : ncb, calls);
                     for (size_t ib = 0; ib < ma; ib += MC) {
                         const size_t mc = ma - ib < MC ? ma - ib : MC;
                         for (size_t q = 0; q < nc; q += NR) {
