@@ -79,7 +79,8 @@ GEMM_SHAPES = [
     # one row / column past a whole tile and one short of it, and a reduction one past a KC slice
     (1, 5, 257, 25),  # M = 4+1 = 6-1, N = 24+1, K = 256+1
     (1, 7, 33, 65),  # M = 6+1, N = 64+1
-    (2, 3, 64, 481),  # M = 6, N = 480+1: one column past the AVX2 NC block (dweight: M = 481)
+    (2, 3, 64, 481),  # M = 6, N = 480+1: AVX2 takes 192-column blocks for so few rows (NC_SHORT)
+    (1, 1040, 40, 481),  # > 512 rows per thread however split: AVX2's full NC block, N = 480+1
     (1, 23, 40, 513),  # N = 512+1: one column past the generic NC block
     (1, 9, 40, 257),  # N = 256+1: one column past the AVX-512 NC block
     (1, 5, 40, 193),  # N = 192+1: one column past AVX2's narrower block for few rows (NC_SHORT)
