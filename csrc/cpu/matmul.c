@@ -47,7 +47,11 @@
  * prefetched beside it and a whole step's weights streaming through, the smaller block keeps
  * L2 from thrashing (a d6 training step ~5% faster, 124M ~1%; dev/cpu/step.c, 2 threads). The
  * packed block of a (ABUF) is 2 MiB; AVX2 packs 1 MiB of it at a time (ABUF_PACKED), whose
- * smaller blocks of a and c then stay in L2 too. Packing weight^T into b's panels transposes 8x8 / 16x16 tiles with AVX shuffles where the variant has them. The neon variant (aarch64) brings
+ * smaller blocks of a and c then stay in L2 too. These sizes were tuned on a 2 MiB L2 (Intel
+ * Xeon); on Zen 3's 512 KiB L2, NC 192 everywhere and 512 KiB of packed a measured no clear
+ * difference in a d6 step (dev/bench/RESULTS.md, issue 21, runs O and P). Packing weight^T
+ * into b's panels transposes 8x8 / 16x16 tiles with AVX shuffles where the variant has them.
+ * The neon variant (aarch64) brings
  * its own 8 x 12 micro-kernel written with NEON intrinsics (24 of the 32 q registers
  * accumulate), which reads a packed panel of a (a is always packed there, with 4x4
  * transposes), from matmul_neon.h.
